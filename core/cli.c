@@ -1,0 +1,308 @@
+#include "cli.h"
+
+#include "error.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef enum { OPT_FLAG, OPT_STRING, OPT_INT, OPT_SIZE, OPT_SECONDS, OPT_LOG_LEVEL } opt_kind;
+
+typedef struct {
+    const char *name; /* long name without the leading "--" */
+    char short_name;  /* 0 when there is none */
+    opt_kind kind;
+    size_t offset; /* field in ws_config_t; for OPT_FLAG, the ws_cli_action to return */
+    /* Range for numbers: inclusive, except that OPT_SECONDS excludes min. */
+    double min, max;
+    const char *def; /* default, in command-line syntax; also shown by --help */
+    const char *metavar;
+    const char *help;
+} opt_t;
+
+#define FIELD(f) offsetof(ws_config_t, f)
+
+/* Defaults live only here, as text run through the same parser as argv, so the
+ * help text cannot disagree with what ws_cli_defaults() sets. Adding an option
+ * is one row plus its field in ws_config_t. */
+static const opt_t opts[] = {
+    {"host", 0, OPT_STRING, FIELD(host), 0, 0, "0.0.0.0", "ADDR", "address to listen on"},
+    {"port", 0, OPT_INT, FIELD(port), 0, 65535, "8000", "N", "TCP port; 0 picks a free one"},
+    {"log-level", 0, OPT_LOG_LEVEL, FIELD(log_level), 0, 0, "info", "LEVEL",
+     "error, warn, info or debug"},
+    {"max-message", 0, OPT_SIZE, FIELD(max_message), 1, 0, "16m", "BYTES",
+     "largest WebSocket message (1009 above)"},
+    {"max-header", 0, OPT_SIZE, FIELD(max_header), 1, 0, "16k", "BYTES",
+     "largest HTTP header block (431 above)"},
+    {"max-body", 0, OPT_SIZE, FIELD(max_body), 0, 0, "1m", "BYTES",
+     "largest HTTP request body (413 above)"},
+    {"close-timeout", 0, OPT_SECONDS, FIELD(close_timeout), 0, 3600, "5", "SECONDS",
+     "wait this long for the peer's close reply"},
+    {"help", 'h', OPT_FLAG, WS_CLI_HELP, 0, 0, NULL, NULL, "show this help and exit"},
+    {"version", 'V', OPT_FLAG, WS_CLI_VERSION, 0, 0, NULL, NULL, "show the version and exit"},
+};
+
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+/* --- value parsers --- */
+
+static int parse_size(const char *s, size_t *out)
+{
+    unsigned long long v = 0;
+    const char *p = s;
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (ULLONG_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    unsigned shift = 0;
+    switch (*p) {
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        p++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        p++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        p++;
+        break;
+    default:
+        return -1;
+    }
+    if (*p != '\0')
+        return -1;
+    if (shift && v > (ULLONG_MAX >> shift))
+        return -1;
+    v <<= shift;
+    if (v > SIZE_MAX)
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+static int parse_long(const char *s, long max, long *out)
+{
+    long v = 0;
+    if (*s == '\0')
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        v = v * 10 + (*s - '0');
+        if (v > max)
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Hand-rolled rather than strtod(): that one follows the locale's decimal point
+ * and accepts hex, "inf" and "nan", none of which belong in a timeout. */
+static int parse_seconds(const char *s, double *out)
+{
+    double v = 0, scale = 1;
+    int digits = 0;
+    for (; *s >= '0' && *s <= '9'; s++, digits++) {
+        v = v * 10 + (*s - '0');
+        if (v > 1e9)
+            return -1;
+    }
+    if (*s == '.') {
+        for (s++; *s >= '0' && *s <= '9'; s++, digits++) {
+            scale /= 10;
+            v += (*s - '0') * scale;
+        }
+    }
+    if (*s != '\0' || digits == 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int set_value(const opt_t *o, const char *val, ws_config_t *cfg)
+{
+    void *field = (char *)cfg + o->offset;
+    switch (o->kind) {
+    case OPT_STRING:
+        if (*val == '\0')
+            return -1;
+        *(const char **)field = val;
+        return 0;
+    case OPT_INT: {
+        long v;
+        if (parse_long(val, (long)o->max, &v) != 0 || v < (long)o->min)
+            return -1;
+        *(int *)field = (int)v;
+        return 0;
+    }
+    case OPT_SIZE: {
+        size_t v;
+        if (parse_size(val, &v) != 0 || (double)v < o->min)
+            return -1;
+        *(size_t *)field = v;
+        return 0;
+    }
+    case OPT_SECONDS: {
+        double v;
+        /* min is exclusive here: a zero timeout would close without waiting at all. */
+        if (parse_seconds(val, &v) != 0 || v <= o->min || v > o->max)
+            return -1;
+        *(double *)field = v;
+        return 0;
+    }
+    case OPT_LOG_LEVEL:
+        for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++) {
+            if (strcmp(val, level_names[i]) == 0) {
+                *(ws_log_level_t *)field = (ws_log_level_t)i;
+                return 0;
+            }
+        }
+        return -1;
+    case OPT_FLAG:
+        break;
+    }
+    return -1;
+}
+
+/* --- parsing --- */
+
+void ws_cli_defaults(ws_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].def)
+            (void)set_value(&opts[i], opts[i].def, cfg);
+    cfg->script = NULL;
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return WS_EINVAL;
+}
+
+static const opt_t *find_long(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (strlen(opts[i].name) == len && memcmp(opts[i].name, name, len) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+static const opt_t *find_short(char c)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].short_name && opts[i].short_name == c)
+            return &opts[i];
+    return NULL;
+}
+
+int ws_cli_parse(int argc, char **argv, ws_config_t *cfg, char *err, size_t errlen)
+{
+    int only_args = 0;
+
+    ws_cli_defaults(cfg);
+    if (err && errlen)
+        err[0] = '\0';
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (only_args || arg[0] != '-' || arg[1] == '\0') {
+            if (cfg->script)
+                return fail(err, errlen, "unexpected extra argument '%s'", arg);
+            cfg->script = arg;
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            only_args = 1;
+            continue;
+        }
+
+        const opt_t *o;
+        const char *val = NULL;
+        size_t namelen;
+        if (arg[1] == '-') {
+            const char *eq = strchr(arg + 2, '=');
+            namelen = eq ? (size_t)(eq - arg) : strlen(arg);
+            o = find_long(arg + 2, namelen - 2);
+            if (eq)
+                val = eq + 1;
+        } else {
+            namelen = strlen(arg);
+            o = namelen == 2 ? find_short(arg[1]) : NULL;
+        }
+        if (!o)
+            return fail(err, errlen, "unknown option '%.*s'", (int)namelen, arg);
+
+        if (o->kind == OPT_FLAG) {
+            if (val)
+                return fail(err, errlen, "option '--%s' takes no value", o->name);
+            return (int)o->offset;
+        }
+        if (!val) {
+            if (i + 1 >= argc)
+                return fail(err, errlen, "option '--%s' needs a value", o->name);
+            val = argv[++i];
+        }
+        if (set_value(o, val, cfg) != 0)
+            return fail(err, errlen, "invalid value for --%s: '%s'", o->name, val);
+    }
+    if (!cfg->script)
+        return fail(err, errlen, "missing SCRIPT.lua argument");
+    return WS_CLI_RUN;
+}
+
+/* --- usage --- */
+
+const char *ws_cli_usage(void)
+{
+    /* Built from the table on first use so a new option shows up without
+     * editing a second copy; the text never changes afterwards. */
+    static char text[4096];
+    if (text[0])
+        return text;
+
+    size_t n = 0;
+    n += (size_t)snprintf(text + n, sizeof text - n,
+                          "usage: wspush [options] SCRIPT.lua\n\n"
+                          "Serve WebSocket connections, handled by the Lua script SCRIPT.lua.\n"
+                          "Sizes take a k, m or g suffix (1k = 1024 bytes).\n\n"
+                          "options:\n");
+    for (size_t i = 0; i < NOPTS && n < sizeof text; i++) {
+        const opt_t *o = &opts[i];
+        char left[64];
+        if (o->short_name)
+            snprintf(left, sizeof left, "-%c, --%s", o->short_name, o->name);
+        else
+            snprintf(left, sizeof left, "    --%s %s", o->name, o->metavar);
+        if (o->def)
+            n += (size_t)snprintf(text + n, sizeof text - n, "  %-28s %s (default %s)\n", left,
+                                  o->help, o->def);
+        else
+            n += (size_t)snprintf(text + n, sizeof text - n, "  %-28s %s\n", left, o->help);
+    }
+    return text;
+}

@@ -1,0 +1,40 @@
+/*
+ * cli.h: command line -> ws_config_t. Pure: no I/O (usage text is returned, not printed).
+ */
+#ifndef WS_CLI_H
+#define WS_CLI_H
+
+#include <stddef.h>
+
+typedef enum { WS_LOG_ERROR = 0, WS_LOG_WARN, WS_LOG_INFO, WS_LOG_DEBUG } ws_log_level_t;
+
+typedef struct {
+    const char *host;        /* --host ADDR, default "0.0.0.0" */
+    int port;                /* --port N (0..65535; 0 = any free port), default 8000 */
+    const char *script;      /* the positional SCRIPT.lua (required) */
+    ws_log_level_t log_level;/* --log-level error|warn|info|debug, default info */
+    size_t max_message;      /* --max-message BYTES (suffixes k, m, g), default 16 MiB */
+    size_t max_header;       /* --max-header BYTES, default 16 KiB (431 above) */
+    size_t max_body;         /* --max-body BYTES, default 1 MiB (413 above) */
+    double close_timeout;    /* --close-timeout SECONDS, default 5: wait for the peer's close reply */
+} ws_config_t;
+
+typedef enum {
+    WS_CLI_RUN = 0,     /* cfg is filled; start the server */
+    WS_CLI_HELP = 1,    /* --help / -h: print ws_cli_usage() to stdout, exit 0 */
+    WS_CLI_VERSION = 2  /* --version / -V: print WSPUSH_VERSION, exit 0 */
+} ws_cli_action;
+
+/* Set every field to its default (script NULL). */
+void ws_cli_defaults(ws_config_t *cfg);
+
+/* Parse argv (argv[0] is the program). Options accept "--opt VALUE" and
+ * "--opt=VALUE". Returns a ws_cli_action, or WS_EINVAL with a one-line message
+ * in err (unknown option, missing value, bad number, out of range, missing
+ * script, more than one script). Strings in cfg point into argv. */
+int ws_cli_parse(int argc, char **argv, ws_config_t *cfg, char *err, size_t errlen);
+
+/* The usage text (static). */
+const char *ws_cli_usage(void);
+
+#endif

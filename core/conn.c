@@ -1,0 +1,521 @@
+#include "conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "frame.h"
+#include "handshake.h"
+#include "lhost.h"
+#include "log.h"
+
+#define IOV_MAX_WRITE 64
+
+static void finish(ws_conn_t *c);
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+/* --- output queue --- */
+
+static void push_chunk(ws_conn_t *c, ws_chunk_t *k)
+{
+    if (c->qn == c->qcap) {
+        c->qcap = c->qcap ? c->qcap * 2 : 4;
+        c->q = ws_realloc(c->q, c->qcap * sizeof *c->q);
+    }
+    c->q[c->qn++] = k;
+    c->queued += k->len;
+    ws_server_mark_dirty(c->srv, c);
+}
+
+/* Room for n private bytes at the end of the queue. Appending to the last
+ * chunk when we are its only owner coalesces small frames into one write. */
+static uint8_t *reserve(ws_conn_t *c, size_t n)
+{
+    ws_chunk_t *t = c->qn ? c->q[c->qn - 1] : NULL;
+    if (!t || t->refs != 1 || t->cap - t->len < n) {
+        t = ws_chunk_new(n);
+        push_chunk(c, t);
+    }
+    uint8_t *p = t->data + t->len;
+    t->len += n;
+    c->queued += n;
+    ws_server_mark_dirty(c->srv, c);
+    return p;
+}
+
+static void write_raw(ws_conn_t *c, const void *data, size_t len)
+{
+    if (len)
+        memcpy(reserve(c, len), data, len);
+}
+
+static void write_frame(ws_conn_t *c, unsigned op, const void *data, size_t len)
+{
+    uint8_t hdr[WS_FRAME_HDR_MAX];
+    size_t hl = ws_frame_write_header(hdr, WS_FRAME_FIN | op, len, NULL);
+    uint8_t *p = reserve(c, hl + len);
+    memcpy(p, hdr, hl);
+    if (len)
+        memcpy(p + hl, data, len);
+}
+
+size_t ws_conn_buffered(const ws_conn_t *c) { return c->queued + c->inflight; }
+
+static void release(ws_chunk_t **arr, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++)
+        ws_chunk_unref(arr[i]);
+    *n = 0;
+}
+
+/* Drop the first `done` bytes of the queue. */
+static void consume(ws_conn_t *c, size_t done)
+{
+    size_t i = 0;
+    c->queued -= done;
+    while (i < c->qn && done >= c->q[i]->len - c->qoff) {
+        done -= c->q[i]->len - c->qoff;
+        c->qoff = 0;
+        ws_chunk_unref(c->q[i++]);
+    }
+    c->qoff += done;
+    memmove(c->q, c->q + i, (c->qn - i) * sizeof *c->q);
+    c->qn -= i;
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    ws_conn_t *c = req->data;
+    /* After our FIN we only wait for the peer's; a failed shutdown means the
+     * peer is gone already. */
+    if (status < 0 && c->state != WS_CONN_CLOSED)
+        finish(c);
+}
+
+/* Everything is written and the connection is to end: send FIN and wait
+ * (bounded by the deadline) for the peer to close its side, so our last bytes
+ * are not destroyed by a reset. */
+static void end_tcp(ws_conn_t *c)
+{
+    if (c->shutdown || c->state == WS_CONN_CLOSED)
+        return;
+    c->shutdown = 1;
+    c->sreq.data = c;
+    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+        finish(c);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    ws_conn_t *c = req->data;
+    release(c->wq, &c->wn);
+    c->writing = 0;
+    c->inflight = 0;
+    if (c->state == WS_CONN_CLOSED)
+        return;
+    if (status < 0) {
+        finish(c);
+        return;
+    }
+    ws_conn_flush(c);
+}
+
+void ws_conn_flush(ws_conn_t *c)
+{
+    if (c->state == WS_CONN_CLOSED || c->writing)
+        return;
+    if (c->qn == 0) {
+        if (c->end_after_write)
+            end_tcp(c);
+        return;
+    }
+    uv_buf_t iov[IOV_MAX_WRITE];
+    size_t n = c->qn < IOV_MAX_WRITE ? c->qn : IOV_MAX_WRITE;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t off = i == 0 ? c->qoff : 0;
+        iov[i] = uv_buf_init((char *)c->q[i]->data + off, (unsigned)(c->q[i]->len - off));
+        total += c->q[i]->len - off;
+    }
+    /* Most writes fit in the socket buffer: try first, queue only the rest. */
+    int r = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
+    if (r == UV_EAGAIN || r == UV_ENOSYS)
+        r = 0;
+    if (r < 0) {
+        finish(c);
+        return;
+    }
+    if ((size_t)r == total && n == c->qn) {
+        consume(c, (size_t)r);
+        if (c->end_after_write)
+            end_tcp(c);
+        return;
+    }
+    consume(c, (size_t)r);
+    /* Hand the first chunks to one uv_write; they stay alive in wq until it completes. */
+    n = c->qn < IOV_MAX_WRITE ? c->qn : IOV_MAX_WRITE;
+    if (c->wcap < n) {
+        c->wcap = IOV_MAX_WRITE;
+        c->wq = ws_realloc(c->wq, c->wcap * sizeof *c->wq);
+    }
+    total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t off = i == 0 ? c->qoff : 0;
+        iov[i] = uv_buf_init((char *)c->q[i]->data + off, (unsigned)(c->q[i]->len - off));
+        total += c->q[i]->len - off;
+        c->wq[i] = c->q[i];
+    }
+    c->wn = n;
+    memmove(c->q, c->q + n, (c->qn - n) * sizeof *c->q);
+    c->qn -= n;
+    c->qoff = 0;
+    c->queued -= total;
+    c->inflight = total;
+    c->writing = 1;
+    c->wreq.data = c;
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write) < 0) {
+        c->writing = 0;
+        release(c->wq, &c->wn);
+        c->inflight = 0;
+        finish(c);
+    }
+}
+
+/* --- lifecycle --- */
+
+static void on_closed(uv_handle_t *h)
+{
+    ws_conn_t *c = (ws_conn_t *)h;
+    ws_server_t *s = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+    release(c->q, &c->qn);
+    release(c->wq, &c->wn);
+    free(c->q);
+    free(c->wq);
+    if (c->http) {
+        ws_http_free(c->http);
+        free(c->http);
+    }
+    ws_msg_reader_free(&c->reader);
+    free(c->route_key);
+    free(c->subprotocol);
+    free(c->close_reason);
+    free(c);
+}
+
+/* Close the TCP connection now. Lua hears of it (on_close) here, exactly once. */
+static void finish(ws_conn_t *c)
+{
+    if (c->state == WS_CONN_CLOSED)
+        return;
+    c->state = WS_CONN_CLOSED;
+    if (c->is_ws) {
+        c->srv->nopen--;
+        ws_pubsub_unsubscribe_all(&c->srv->pubsub, c);
+        ws_lhost_closed(c->srv->lh, c);
+    }
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+void ws_conn_abort(ws_conn_t *c, unsigned code)
+{
+    if (!c->close_received && !c->close_sent)
+        c->close_code = code;
+    finish(c);
+}
+
+static void set_deadline(ws_conn_t *c)
+{
+    if (!c->deadline)
+        c->deadline = uv_now(c->srv->loop) + (uint64_t)(c->srv->cfg.close_timeout * 1000.0);
+}
+
+void ws_conn_sweep(ws_conn_t *c, uint64_t now)
+{
+    if (c->deadline && now >= c->deadline)
+        ws_conn_abort(c, WS_CLOSE_ABNORMAL);
+}
+
+static void send_close_frame(ws_conn_t *c, unsigned code, const char *reason, size_t len)
+{
+    uint8_t payload[125];
+    size_t n = 0;
+    if (code != WS_CLOSE_NO_STATUS) {
+        if (len > 123)
+            len = 123;
+        payload[0] = (uint8_t)(code >> 8);
+        payload[1] = (uint8_t)code;
+        memcpy(payload + 2, reason, len);
+        n = 2 + len;
+    }
+    write_frame(c, WS_OP_CLOSE, payload, n);
+    c->close_sent = 1;
+    c->state = WS_CONN_CLOSING;
+    set_deadline(c);
+}
+
+int ws_conn_close(ws_conn_t *c, unsigned code, const char *reason, size_t len)
+{
+    if (c->state != WS_CONN_OPEN)
+        return WS_EINVAL;
+    c->close_code = code;
+    free(c->close_reason);
+    c->close_reason = ws_strndup(reason ? reason : "", reason ? len : 0);
+    send_close_frame(c, code, reason, len);
+    return 0;
+}
+
+/* Fail the WebSocket connection (RFC 6455 7.1.7): close frame with the code
+ * for err, then end TCP without waiting for the peer's close. */
+static void fail(ws_conn_t *c, int err)
+{
+    unsigned code = (unsigned)ws_err_close_code(err);
+    const char *why = ws_strerror(err);
+    ws_log_debug("conn %llu: %s -> close %u", (unsigned long long)c->id, why, code);
+    if (!c->close_sent) {
+        c->close_code = code;
+        free(c->close_reason);
+        c->close_reason = ws_strndup(why, strlen(why));
+        send_close_frame(c, code, why, strlen(why));
+    }
+    c->end_after_write = 1;
+}
+
+int ws_conn_send(ws_conn_t *c, unsigned op, const void *data, size_t len)
+{
+    if (c->state != WS_CONN_OPEN)
+        return WS_EINVAL;
+    write_frame(c, op, data, len);
+    return 0;
+}
+
+int ws_conn_send_chunk(ws_conn_t *c, ws_chunk_t *frame)
+{
+    if (c->state != WS_CONN_OPEN)
+        return WS_EINVAL;
+    push_chunk(c, ws_chunk_ref(frame));
+    return 0;
+}
+
+/* --- inbound WebSocket --- */
+
+static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t len)
+{
+    ws_conn_t *c = ud;
+    ws_lhost_t *lh = c->srv->lh;
+    (void)flags;
+    switch (op) {
+    case WS_OP_TEXT:
+    case WS_OP_BINARY:
+        /* After our close frame the peer may still be sending; RFC 6455 lets us drop it. */
+        if (c->state == WS_CONN_OPEN)
+            ws_lhost_message(lh, c, data, len, op == WS_OP_BINARY);
+        break;
+    case WS_OP_PING:
+        if (c->state == WS_CONN_OPEN) {
+            write_frame(c, WS_OP_PONG, data, len);
+            ws_lhost_control(lh, c, op, data, len);
+        }
+        break;
+    case WS_OP_PONG:
+        if (c->state == WS_CONN_OPEN)
+            ws_lhost_control(lh, c, op, data, len);
+        break;
+    case WS_OP_CLOSE: {
+        unsigned code;
+        const uint8_t *reason;
+        size_t rlen;
+        ws_msg_close_parse(data, len, &code, &reason, &rlen);
+        c->close_received = 1;
+        c->close_code = code;
+        free(c->close_reason);
+        c->close_reason = ws_strndup((const char *)reason, rlen);
+        if (!c->close_sent)
+            send_close_frame(c, code, (const char *)reason, 0);
+        c->end_after_write = 1;
+        ws_server_mark_dirty(c->srv, c);
+        return 1;
+    }
+    }
+    return c->state == WS_CONN_CLOSED || c->end_after_write;
+}
+
+/* --- inbound HTTP --- */
+
+static void http_error(ws_conn_t *c, int status, const char *reason, const char *extra)
+{
+    char head[512];
+    size_t rlen = strlen(reason);
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n%s\r\n",
+                     status, ws_http_status_text(status), rlen + 1, extra ? extra : "");
+    write_raw(c, head, (size_t)n);
+    write_raw(c, reason, rlen);
+    write_raw(c, "\n", 1);
+    c->end_after_write = 1;
+    set_deadline(c);
+}
+
+static void upgrade(ws_conn_t *c, const ws_hs_request_t *req)
+{
+    ws_hs_result_t hs;
+    if (ws_handshake_check(req, &hs) != 0) {
+        http_error(c, hs.status, hs.reason,
+                   hs.status == 426 ? "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n" : NULL);
+        return;
+    }
+    ws_buf_t extra, reason;
+    ws_buf_init(&extra);
+    ws_buf_init(&reason);
+    int st = ws_lhost_upgrade(c->srv->lh, c, c->http, req, &hs, &extra, &reason);
+    if (st != 0) {
+        ws_buf_append(&extra, "", 1);
+        ws_buf_append(&reason, "", 1);
+        http_error(c, st, (char *)reason.data, (char *)extra.data);
+        ws_buf_free(&extra);
+        ws_buf_free(&reason);
+        return;
+    }
+    ws_buf_free(&extra);
+    ws_buf_free(&reason);
+    char resp[512];
+    long n = ws_handshake_response(resp, sizeof resp, hs.accept, c->subprotocol, NULL);
+    if (n < 0) {
+        http_error(c, 500, "response too large", NULL);
+        return;
+    }
+    write_raw(c, resp, (size_t)n);
+    ws_http_free(c->http);
+    free(c->http);
+    c->http = NULL;
+    ws_msg_reader_init(&c->reader, c->srv->cfg.max_message, on_frame, c);
+    c->state = WS_CONN_OPEN;
+    c->is_ws = 1;
+    c->srv->nopen++;
+    ws_lhost_open(c->srv->lh, c);
+}
+
+static void request(ws_conn_t *c)
+{
+    ws_hs_request_t req;
+    ws_header_t hdrs[WS_HTTP_MAX_HEADERS];
+    ws_http_request(c->http, &req, hdrs);
+    if (ws_handshake_is_upgrade(&req)) {
+        upgrade(c, &req);
+        return;
+    }
+    ws_buf_t resp;
+    ws_buf_init(&resp);
+    /* After an upgrade to anything but WebSocket the bytes that follow are not HTTP. */
+    int keep = c->http->keep_alive && !c->http->upgrade && !c->srv->stopping;
+    ws_lhost_http(c->srv->lh, c, c->http, &req, keep, &resp);
+    write_raw(c, resp.data, resp.len);
+    ws_buf_free(&resp);
+    if (!keep) {
+        c->end_after_write = 1;
+        set_deadline(c);
+    }
+}
+
+static void process(ws_conn_t *c, uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        if (c->state == WS_CONN_HTTP) {
+            if (c->end_after_write)
+                return; /* answered with Connection: close; ignore the rest */
+            long r = ws_http_feed(c->http, (const char *)p, n);
+            if (r < 0) {
+                http_error(c, ws_http_error_status((int)r), ws_strerror((int)r), NULL);
+                return;
+            }
+            p += r;
+            n -= (size_t)r;
+            if (!c->http->complete)
+                continue;
+            request(c);
+            if (c->state == WS_CONN_HTTP)
+                ws_http_next(c->http);
+        } else if (c->state == WS_CONN_OPEN || c->state == WS_CONN_CLOSING) {
+            if (c->end_after_write)
+                return; /* the close handshake is over or failed: drain */
+            long r = ws_msg_feed(&c->reader, p, n);
+            if (r < 0) {
+                fail(c, (int)r);
+                return;
+            }
+            p += r;
+            n -= (size_t)r;
+        } else {
+            return;
+        }
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    ws_conn_t *c = (ws_conn_t *)h;
+    (void)suggested;
+    /* One read buffer serves every connection: reads are processed to the end
+     * before the next one starts, and partial frames are copied out. */
+    *buf = uv_buf_init((char *)c->srv->rbuf, sizeof c->srv->rbuf);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    ws_conn_t *c = (ws_conn_t *)st;
+    if (nread < 0) {
+        ws_conn_abort(c, WS_CLOSE_ABNORMAL);
+        return;
+    }
+    if (nread > 0 && c->state != WS_CONN_CLOSED)
+        process(c, (uint8_t *)buf->base, (size_t)nread);
+}
+
+void ws_conn_accept(ws_server_t *s)
+{
+    ws_conn_t *c = ws_calloc(1, sizeof *c);
+    uv_tcp_init(s->loop, &c->tcp);
+    if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp) != 0) {
+        free(c);
+        return;
+    }
+    c->srv = s;
+    c->id = ++s->next_id;
+    c->state = WS_CONN_HTTP;
+    c->handler_ref = -2; /* LUA_NOREF */
+    c->close_code = WS_CLOSE_ABNORMAL;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    uv_tcp_nodelay(&c->tcp, 1);
+
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        }
+    }
+    snprintf(c->remote, sizeof c->remote, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
+
+    c->http = ws_malloc(sizeof *c->http);
+    ws_http_init(c->http, s->cfg.max_header, s->cfg.max_body);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}

@@ -1,0 +1,102 @@
+/*
+ * conn.h: one client connection, from the first HTTP byte to the TCP close:
+ * HTTP requests, the upgrade, WebSocket messages in and out, the close
+ * handshake and the write queue.
+ *
+ * Lifetime: a connection is never freed inside one of its own callbacks.
+ * Closing marks it CLOSING (close handshake) and then CLOSED (uv_close called);
+ * its memory is released in the uv_close callback on a later loop turn.
+ */
+#ifndef WS_CONN_H
+#define WS_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "http.h"
+#include "message.h"
+#include "pubsub.h"
+#include "server.h"
+
+typedef enum {
+    WS_CONN_HTTP,    /* reading HTTP requests; may upgrade */
+    WS_CONN_OPEN,    /* WebSocket open */
+    WS_CONN_CLOSING, /* close frame sent and/or received; finishing */
+    WS_CONN_CLOSED   /* uv_close called; waiting for the close callback */
+} ws_conn_state_t;
+
+struct ws_conn_s {
+    uv_tcp_t tcp;               /* first: the handle's address is the connection's */
+    ws_server_t *srv;
+    uint64_t id;
+    ws_conn_state_t state;
+    unsigned close_sent : 1;     /* our close frame is queued */
+    unsigned close_received : 1; /* the peer's close frame arrived */
+    unsigned shutdown : 1;       /* TCP FIN sent after the last write */
+    unsigned end_after_write : 1;/* close TCP once the queue drains (HTTP close, failed WS) */
+    unsigned writing : 1;        /* a uv_write is in flight */
+    unsigned is_ws : 1;          /* upgraded (Lua knows the connection) */
+    unsigned in_dirty : 1;
+
+    ws_conn_t *next, *prev;      /* server->conns */
+    ws_conn_t *dirty_next;       /* server->dirty */
+
+    ws_http_t *http;             /* HTTP phase only */
+    ws_msg_reader_t reader;      /* WebSocket phase */
+
+    /* Output: chunks queued, then handed to one uv_write at a time. */
+    ws_chunk_t **q;
+    size_t qn, qcap;
+    size_t qoff;                 /* bytes of q[0] already written by a partial try_write */
+    size_t queued;               /* bytes in q not yet written */
+    ws_chunk_t **wq;             /* chunks owned by the write in flight */
+    size_t wn, wcap;
+    size_t inflight;             /* bytes of the write in flight */
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+
+    /* Lua side (opaque to the core) */
+    int handler_ref;             /* registry ref of the route's handler table */
+    uint32_t gen;                /* script generation handler_ref belongs to */
+    char *route_key;             /* route key, to find the handler again after a reload */
+    char *subprotocol;
+
+    unsigned close_code;         /* what on_close reports */
+    char *close_reason;
+    uint64_t deadline;           /* loop time (ms) by which the TCP close must happen; 0 = none */
+
+    ws_sub_t **subs;             /* topic memberships */
+    size_t nsubs, subcap;
+
+    char remote[64];
+};
+
+/* Accept one pending connection on the server's listener. */
+void ws_conn_accept(ws_server_t *s);
+
+/* Queue one message or control frame. op is a ws_opcode_t. Returns 0, or
+ * WS_EINVAL when the connection is not open (closing or closed). */
+int ws_conn_send(ws_conn_t *c, unsigned op, const void *data, size_t len);
+
+/* Queue a complete, shared frame (built once by pubsub). Takes a reference. */
+int ws_conn_send_chunk(ws_conn_t *c, ws_chunk_t *frame);
+
+/* Start the close handshake with code and reason (reason <= 123 bytes,
+ * truncated otherwise). Returns 0, or WS_EINVAL when already closing. */
+int ws_conn_close(ws_conn_t *c, unsigned code, const char *reason, size_t len);
+
+/* Bytes queued and in flight. */
+size_t ws_conn_buffered(const ws_conn_t *c);
+
+/* Write what was queued during this loop iteration (called by the server). */
+void ws_conn_flush(ws_conn_t *c);
+
+/* Enforce close deadlines (called by the server's periodic sweep). */
+void ws_conn_sweep(ws_conn_t *c, uint64_t now);
+
+/* Close the TCP connection now, without a close handshake. */
+void ws_conn_abort(ws_conn_t *c, unsigned code);
+
+#endif

@@ -1,0 +1,127 @@
+#include "frame.h"
+
+#include <string.h>
+
+#include "error.h"
+
+static int is_control(unsigned op)
+{
+    return (op & 0x8) != 0;
+}
+
+static int is_known(unsigned op)
+{
+    return op <= WS_OP_BINARY || (op >= WS_OP_CLOSE && op <= WS_OP_PONG);
+}
+
+/*
+ * Violations are checked in the order their bits appear on the wire and each
+ * as soon as its byte is present, so a bad frame fails on its first bad byte
+ * and the answer does not depend on how the input was chunked.
+ */
+int ws_frame_parse_header(const uint8_t *buf, size_t len, unsigned rsv_allowed, int require_mask,
+                          ws_frame_hdr_t *h)
+{
+    if (len < 1)
+        return WS_EAGAIN;
+
+    unsigned b0 = buf[0];
+    unsigned rsv = b0 & (WS_FRAME_RSV1 | WS_FRAME_RSV2 | WS_FRAME_RSV3);
+    unsigned op = b0 & 0x0F;
+    if (rsv & ~rsv_allowed)
+        return WS_ERSV;
+    /* Extensions such as permessage-deflate apply to data frames only. */
+    if (rsv && is_control(op))
+        return WS_ERSV;
+    if (!is_known(op))
+        return WS_EOPCODE;
+    if (is_control(op) && !(b0 & WS_FRAME_FIN))
+        return WS_ECTRLFRAG;
+    if (len < 2)
+        return WS_EAGAIN;
+
+    unsigned b1 = buf[1];
+    unsigned masked = b1 >> 7;
+    unsigned len7 = b1 & 0x7F;
+    if (require_mask && !masked)
+        return WS_EUNMASKED;
+    if (is_control(op) && len7 > 125)
+        return WS_ECTRLLEN;
+
+    size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (masked ? 4 : 0);
+    if (len7 == 127 && len >= 3 && (buf[2] & 0x80))
+        return WS_ELEN64;
+    if (len < need)
+        return WS_EAGAIN;
+
+    uint64_t plen = len7;
+    size_t pos = 2;
+    if (len7 == 126) {
+        plen = (uint64_t)buf[2] << 8 | buf[3];
+        pos = 4;
+    } else if (len7 == 127) {
+        plen = 0;
+        for (pos = 2; pos < 10; pos++)
+            plen = plen << 8 | buf[pos];
+    }
+    h->fin = (b0 & WS_FRAME_FIN) != 0;
+    h->rsv = rsv;
+    h->opcode = op;
+    h->masked = masked;
+    h->len = plen;
+    if (masked)
+        memcpy(h->mask, buf + pos, 4);
+    else
+        memset(h->mask, 0, 4);
+    return (int)need;
+}
+
+size_t ws_frame_write_header(uint8_t *out, unsigned first_byte, uint64_t len, const uint8_t *mask)
+{
+    size_t n = 2;
+    uint8_t mbit = mask ? 0x80 : 0;
+
+    out[0] = (uint8_t)first_byte;
+    if (len < 126) {
+        out[1] = mbit | (uint8_t)len;
+    } else if (len <= 0xFFFF) {
+        out[1] = mbit | 126;
+        out[2] = (uint8_t)(len >> 8);
+        out[3] = (uint8_t)len;
+        n = 4;
+    } else {
+        out[1] = mbit | 127;
+        for (int i = 0; i < 8; i++)
+            out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
+        n = 10;
+    }
+    if (mask) {
+        memcpy(out + n, mask, 4);
+        n += 4;
+    }
+    return n;
+}
+
+void ws_frame_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t offset)
+{
+    unsigned ph = (unsigned)(offset & 3);
+    size_t i = 0;
+
+    if (len >= 8) {
+        /* The key repeats every 4 bytes, so 8 key bytes starting at the payload
+         * phase form a word that stays in phase for every 8-byte step. memcpy
+         * keeps the loads and stores legal at any alignment. */
+        uint8_t kb[8];
+        uint64_t k, w;
+        for (unsigned j = 0; j < 8; j++)
+            kb[j] = mask[(ph + j) & 3];
+        memcpy(&k, kb, 8);
+        for (; len - i >= 8; i += 8) {
+            memcpy(&w, data + i, 8);
+            w ^= k;
+            memcpy(data + i, &w, 8);
+        }
+    }
+    for (; i < len; i++)
+        data[i] ^= mask[(ph + i) & 3];
+}

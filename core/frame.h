@@ -1,0 +1,60 @@
+/*
+ * frame.h: RFC 6455 section 5 frame codec. Pure: bytes in, header out;
+ * no I/O, no Lua, no allocation.
+ */
+#ifndef WS_FRAME_H
+#define WS_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    WS_OP_CONT = 0x0,
+    WS_OP_TEXT = 0x1,
+    WS_OP_BINARY = 0x2,
+    WS_OP_CLOSE = 0x8,
+    WS_OP_PING = 0x9,
+    WS_OP_PONG = 0xA
+} ws_opcode_t;
+
+#define WS_FRAME_FIN 0x80
+#define WS_FRAME_RSV1 0x40
+#define WS_FRAME_RSV2 0x20
+#define WS_FRAME_RSV3 0x10
+#define WS_FRAME_HDR_MAX 14 /* 2 + 8 (64-bit length) + 4 (mask) */
+
+typedef struct {
+    unsigned fin;      /* 1 if FIN is set */
+    unsigned rsv;      /* the RSV bits as in byte 0 (WS_FRAME_RSV1|2|3 mask) */
+    unsigned opcode;   /* ws_opcode_t */
+    unsigned masked;   /* 1 if the mask bit is set */
+    uint8_t mask[4];   /* masking key, valid when masked */
+    uint64_t len;      /* payload length */
+} ws_frame_hdr_t;
+
+/* Parse one frame header from buf[0..len).
+ * rsv_allowed: the RSV bits a negotiated extension permits (0 without one).
+ * require_mask: 1 on a server (client frames must be masked).
+ * Returns the header length (2..14) on success; WS_EAGAIN if buf holds only
+ * part of a header; or the error for the first violation found in the header:
+ * WS_ERSV (RSV bit not in rsv_allowed; RSV bits on control frames are always
+ * refused), WS_EOPCODE (reserved opcode 3-7, 0xB-0xF), WS_ECTRLFRAG (control
+ * frame without FIN), WS_ECTRLLEN (control payload > 125), WS_ELEN64 (64-bit
+ * length with the top bit set), WS_EUNMASKED (require_mask and no mask).
+ * h is filled only on success. */
+int ws_frame_parse_header(const uint8_t *buf, size_t len, unsigned rsv_allowed, int require_mask,
+                          ws_frame_hdr_t *h);
+
+/* Write a frame header into out (room for WS_FRAME_HDR_MAX bytes).
+ * first_byte: FIN/RSV bits | opcode. mask: NULL for server frames, else the
+ * 4-byte key (the mask bit is set and the key is written; the caller masks the
+ * payload with ws_frame_mask). Uses the minimal length encoding.
+ * Returns the number of bytes written. */
+size_t ws_frame_write_header(uint8_t *out, unsigned first_byte, uint64_t len, const uint8_t *mask);
+
+/* XOR data[0..len) in place with mask, as if data started at payload offset
+ * `offset` (so a payload may be unmasked in several chunks). Works a machine
+ * word at a time; data need not be aligned. */
+void ws_frame_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t offset);
+
+#endif

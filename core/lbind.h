@@ -1,0 +1,53 @@
+/*
+ * lbind.h: what the Lua binding files (lhost.c, lconn.c, lws.c) share. Only
+ * these files include lua.h.
+ */
+#ifndef WS_LBIND_H
+#define WS_LBIND_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <uv.h>
+
+#include "lhost.h"
+
+typedef struct ws_ltimer_s ws_ltimer_t;
+
+struct ws_lhost_s {
+    lua_State *L;
+    ws_server_t *srv;
+    int server_ref;   /* the wspush.server module (routing glue) */
+    int app_ref;      /* the compiled routes of the current script */
+    int conns_ref;    /* table: id -> connection object (the connection table) */
+    int json_ref;     /* cjson.encode */
+    uint32_t gen;     /* script generation */
+    char *script;
+    char *script_dir;
+    ws_ltimer_t *timers; /* live timers (intrusive list) */
+};
+
+/* The host owning L. */
+ws_lhost_t *ws__lhost_of(lua_State *L);
+
+/* Call the function below nargs arguments on the stack in protected mode with
+ * a traceback. On error logs "what: message + traceback" and returns non-zero;
+ * the stack then holds nothing of the call. */
+int ws__lhost_pcall(ws_lhost_t *lh, int nargs, int nres, const char *what);
+
+/* "wspush.conn" userdata. */
+void ws__lconn_register(lua_State *L);
+/* Create the Lua object of c using the table at index fields for its fields
+ * (adds id, subprotocol, data) and enter it in the connection table. */
+void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int fields);
+/* Push the Lua object of c (must exist). */
+void ws__lconn_push(ws_lhost_t *lh, ws_conn_t *c);
+/* Make the object of c inert and remove it from the connection table. */
+void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c);
+
+/* The "wspush.core" module. */
+int ws__luaopen_core(lua_State *L);
+/* Stop and release every timer (shutdown). */
+void ws__ltimers_close_all(ws_lhost_t *lh);
+
+#endif

@@ -1,0 +1,249 @@
+/* The "wspush.conn" userdata: a box holding a pointer to the C connection,
+ * cleared when the connection closes, so a reference kept in Lua is inert
+ * and never touches freed memory. Its fields live in a uservalue table. */
+#include <string.h>
+
+#include "conn.h"
+#include "error.h"
+#include "frame.h"
+#include "lbind.h"
+#include "utf8.h"
+
+#define CONN_MT "wspush.conn"
+
+typedef struct {
+    ws_conn_t *c; /* NULL once closed */
+    lua_Integer id;
+} box_t;
+
+static box_t *check_box(lua_State *L, int i) { return luaL_checkudata(L, i, CONN_MT); }
+
+/* The connection if it is open, else NULL. Arguments are checked before
+ * this is asked, so misuse raises even on a closed connection. */
+static ws_conn_t *open_conn(lua_State *L)
+{
+    box_t *b = check_box(L, 1);
+    return b->c && b->c->state == WS_CONN_OPEN ? b->c : NULL;
+}
+
+static int closed(lua_State *L)
+{
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+}
+
+static int m_send(lua_State *L)
+{
+    ws_conn_t *c = open_conn(L);
+    int binary = lua_toboolean(L, 3);
+    size_t len;
+    const char *data;
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        ws_lhost_t *lh = ws__lhost_of(L);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, lh->json_ref);
+        lua_pushvalue(L, 2);
+        lua_call(L, 1, 1); /* cjson raises on tables it cannot encode: a programming error */
+        data = lua_tolstring(L, -1, &len);
+        binary = 0;
+    } else {
+        data = luaL_checklstring(L, 2, &len);
+    }
+    if (!c)
+        return closed(L);
+    if (!binary && !ws_utf8_valid((const uint8_t *)data, len)) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "invalid UTF-8 (send it as binary)");
+        return 2;
+    }
+    ws_conn_send(c, binary ? WS_OP_BINARY : WS_OP_TEXT, data, len);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int m_close(lua_State *L)
+{
+    lua_Integer code = luaL_optinteger(L, 2, WS_CLOSE_NORMAL);
+    size_t rlen = 0;
+    const char *reason = luaL_optlstring(L, 3, "", &rlen);
+    luaL_argcheck(L, code == WS_CLOSE_NORMAL || code == WS_CLOSE_GOING_AWAY ||
+                         (code >= 1007 && code <= 1014 && code != 1010) ||
+                         (code >= 3000 && code <= 4999),
+                  2, "close code must be 1000, 1001, 1007-1014 (not 1010) or 3000-4999");
+    luaL_argcheck(L, rlen <= 123, 3, "close reason longer than 123 bytes");
+    luaL_argcheck(L, ws_utf8_valid((const uint8_t *)reason, rlen), 3, "close reason is not UTF-8");
+    ws_conn_t *c = open_conn(L);
+    if (!c)
+        return closed(L);
+    ws_conn_close(c, (unsigned)code, reason, rlen);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int m_ping(lua_State *L)
+{
+    size_t len = 0;
+    const char *data = luaL_optlstring(L, 2, "", &len);
+    luaL_argcheck(L, len <= 125, 2, "ping payload longer than 125 bytes");
+    ws_conn_t *c = open_conn(L);
+    if (!c)
+        return closed(L);
+    ws_conn_send(c, WS_OP_PING, data, len);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int m_subscribe(lua_State *L)
+{
+    size_t len;
+    const char *topic = luaL_checklstring(L, 2, &len);
+    ws_conn_t *c = open_conn(L);
+    if (!c)
+        return closed(L);
+    ws_pubsub_subscribe(&c->srv->pubsub, c, topic, len);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int m_unsubscribe(lua_State *L)
+{
+    size_t len;
+    const char *topic = luaL_checklstring(L, 2, &len);
+    ws_conn_t *c = open_conn(L);
+    if (!c)
+        return closed(L);
+    lua_pushboolean(L, ws_pubsub_unsubscribe(&c->srv->pubsub, c, topic, len));
+    return 1;
+}
+
+static int m_topics(lua_State *L)
+{
+    ws_conn_t *c = open_conn(L);
+    if (!c)
+        return closed(L);
+    lua_createtable(L, (int)c->nsubs, 0);
+    for (size_t i = 0; i < c->nsubs; i++) {
+        size_t len;
+        const char *name = ws_pubsub_topic_name(c->subs[i], &len);
+        lua_pushlstring(L, name, len);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+static int m_buffered(lua_State *L)
+{
+    box_t *b = check_box(L, 1);
+    if (!b->c)
+        return closed(L);
+    lua_pushinteger(L, (lua_Integer)ws_conn_buffered(b->c));
+    return 1;
+}
+
+static int m_is_open(lua_State *L)
+{
+    box_t *b = check_box(L, 1);
+    lua_pushboolean(L, b->c && b->c->state == WS_CONN_OPEN);
+    return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"send", m_send},         {"close", m_close},   {"ping", m_ping},
+    {"subscribe", m_subscribe}, {"unsubscribe", m_unsubscribe}, {"topics", m_topics},
+    {"buffered", m_buffered}, {"is_open", m_is_open}, {NULL, NULL}};
+
+/* Methods first, then the fields table. */
+static int mm_index(lua_State *L)
+{
+    check_box(L, 1);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+        return 1;
+    lua_getiuservalue(L, 1, 1);
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+    return 1;
+}
+
+/* Only conn.data may be replaced: the other fields describe the connection. */
+static int mm_newindex(lua_State *L)
+{
+    check_box(L, 1);
+    const char *k = lua_tostring(L, 2);
+    if (!k || strcmp(k, "data") != 0)
+        return luaL_error(L, "conn.%s is read-only (use conn.data for your own state)",
+                          k ? k : "?");
+    lua_getiuservalue(L, 1, 1);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    lua_rawset(L, -3);
+    return 0;
+}
+
+static int mm_tostring(lua_State *L)
+{
+    box_t *b = check_box(L, 1);
+    lua_pushfstring(L, "wspush.conn %I (%s)", b->id, b->c ? "open" : "closed");
+    return 1;
+}
+
+void ws__lconn_register(lua_State *L)
+{
+    luaL_newmetatable(L, CONN_MT);
+    luaL_newlib(L, methods);
+    lua_pushcclosure(L, mm_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, mm_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, mm_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "wspush.conn");
+    lua_setfield(L, -2, "__name");
+    lua_pop(L, 1);
+}
+
+void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int fields)
+{
+    lua_State *L = lh->L;
+    fields = lua_absindex(L, fields);
+    box_t *b = lua_newuserdatauv(L, sizeof *b, 1);
+    b->c = c;
+    b->id = (lua_Integer)c->id;
+    luaL_setmetatable(L, CONN_MT);
+    lua_pushinteger(L, b->id);
+    lua_setfield(L, fields, "id");
+    if (c->subprotocol) {
+        lua_pushstring(L, c->subprotocol);
+        lua_setfield(L, fields, "subprotocol");
+    }
+    lua_newtable(L);
+    lua_setfield(L, fields, "data");
+    lua_pushvalue(L, fields);
+    lua_setiuservalue(L, -2, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->conns_ref);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, b->id);
+    lua_pop(L, 2);
+}
+
+void ws__lconn_push(ws_lhost_t *lh, ws_conn_t *c)
+{
+    lua_State *L = lh->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->conns_ref);
+    lua_rawgeti(L, -1, (lua_Integer)c->id);
+    lua_remove(L, -2);
+}
+
+void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c)
+{
+    lua_State *L = lh->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->conns_ref);
+    if (lua_rawgeti(L, -1, (lua_Integer)c->id) == LUA_TUSERDATA) {
+        box_t *b = lua_touserdata(L, -1);
+        b->c = NULL;
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, (lua_Integer)c->id);
+    lua_pop(L, 1);
+}

@@ -1,0 +1,414 @@
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conn.h"
+#include "error.h"
+#include "lbind.h"
+#include "log.h"
+#include "server.h"
+
+#ifndef WSPUSH_LUA_DIR
+#define WSPUSH_LUA_DIR "lua"
+#endif
+
+ws_lhost_t *ws__lhost_of(lua_State *L) { return *(ws_lhost_t **)lua_getextraspace(L); }
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+int ws__lhost_pcall(ws_lhost_t *lh, int nargs, int nres, const char *what)
+{
+    lua_State *L = lh->L;
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, base);
+    int r = lua_pcall(L, nargs, nres, base);
+    lua_remove(L, base);
+    if (r != LUA_OK) {
+        ws_log_error("%s: %s", what, lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    return r;
+}
+
+/* Without a traceback: for load errors, where the message alone (file:line) is the answer. */
+static int pcall_msg(lua_State *L, int nargs, int nres, char *err, size_t errlen)
+{
+    if (lua_pcall(L, nargs, nres, 0) == LUA_OK)
+        return 0;
+    snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(non-string error)");
+    lua_pop(L, 1);
+    return -1;
+}
+
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return ws_strndup(".", 1);
+    if (slash == path)
+        return ws_strndup("/", 1);
+    return ws_strndup(path, (size_t)(slash - path));
+}
+
+static void set_path(lua_State *L, const char *script_dir)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;%s", WSPUSH_LUA_DIR,
+                    WSPUSH_LUA_DIR, script_dir, script_dir, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+}
+
+static int require_ref(lua_State *L, const char *mod, const char *field, char *err, size_t errlen)
+{
+    lua_getglobal(L, "require");
+    lua_pushstring(L, mod);
+    if (pcall_msg(L, 1, 1, err, errlen) != 0)
+        return LUA_NOREF;
+    if (field) {
+        lua_getfield(L, -1, field);
+        lua_remove(L, -2);
+    }
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+ws_lhost_t *ws_lhost_new(ws_server_t *srv, const char *script, char *err, size_t errlen)
+{
+    ws_lhost_t *lh = ws_calloc(1, sizeof *lh);
+    lh->srv = srv;
+    lh->script = ws_strndup(script, strlen(script));
+    lh->script_dir = dir_of(script);
+    lh->app_ref = lh->server_ref = lh->json_ref = LUA_NOREF;
+    lua_State *L = lh->L = luaL_newstate();
+    *(ws_lhost_t **)lua_getextraspace(L) = lh;
+    luaL_openlibs(L);
+    set_path(L, lh->script_dir);
+    ws__lconn_register(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, ws__luaopen_core);
+    lua_setfield(L, -2, "wspush.core");
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lh->conns_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    if ((lh->server_ref = require_ref(L, "wspush.server", NULL, err, errlen)) == LUA_NOREF ||
+        (lh->json_ref = require_ref(L, "cjson", "encode", err, errlen)) == LUA_NOREF)
+        goto fail;
+
+    if (luaL_loadfile(L, script) != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        goto fail;
+    }
+    if (pcall_msg(L, 0, 1, err, errlen) != 0)
+        goto fail;
+    /* S.compile(routes, script_dir) -> app | nil, err */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
+    lua_getfield(L, -1, "compile");
+    lua_remove(L, -2);
+    lua_insert(L, -2);
+    lua_pushstring(L, lh->script_dir);
+    if (pcall_msg(L, 2, 2, err, errlen) != 0)
+        goto fail;
+    if (lua_isnil(L, -2)) {
+        snprintf(err, errlen, "%s: %s", script, lua_tostring(L, -1));
+        goto fail;
+    }
+    lua_pop(L, 1);
+    lh->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lh->gen = 1;
+    return lh;
+
+fail:
+    ws_lhost_free(lh);
+    return NULL;
+}
+
+void ws_lhost_free(ws_lhost_t *lh)
+{
+    if (!lh)
+        return;
+    ws__ltimers_close_all(lh);
+    lua_close(lh->L);
+    free(lh->script);
+    free(lh->script_dir);
+    free(lh);
+}
+
+void ws_lhost_stop(ws_lhost_t *lh) { ws__ltimers_close_all(lh); }
+
+/* --- requests --- */
+
+/* Push a table describing the request: method, path, rawquery, headers
+ * (lower-case names, repeated ones joined with ", "), body, remote. */
+static void push_request(lua_State *L, ws_conn_t *c, ws_http_t *h, const ws_hs_request_t *req)
+{
+    size_t ulen, blen;
+    const char *url = ws_http_url(h, &ulen);
+    const char *body = ws_http_body(h, &blen);
+    lua_createtable(L, 0, 8);
+    lua_pushlstring(L, req->method, req->method_len);
+    lua_setfield(L, -2, "method");
+    const char *q = memchr(url, '?', ulen);
+    const char *hash = memchr(url, '#', ulen);
+    size_t plen = q ? (size_t)(q - url) : hash ? (size_t)(hash - url) : ulen;
+    lua_pushlstring(L, url, plen);
+    lua_setfield(L, -2, "path");
+    if (q) {
+        size_t qlen = (hash && hash > q ? (size_t)(hash - q) : ulen - (size_t)(q - url)) - 1;
+        lua_pushlstring(L, q + 1, qlen);
+        lua_setfield(L, -2, "rawquery");
+    }
+    lua_createtable(L, 0, (int)req->nheaders);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        char name[256];
+        size_t n = req->headers[i].name_len < sizeof name ? req->headers[i].name_len : sizeof name;
+        for (size_t k = 0; k < n; k++)
+            name[k] = (char)tolower((unsigned char)req->headers[i].name[k]);
+        lua_pushlstring(L, name, n);
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, -3) == LUA_TSTRING) {
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, req->headers[i].value, req->headers[i].value_len);
+            lua_concat(L, 3);
+        } else {
+            lua_pop(L, 1);
+            lua_pushlstring(L, req->headers[i].value, req->headers[i].value_len);
+        }
+        lua_rawset(L, -3);
+    }
+    lua_setfield(L, -2, "headers");
+    lua_pushlstring(L, body, blen);
+    lua_setfield(L, -2, "body");
+    lua_pushstring(L, c->remote);
+    lua_setfield(L, -2, "remote");
+}
+
+static int header_safe(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+            return 0;
+    return 1;
+}
+
+static void format_response(ws_buf_t *resp, int status, const char *body, size_t blen,
+                            lua_State *L, int headers, int keep_alive, int head_only)
+{
+    char line[256];
+    snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, ws_http_status_text(status));
+    ws_buf_append_str(resp, line);
+    if (headers && lua_istable(L, headers)) {
+        lua_pushnil(L);
+        while (lua_next(L, headers)) {
+            size_t kl, vl;
+            if (lua_type(L, -2) == LUA_TSTRING && (lua_type(L, -1) == LUA_TSTRING ||
+                                                   lua_type(L, -1) == LUA_TNUMBER)) {
+                const char *k = lua_tolstring(L, -2, &kl);
+                const char *v = lua_tolstring(L, -1, &vl);
+                /* We frame the body ourselves; a handler's value would desync the stream. */
+                if (strcasecmp(k, "content-length") != 0 && strcasecmp(k, "connection") != 0 &&
+                    strcasecmp(k, "transfer-encoding") != 0 && header_safe(k, kl) &&
+                    header_safe(v, vl)) {
+                    ws_buf_append(resp, k, kl);
+                    ws_buf_append(resp, ": ", 2);
+                    ws_buf_append(resp, v, vl);
+                    ws_buf_append(resp, "\r\n", 2);
+                } else if (!header_safe(k, kl) || !header_safe(v, vl)) {
+                    ws_log_warn("response header '%s' dropped: contains CR, LF or NUL", k);
+                }
+            }
+            lua_pop(L, 1);
+        }
+    }
+    snprintf(line, sizeof line, "Content-Length: %zu\r\n%s\r\n", blen,
+             keep_alive ? "" : "Connection: close\r\n");
+    ws_buf_append_str(resp, line);
+    if (!head_only)
+        ws_buf_append(resp, body, blen);
+}
+
+void ws_lhost_http(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_request_t *req,
+                   int keep_alive, ws_buf_t *resp)
+{
+    lua_State *L = lh->L;
+    int top = lua_gettop(L);
+    int head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
+    lua_getfield(L, -1, "http");
+    lua_remove(L, -2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->app_ref);
+    push_request(L, c, h, req);
+    char what[300];
+    size_t ulen;
+    const char *url = ws_http_url(h, &ulen);
+    snprintf(what, sizeof what, "HTTP handler %.*s %.*s", (int)req->method_len, req->method,
+             (int)(ulen > 200 ? 200 : ulen), url);
+    if (ws__lhost_pcall(lh, 2, 3, what) != 0) {
+        const char *msg = "Internal Server Error\n";
+        format_response(resp, 500, msg, strlen(msg), L, 0, keep_alive, head);
+        lua_settop(L, top);
+        return;
+    }
+    int status = (int)luaL_optinteger(L, top + 1, 200);
+    if (status < 100 || status > 999)
+        status = 500;
+    size_t blen = 0;
+    const char *body = lua_tolstring(L, top + 2, &blen);
+    if (!body)
+        body = "";
+    format_response(resp, status, body, blen, L, top + 3, keep_alive, head);
+    lua_settop(L, top);
+}
+
+int ws_lhost_upgrade(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_request_t *req,
+                     const ws_hs_result_t *hs, ws_buf_t *extra_headers, ws_buf_t *reason)
+{
+    lua_State *L = lh->L;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
+    lua_getfield(L, -1, "upgrade");
+    lua_remove(L, -2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->app_ref);
+    push_request(L, c, h, req);
+    int req_idx = lua_gettop(L);
+    lua_newtable(L);
+    size_t pos = 0, tl;
+    const char *tok;
+    int n = 0;
+    while (hs->protocols && ws_token_next(hs->protocols, hs->protocols_len, &pos, &tok, &tl)) {
+        lua_pushlstring(L, tok, tl);
+        lua_rawseti(L, -2, ++n);
+    }
+    lua_pushvalue(L, req_idx); /* keep the request: it becomes the connection's fields */
+    lua_insert(L, top + 1);
+    if (ws__lhost_pcall(lh, 3, 4, "WebSocket upgrade") != 0) {
+        ws_buf_append_str(reason, "internal error");
+        lua_settop(L, top);
+        return 500;
+    }
+    /* stack: req, r1, r2, r3, r4 */
+    if (!lua_istable(L, top + 2)) {
+        int status = (int)luaL_optinteger(L, top + 3, 404);
+        const char *why = lua_tostring(L, top + 4);
+        ws_buf_append_str(reason, why ? why : ws_http_status_text(status));
+        if (lua_istable(L, top + 5)) {
+            lua_pushnil(L);
+            while (lua_next(L, top + 5)) {
+                size_t kl, vl;
+                const char *k = lua_tolstring(L, -2, &kl);
+                const char *v = lua_tolstring(L, -1, &vl);
+                if (k && v && header_safe(k, kl) && header_safe(v, vl)) {
+                    ws_buf_append(extra_headers, k, kl);
+                    ws_buf_append(extra_headers, ": ", 2);
+                    ws_buf_append(extra_headers, v, vl);
+                    ws_buf_append(extra_headers, "\r\n", 2);
+                }
+                lua_pop(L, 1);
+            }
+        }
+        lua_settop(L, top);
+        return status >= 400 && status <= 599 ? status : 500;
+    }
+    size_t kl, sl;
+    const char *key = lua_tolstring(L, top + 3, &kl);
+    const char *sub = lua_tolstring(L, top + 4, &sl);
+    if (sub && !header_safe(sub, sl)) {
+        ws_buf_append_str(reason, "invalid subprotocol");
+        lua_settop(L, top);
+        return 500;
+    }
+    c->route_key = key ? ws_strndup(key, kl) : NULL;
+    c->subprotocol = sub ? ws_strndup(sub, sl) : NULL;
+    c->gen = lh->gen;
+    lua_pushvalue(L, top + 2);
+    c->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    ws__lconn_new(lh, c, top + 1);
+    lua_settop(L, top);
+    return 0;
+}
+
+/* --- WebSocket events --- */
+
+/* Push handler[name] and the connection object; 0 (nothing pushed) when the
+ * handler has no such function. */
+static int push_event(ws_lhost_t *lh, ws_conn_t *c, const char *name)
+{
+    lua_State *L = lh->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->handler_ref);
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    lua_remove(L, -2);
+    ws__lconn_push(lh, c);
+    return 1;
+}
+
+static void call_event(ws_lhost_t *lh, ws_conn_t *c, const char *name, int nargs)
+{
+    char what[128];
+    snprintf(what, sizeof what, "%s (%s, conn %llu)", name, c->route_key ? c->route_key : "*",
+             (unsigned long long)c->id);
+    if (ws__lhost_pcall(lh, nargs + 1, 0, what) != 0) {
+        static const char msg[] = "internal server error";
+        ws_conn_close(c, WS_CLOSE_INTERNAL, msg, sizeof msg - 1);
+    }
+}
+
+void ws_lhost_open(ws_lhost_t *lh, ws_conn_t *c)
+{
+    if (push_event(lh, c, "open"))
+        call_event(lh, c, "open", 0);
+}
+
+void ws_lhost_message(ws_lhost_t *lh, ws_conn_t *c, const uint8_t *data, size_t len, int binary)
+{
+    if (!push_event(lh, c, "on_message"))
+        return;
+    lua_pushlstring(lh->L, (const char *)data, len);
+    lua_pushboolean(lh->L, binary);
+    call_event(lh, c, "on_message", 2);
+}
+
+void ws_lhost_control(ws_lhost_t *lh, ws_conn_t *c, unsigned op, const uint8_t *data, size_t len)
+{
+    const char *name = op == 0x9 ? "on_ping" : "on_pong";
+    if (!push_event(lh, c, name))
+        return;
+    lua_pushlstring(lh->L, (const char *)data, len);
+    call_event(lh, c, name, 1);
+}
+
+void ws_lhost_closed(ws_lhost_t *lh, ws_conn_t *c)
+{
+    lua_State *L = lh->L;
+    if (push_event(lh, c, "on_close")) {
+        lua_pushinteger(L, c->close_code);
+        lua_pushstring(L, c->close_reason ? c->close_reason : "");
+        char what[128];
+        snprintf(what, sizeof what, "on_close (%s, conn %llu)", c->route_key ? c->route_key : "*",
+                 (unsigned long long)c->id);
+        ws__lhost_pcall(lh, 3, 0, what);
+    }
+    ws__lconn_detach(lh, c);
+    luaL_unref(L, LUA_REGISTRYINDEX, c->handler_ref);
+    c->handler_ref = LUA_NOREF;
+}

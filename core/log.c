@@ -1,0 +1,53 @@
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static ws_log_level_t current = WS_LOG_INFO;
+static const char *names[] = {"error", "warn", "info", "debug"};
+
+void ws_log_set_level(ws_log_level_t level) { current = level; }
+ws_log_level_t ws_log_get_level(void) { return current; }
+
+int ws_log_level_parse(const char *name)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void ws_log(ws_log_level_t level, const char *fmt, ...)
+{
+    if (level > current)
+        return;
+    char msg[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+
+    char stamp[32];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+
+    /* One fprintf per record keeps lines from interleaving; continuation lines
+     * are indented so a traceback reads as part of its record. */
+    char out[9000];
+    size_t o = (size_t)snprintf(out, sizeof out, "%s.%03ldZ [%s] ", stamp, ts.tv_nsec / 1000000,
+                                names[level]);
+    for (const char *p = msg; *p && o < sizeof out - 8; p++) {
+        out[o++] = *p;
+        if (*p == '\n' && p[1]) {
+            out[o++] = ' ';
+            out[o++] = ' ';
+        }
+    }
+    out[o++] = '\n';
+    fwrite(out, 1, o, stderr);
+}

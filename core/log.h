@@ -1,0 +1,26 @@
+/*
+ * log.h: leveled logging to stderr, one line per record (multi-line messages,
+ * such as Lua tracebacks, are indented under their first line).
+ */
+#ifndef WS_LOG_H
+#define WS_LOG_H
+
+#include "cli.h"
+
+void ws_log_set_level(ws_log_level_t level);
+ws_log_level_t ws_log_get_level(void);
+/* Parse "error" | "warn" | "info" | "debug"; returns the level or -1. */
+int ws_log_level_parse(const char *name);
+
+void ws_log(ws_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define ws_log_error(...) ws_log(WS_LOG_ERROR, __VA_ARGS__)
+#define ws_log_warn(...) ws_log(WS_LOG_WARN, __VA_ARGS__)
+#define ws_log_info(...) ws_log(WS_LOG_INFO, __VA_ARGS__)
+#define ws_log_debug(...)                                                                          \
+    do {                                                                                           \
+        if (ws_log_get_level() >= WS_LOG_DEBUG)                                                    \
+            ws_log(WS_LOG_DEBUG, __VA_ARGS__);                                                     \
+    } while (0)
+
+#endif

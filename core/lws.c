@@ -1,0 +1,249 @@
+/* The "wspush.core" module: publish, the connection table, timers, logging.
+ * lua/wspush/init.lua builds the user-facing "wspush" module on top of it. */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "frame.h"
+#include "handshake.h"
+#include "lbind.h"
+#include "log.h"
+#include "server.h"
+#include "utf8.h"
+
+#define TIMER_MT "wspush.timer"
+
+struct ws_ltimer_s {
+    uv_timer_t t;
+    ws_lhost_t *lh;
+    int fn_ref;
+    int box_ref;           /* keeps the Lua handle alive while the timer runs */
+    int repeat;
+    ws_ltimer_t *next, *prev;
+};
+
+typedef struct {
+    ws_ltimer_t *t;        /* NULL once stopped */
+} tbox_t;
+
+static int l_publish(lua_State *L)
+{
+    ws_lhost_t *lh = ws__lhost_of(L);
+    size_t tl, dl;
+    const char *topic = luaL_checklstring(L, 1, &tl);
+    int binary = lua_toboolean(L, 3);
+    const char *data;
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, lh->json_ref);
+        lua_pushvalue(L, 2);
+        lua_call(L, 1, 1);
+        data = lua_tolstring(L, -1, &dl);
+        binary = 0;
+    } else {
+        data = luaL_checklstring(L, 2, &dl);
+    }
+    if (!binary && !ws_utf8_valid((const uint8_t *)data, dl)) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "invalid UTF-8 (publish it as binary)");
+        return 2;
+    }
+    size_t n = ws_pubsub_publish(&lh->srv->pubsub, topic, tl, binary ? WS_OP_BINARY : WS_OP_TEXT,
+                                 data, dl);
+    lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+}
+
+static int l_get(lua_State *L)
+{
+    ws_lhost_t *lh = ws__lhost_of(L);
+    lua_Integer id = luaL_checkinteger(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->conns_ref);
+    lua_rawgeti(L, -1, id);
+    return 1;
+}
+
+static int l_count(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)ws__lhost_of(L)->srv->nopen);
+    return 1;
+}
+
+static int conns_iter(lua_State *L)
+{
+    /* upvalue 1: the connection table; upvalue 2: the last key */
+    lua_pushvalue(L, lua_upvalueindex(2));
+    if (!lua_next(L, lua_upvalueindex(1)))
+        return 0;
+    lua_pushvalue(L, -2);
+    lua_replace(L, lua_upvalueindex(2));
+    return 1;
+}
+
+static int l_connections(lua_State *L)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ws__lhost_of(L)->conns_ref);
+    lua_pushnil(L);
+    lua_pushcclosure(L, conns_iter, 2);
+    return 1;
+}
+
+/* --- timers --- */
+
+static void timer_closed(uv_handle_t *h) { free(h); }
+
+static void timer_release(ws_ltimer_t *t)
+{
+    lua_State *L = t->lh->L;
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, t->box_ref) == LUA_TUSERDATA)
+        ((tbox_t *)lua_touserdata(L, -1))->t = NULL;
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, t->box_ref);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        t->lh->timers = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    uv_close((uv_handle_t *)&t->t, timer_closed);
+}
+
+static void timer_fire(uv_timer_t *h)
+{
+    ws_ltimer_t *t = (ws_ltimer_t *)h;
+    ws_lhost_t *lh = t->lh;
+    int repeat = t->repeat;
+    int fn_ref = t->fn_ref;
+    /* A one-shot timer is released first, so the callback sees it as stopped. */
+    if (!repeat) {
+        t->fn_ref = LUA_NOREF;
+        timer_release(t);
+    }
+    lua_rawgeti(lh->L, LUA_REGISTRYINDEX, fn_ref);
+    if (!repeat)
+        luaL_unref(lh->L, LUA_REGISTRYINDEX, fn_ref);
+    ws__lhost_pcall(lh, 0, 0, "timer");
+}
+
+static int new_timer(lua_State *L, int repeat)
+{
+    ws_lhost_t *lh = ws__lhost_of(L);
+    lua_Number secs = luaL_checknumber(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    luaL_argcheck(L, secs >= 0 && secs <= 1e9, 1, "seconds must be between 0 and 1e9");
+    uint64_t ms = (uint64_t)(secs * 1000.0 + 0.5);
+    if (repeat && ms == 0)
+        ms = 1;
+    ws_ltimer_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return luaL_error(L, "out of memory");
+    uv_timer_init(lh->srv->loop, &t->t);
+    t->lh = lh;
+    t->repeat = repeat;
+    lua_pushvalue(L, 2);
+    t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    tbox_t *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->t = t;
+    luaL_setmetatable(L, TIMER_MT);
+    lua_pushvalue(L, -1);
+    t->box_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    t->next = lh->timers;
+    if (lh->timers)
+        lh->timers->prev = t;
+    lh->timers = t;
+    uv_timer_start(&t->t, timer_fire, ms, repeat ? ms : 0);
+    return 1;
+}
+
+static int l_after(lua_State *L) { return new_timer(L, 0); }
+static int l_every(lua_State *L) { return new_timer(L, 1); }
+
+static int t_stop(lua_State *L)
+{
+    tbox_t *b = luaL_checkudata(L, 1, TIMER_MT);
+    int was = b->t != NULL;
+    if (b->t)
+        timer_release(b->t);
+    lua_pushboolean(L, was);
+    return 1;
+}
+
+static int t_active(lua_State *L)
+{
+    tbox_t *b = luaL_checkudata(L, 1, TIMER_MT);
+    lua_pushboolean(L, b->t != NULL);
+    return 1;
+}
+
+void ws__ltimers_close_all(ws_lhost_t *lh)
+{
+    while (lh->timers)
+        timer_release(lh->timers);
+}
+
+/* --- misc --- */
+
+static int l_log(lua_State *L)
+{
+    const char *level = luaL_checkstring(L, 1);
+    const char *msg = luaL_checkstring(L, 2);
+    int lv = ws_log_level_parse(level);
+    luaL_argcheck(L, lv >= 0, 1, "level must be error, warn, info or debug");
+    lua_Debug ar;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+        ws_log((ws_log_level_t)lv, "%s:%d: %s", ar.short_src, ar.currentline, msg);
+    else
+        ws_log((ws_log_level_t)lv, "%s", msg);
+    return 0;
+}
+
+static int l_now(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)uv_now(ws__lhost_of(L)->srv->loop) / 1000.0);
+    return 1;
+}
+
+static int l_realpath(lua_State *L)
+{
+    const char *p = luaL_checkstring(L, 1);
+    char out[PATH_MAX];
+    if (!realpath(p, out)) {
+        lua_pushnil(L);
+        lua_pushstring(L, strerror(errno));
+        return 2;
+    }
+    lua_pushstring(L, out);
+    return 1;
+}
+
+static int l_same_origin(lua_State *L)
+{
+    size_t ol, hl;
+    const char *o = luaL_checklstring(L, 1, &ol);
+    const char *h = luaL_optlstring(L, 2, "", &hl);
+    lua_pushboolean(L, ws_handshake_same_origin(o, ol, h, hl));
+    return 1;
+}
+
+int ws__luaopen_core(lua_State *L)
+{
+    static const luaL_Reg tmeth[] = {{"stop", t_stop}, {"active", t_active}, {NULL, NULL}};
+    if (luaL_newmetatable(L, TIMER_MT)) {
+        luaL_newlib(L, tmeth);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+    static const luaL_Reg fns[] = {
+        {"publish", l_publish}, {"get", l_get},     {"count", l_count},
+        {"connections", l_connections}, {"after", l_after}, {"every", l_every},
+        {"log", l_log},         {"now", l_now},     {"realpath", l_realpath},
+        {"same_origin", l_same_origin}, {NULL, NULL}};
+    luaL_newlib(L, fns);
+    lua_pushstring(L, WSPUSH_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushstring(L, ws__lhost_of(L)->script_dir);
+    lua_setfield(L, -2, "script_dir");
+    return 1;
+}

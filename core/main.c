@@ -1,0 +1,44 @@
+/* wspush: parse the command line, start the server, map failures to exit codes. */
+#include <stdio.h>
+#include <uv.h>
+
+#include "cli.h"
+#include "log.h"
+#include "server.h"
+
+int main(int argc, char **argv)
+{
+    ws_config_t cfg;
+    char err[1024];
+    int act = ws_cli_parse(argc, argv, &cfg, err, sizeof err);
+    if (act == WS_CLI_HELP) {
+        fputs(ws_cli_usage(), stdout);
+        return 0;
+    }
+    if (act == WS_CLI_VERSION) {
+        printf("wspush %s\n", WSPUSH_VERSION);
+        return 0;
+    }
+    if (act < 0) {
+        fprintf(stderr, "wspush: %s (try --help)\n", err);
+        return 2;
+    }
+    ws_log_set_level(cfg.log_level);
+
+    static ws_server_t srv; /* large (read buffer): keep it off the stack */
+    uv_loop_t *loop = uv_default_loop();
+    if (ws_server_init(&srv, loop, &cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "wspush: %s\n", err);
+        uv_loop_close(loop);
+        return 1;
+    }
+    ws_log_info("wspush %s listening on http://%s:%d (script %s)", WSPUSH_VERSION, cfg.host,
+                ws_server_port(&srv), cfg.script);
+    ws_server_run(&srv);
+    ws_server_free(&srv);
+    /* Timers closed by ws_server_free need one more turn for their close callbacks. */
+    uv_run(loop, UV_RUN_NOWAIT);
+    if (uv_loop_close(loop) != 0)
+        ws_log_warn("event loop closed with live handles");
+    return 0;
+}

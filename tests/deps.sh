@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install the Debian packages wspush needs, only those missing.
+#   tests/deps.sh          build + run the server
+#   tests/deps.sh --test   also everything the test suite uses
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev node-llhttp lua-cjson zlib1g-dev)
+if [ "${1:-}" = "--test" ]; then
+  pkgs+=(libcmocka-dev lua-busted python3 python3-websockets python3-pytest nodejs node-ws
+         chromium procps curl valgrind)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

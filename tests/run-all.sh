@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set up, build and run every test: unit (cmocka), Lua specs (busted),
+# end-to-end (real server, real clients), then the same again with the
+# server and tests built under ASan + UBSan, then a valgrind subset.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tests/deps.sh --test
+
+export NODE_PATH=/usr/share/nodejs
+PYTEST=(/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration)
+JOBS=$(nproc 2>/dev/null || echo 2)
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "build (release)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$JOBS"
+
+step "unit tests (cmocka)"
+(cd build && ctest --output-on-failure)
+
+step "Lua specs (busted)"
+lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua' tests/lua
+
+step "end-to-end tests"
+WSPUSH_BIN="$PWD/build/wspush" "${PYTEST[@]}"
+
+step "build (ASan + UBSan)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DWSPUSH_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$JOBS"
+
+step "unit tests under ASan + UBSan"
+(cd build-asan && ctest --output-on-failure)
+
+step "end-to-end tests against the ASan + UBSan server"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+  WSPUSH_BIN="$PWD/build-asan/wspush" WSPUSH_SANITIZE_LOG=1 "${PYTEST[@]}"
+
+step "end-to-end subset under valgrind (memcheck)"
+WSPUSH_BIN="$PWD/build/wspush" WSPUSH_VALGRIND=1 "${PYTEST[@]}" -m valgrind
