@@ -1,0 +1,28 @@
+-- The default demo: echo, plus a server push to everyone.
+--   wspush handlers/broadcast.lua, open http://localhost:8000/, then
+--   curl 'localhost:8000/receive?msg=hello'    -> every open page gets "hello"
+local wspush = require "wspush"
+
+local ws = {}
+
+-- Like the original demo, accept any origin. Remove this function to let
+-- the server refuse pages from other sites (its default).
+function ws.check_origin(origin) return true end
+
+function ws.open(conn)
+  conn:subscribe("all") -- the server keeps the set of subscribers for us
+  conn:send("Welcome")
+end
+
+function ws.on_message(conn, msg) conn:send("new message :" .. msg) end
+
+return {
+  ["/"] = wspush.static("../examples"), -- serves examples/index.html
+  ["/ws"] = ws,
+  ["/index"] = function() return "Hello world" end,
+  ["/receive"] = function(req)
+    local msg = req.query.msg
+    if not msg then return { error = "missing ?msg=" }, 400 end
+    return { sent = wspush.publish("all", msg) } -- how many clients got it
+  end,
+}

@@ -1,0 +1,123 @@
+-- wspush.server: the glue the C core calls. Internal; scripts use "wspush".
+--
+-- Contract with the C core (its Lua bindings call exactly these):
+--   S.compile(routes, script_dir)    -> app | nil, err   (err has no file:line)
+--   S.http(app, req)                 -> status, body, headers
+--   S.upgrade(app, req, protocols)   -> handler, key, subprotocol
+--                                     | nil, status, reason[, headers]
+--   S.resolve(app, key[, path])      -> handler table | nil
+-- req = { method, path, rawquery (string|nil), headers (lowercase names,
+-- repeats joined with ", "), body (string), remote }. S.http and S.upgrade
+-- add req.query, req.params and make req.headers case-insensitive; C takes
+-- conn.query/params/headers from req after S.upgrade returns.
+-- Errors raised by handlers propagate: C catches them (500 / close 1011).
+local router = require "wspush.router"
+local http = require "wspush.http"
+local cjson = require "cjson"
+
+local S = {}
+
+local REASONS = {
+  [400] = "Bad Request", [403] = "Forbidden", [404] = "Not Found",
+  [405] = "Method Not Allowed", [426] = "Upgrade Required",
+}
+
+local function plain(status, extra)
+  local headers = extra or {}
+  headers["Content-Type"] = "text/plain; charset=utf-8"
+  return status, status .. " " .. REASONS[status] .. "\n", headers
+end
+
+function S.compile(routes, script_dir)
+  local r, err = router.compile(routes)
+  if not r then return nil, err end
+  return { router = r, script_dir = script_dir }
+end
+
+-- Fill req.query/params/headers; returns handler, key (nil for the
+-- catch-all) or nil, status, allow.
+local function route(app, req)
+  req.headers = http.headers(req.headers)
+  req.query = http.decode_query(req.rawquery)
+  local h, params, key = app.router:match(req.method, req.path)
+  if not h then return nil, params, key end -- params is the status here
+  req.params = params
+  return h, key
+end
+
+-- The media type without parameters, lowercase: "application/json".
+local function media_type(req)
+  local mt = (req.headers["content-type"] or ""):match("^%s*([^;%s]+)")
+  return mt and mt:lower()
+end
+
+function S.http(app, req)
+  local h, status, allow = route(app, req)
+  if not h then return plain(status, allow and { Allow = allow }) end
+  if type(h) == "table" then
+    -- A WebSocket route reached without a (valid) upgrade.
+    if req.headers.upgrade then
+      return 400, "Upgrade must be websocket\n", { ["Content-Type"] = "text/plain; charset=utf-8" }
+    end
+    if req.method == "GET" or req.method == "HEAD" then
+      return plain(426, { Upgrade = "websocket", ["Sec-WebSocket-Version"] = "13" })
+    end
+    return plain(405, { Allow = "GET" })
+  end
+  local body, mt = req.body or "", media_type(req)
+  if mt == "application/x-www-form-urlencoded" then
+    req.form = http.decode_form(body)
+  elseif mt and body ~= "" and (mt == "application/json" or mt:match("%+json$")) then
+    local ok, v = pcall(cjson.decode, body)
+    if not ok then return plain(400) end
+    req.json = v
+  end
+  -- HEAD: C sends the GET response's headers and length without its body.
+  return http.normalize(h(req))
+end
+
+function S.upgrade(app, req, protocols)
+  req.method = req.method or "GET"
+  local h, key, allow = route(app, req)
+  if not h then
+    local status = key
+    if status == 405 then return nil, 405, REASONS[405], { Allow = allow } end
+    return nil, 404, REASONS[404]
+  end
+  if type(h) ~= "table" then return nil, 404, REASONS[404] end
+  local origin = req.headers.origin
+  local ok
+  if h.check_origin then
+    ok = h.check_origin(origin, req)
+  else
+    ok = origin == nil or require("wspush.core").same_origin(origin, req.headers.host)
+  end
+  if not ok then return nil, 403, "cross-origin request refused" end
+  local sub
+  if protocols and #protocols > 0 and h.select_subprotocol then
+    sub = h.select_subprotocol(protocols, req)
+    if sub ~= nil then
+      local offered = false
+      for _, p in ipairs(protocols) do offered = offered or p == sub end
+      if not offered then
+        error("select_subprotocol returned '" .. tostring(sub) .. "', which the client did not offer")
+      end
+    end
+  end
+  return h, key, sub
+end
+
+--- Re-find a connection's handler after a reload. key is the route key S.upgrade
+-- returned; for a connection routed by the catch-all (key nil), pass its path
+-- to ask the catch-all again.
+function S.resolve(app, key, path)
+  local h
+  if key ~= nil then
+    h = app.router:lookup(key)
+  elseif path ~= nil then
+    h = app.router:match("GET", path)
+  end
+  return type(h) == "table" and h or nil
+end
+
+return S
