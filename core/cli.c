@@ -9,7 +9,16 @@
 #include <stdio.h>
 #include <string.h>
 
-typedef enum { OPT_FLAG, OPT_STRING, OPT_INT, OPT_SIZE, OPT_SECONDS, OPT_LOG_LEVEL } opt_kind;
+typedef enum {
+    OPT_FLAG,   /* ends parsing with an action (--help) */
+    OPT_SWITCH, /* sets an int field to 1, takes no value */
+    OPT_STRING,
+    OPT_INT,
+    OPT_SIZE,
+    OPT_SECONDS,
+    OPT_LOG_LEVEL,
+    OPT_CHOICE  /* one of the words in metavar, separated by '|'; stores its index */
+} opt_kind;
 
 typedef struct {
     const char *name; /* long name without the leading "--" */
@@ -41,6 +50,34 @@ static const opt_t opts[] = {
      "largest HTTP request body (413 above)"},
     {"close-timeout", 0, OPT_SECONDS, FIELD(close_timeout), 0, 3600, "5", "SECONDS",
      "wait this long for the peer's close reply"},
+    {"no-watch", 0, OPT_SWITCH, FIELD(no_watch), 0, 0, NULL, NULL,
+     "do not reload when the script changes (SIGHUP still reloads)"},
+    {"ping-interval", 0, OPT_SECONDS, FIELD(ping_interval), -1, 86400, "25", "SECONDS",
+     "ping every connection this often; 0 = never"},
+    {"ping-timeout", 0, OPT_SECONDS, FIELD(ping_timeout), 0, 86400, "10", "SECONDS",
+     "close a connection whose pong is this late"},
+    {"idle-timeout", 0, OPT_SECONDS, FIELD(idle_timeout), -1, 864000, "0", "SECONDS",
+     "close after this long without messages either way; 0 = never"},
+    {"handshake-timeout", 0, OPT_SECONDS, FIELD(handshake_timeout), 0, 3600, "10", "SECONDS",
+     "an HTTP request must arrive whole within this time"},
+    {"keepalive-timeout", 0, OPT_SECONDS, FIELD(keepalive_timeout), 0, 3600, "30", "SECONDS",
+     "close an idle HTTP keep-alive connection after this long"},
+    {"max-connections", 0, OPT_INT, FIELD(max_connections), 1, 10000000, "100000", "N",
+     "WebSocket connections at once (503 above)"},
+    {"max-per-ip", 0, OPT_INT, FIELD(max_per_ip), 0, 10000000, "0", "N",
+     "WebSocket connections per client address (503 above); 0 = no limit"},
+    {"max-buffered", 0, OPT_SIZE, FIELD(max_buffered), 1, 0, "16m", "BYTES",
+     "outbound bytes queued per connection before the backpressure policy applies"},
+    {"backpressure", 0, OPT_CHOICE, FIELD(backpressure), 0, 0, "close", "close|drop|drop-oldest",
+     "over --max-buffered: close 1008, drop the new message, or drop the oldest"},
+    {"rate-limit", 0, OPT_SECONDS, FIELD(rate_limit), -1, 1e9, "0", "MSGS",
+     "inbound messages per second per connection (1008 above); 0 = no limit"},
+    {"rate-burst", 0, OPT_SECONDS, FIELD(rate_burst), 0, 1e9, "50", "MSGS",
+     "messages a connection may send at once before the rate limit applies"},
+    {"lua-timeout", 0, OPT_SECONDS, FIELD(lua_timeout), 0, 3600, "5", "SECONDS",
+     "a Lua callback running longer than this is stopped with an error"},
+    {"shutdown-timeout", 0, OPT_SECONDS, FIELD(shutdown_timeout), 0, 3600, "10", "SECONDS",
+     "on SIGTERM/SIGINT, wait this long for close handshakes"},
     {"help", 'h', OPT_FLAG, WS_CLI_HELP, 0, 0, NULL, NULL, "show this help and exit"},
     {"version", 'V', OPT_FLAG, WS_CLI_VERSION, 0, 0, NULL, NULL, "show the version and exit"},
 };
@@ -174,6 +211,23 @@ static int set_value(const opt_t *o, const char *val, ws_config_t *cfg)
             }
         }
         return -1;
+    case OPT_CHOICE: {
+        size_t vl = strlen(val);
+        int idx = 0;
+        for (const char *w = o->metavar; *w; idx++) {
+            const char *bar = strchr(w, '|');
+            size_t wl = bar ? (size_t)(bar - w) : strlen(w);
+            if (wl == vl && memcmp(w, val, vl) == 0) {
+                *(int *)field = idx;
+                return 0;
+            }
+            w += wl + (bar ? 1 : 0);
+        }
+        return -1;
+    }
+    case OPT_SWITCH:
+        *(int *)field = 1;
+        return 0;
     case OPT_FLAG:
         break;
     }
@@ -257,10 +311,13 @@ int ws_cli_parse(int argc, char **argv, ws_config_t *cfg, char *err, size_t errl
         if (!o)
             return fail(err, errlen, "unknown option '%.*s'", (int)namelen, arg);
 
-        if (o->kind == OPT_FLAG) {
+        if (o->kind == OPT_FLAG || o->kind == OPT_SWITCH) {
             if (val)
                 return fail(err, errlen, "option '--%s' takes no value", o->name);
-            return (int)o->offset;
+            if (o->kind == OPT_FLAG)
+                return (int)o->offset;
+            set_value(o, "", cfg);
+            continue;
         }
         if (!val) {
             if (i + 1 >= argc)
@@ -281,7 +338,7 @@ const char *ws_cli_usage(void)
 {
     /* Built from the table on first use so a new option shows up without
      * editing a second copy; the text never changes afterwards. */
-    static char text[4096];
+    static char text[8192];
     if (text[0])
         return text;
 
@@ -296,6 +353,8 @@ const char *ws_cli_usage(void)
         char left[64];
         if (o->short_name)
             snprintf(left, sizeof left, "-%c, --%s", o->short_name, o->name);
+        else if (!o->metavar)
+            snprintf(left, sizeof left, "    --%s", o->name);
         else
             snprintf(left, sizeof left, "    --%s %s", o->name, o->metavar);
         if (o->def)

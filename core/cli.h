@@ -17,7 +17,24 @@ typedef struct {
     size_t max_header;       /* --max-header BYTES, default 16 KiB (431 above) */
     size_t max_body;         /* --max-body BYTES, default 1 MiB (413 above) */
     double close_timeout;    /* --close-timeout SECONDS, default 5: wait for the peer's close reply */
+    int no_watch;            /* --no-watch: no reload on file change (SIGHUP still reloads) */
+    double ping_interval;    /* --ping-interval SECONDS, default 25; 0 = off */
+    double ping_timeout;     /* --ping-timeout SECONDS, default 10 */
+    double idle_timeout;     /* --idle-timeout SECONDS, default 0 = off */
+    double handshake_timeout;/* --handshake-timeout SECONDS, default 10 (slowloris) */
+    double keepalive_timeout;/* --keepalive-timeout SECONDS, default 30 */
+    int max_connections;     /* --max-connections N, default 100000 (503 above) */
+    int max_per_ip;          /* --max-per-ip N, default 0 = off */
+    size_t max_buffered;     /* --max-buffered BYTES, default 16 MiB */
+    int backpressure;        /* --backpressure close|drop|drop-oldest: a ws_backpressure_t */
+    double rate_limit;       /* --rate-limit MSGS per second, default 0 = off */
+    double rate_burst;       /* --rate-burst MSGS, default 50 */
+    double shutdown_timeout; /* --shutdown-timeout SECONDS, default 10 */
+    double lua_timeout;      /* --lua-timeout SECONDS, default 5: budget of one Lua callback */
 } ws_config_t;
+
+/* What happens when a connection's outbound queue is over its limit. */
+typedef enum { WS_BP_CLOSE = 0, WS_BP_DROP = 1, WS_BP_DROP_OLDEST = 2 } ws_backpressure_t;
 
 typedef enum {
     WS_CLI_RUN = 0,     /* cfg is filled; start the server */

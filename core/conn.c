@@ -44,6 +44,47 @@ static uint8_t *reserve(ws_conn_t *c, size_t n)
     return p;
 }
 
+/* Drop queued chunks from the front (the oldest) until n more bytes fit, or
+ * all of them when all is set. A chunk partly written already stays: the
+ * frame it began must be finished. Chunks hold whole frames only, so what
+ * remains is still a valid frame stream. Returns 1 if n bytes now fit. */
+static int drop_queued(ws_conn_t *c, size_t n, int all)
+{
+    size_t i = c->qoff ? 1 : 0, kept = i;
+    for (; i < c->qn; i++) {
+        if (!all && ws_conn_buffered(c) + n <= c->max_buffered)
+            break;
+        c->queued -= c->q[i]->len;
+        ws_chunk_unref(c->q[i]);
+    }
+    memmove(c->q + kept, c->q + i, (c->qn - i) * sizeof *c->q);
+    c->qn -= i - kept;
+    return ws_conn_buffered(c) + n <= c->max_buffered;
+}
+
+/* Apply the backpressure policy before queueing a data frame of n bytes.
+ * A message always fits into an empty queue, so one larger than the limit
+ * can still be sent: the limit bounds the backlog, not the message size. */
+static int make_room(ws_conn_t *c, size_t n)
+{
+    size_t b = ws_conn_buffered(c);
+    if (b == 0 || b + n <= c->max_buffered)
+        return 0;
+    switch (c->backpressure) {
+    case WS_BP_DROP_OLDEST:
+        return drop_queued(c, n, 0) ? 0 : WS_EFULL;
+    case WS_BP_DROP:
+        return WS_EFULL;
+    default: {
+        /* The peer is not reading: what is queued will never matter, free it now. */
+        static const char msg[] = "too slow: send buffer full";
+        drop_queued(c, 0, 1);
+        ws_conn_close(c, WS_CLOSE_POLICY, msg, sizeof msg - 1);
+        return WS_EFULL;
+    }
+    }
+}
+
 static void write_raw(ws_conn_t *c, const void *data, size_t len)
 {
     if (len)
@@ -59,6 +100,8 @@ static void write_frame(ws_conn_t *c, unsigned op, const void *data, size_t len)
     if (len)
         memcpy(p + hl, data, len);
 }
+
+static uint64_t now_ms(ws_conn_t *c) { return uv_now(c->srv->loop); }
 
 size_t ws_conn_buffered(const ws_conn_t *c) { return c->queued + c->inflight; }
 
@@ -119,6 +162,10 @@ static void on_write(uv_write_t *req, int status)
         return;
     }
     ws_conn_flush(c);
+    if (c->want_drain && !c->writing && c->qn == 0 && c->state == WS_CONN_OPEN) {
+        c->want_drain = 0;
+        ws_lhost_drain(c->srv->lh, c);
+    }
 }
 
 void ws_conn_flush(ws_conn_t *c)
@@ -173,6 +220,7 @@ void ws_conn_flush(ws_conn_t *c)
     c->queued -= total;
     c->inflight = total;
     c->writing = 1;
+    c->want_drain = c->is_ws;
     c->wreq.data = c;
     if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write) < 0) {
         c->writing = 0;
@@ -208,6 +256,7 @@ static void on_closed(uv_handle_t *h)
     free(c->subprotocol);
     free(c->close_reason);
     free(c);
+    ws__server_conn_gone(s);
 }
 
 /* Close the TCP connection now. Lua hears of it (on_close) here, exactly once. */
@@ -216,6 +265,11 @@ static void finish(ws_conn_t *c)
     if (c->state == WS_CONN_CLOSED)
         return;
     c->state = WS_CONN_CLOSED;
+    if (c->ip_counted) {
+        char ip[sizeof c->remote];
+        ws_conn_ip(c, ip, sizeof ip);
+        ws_iptab_dec(&c->srv->ips, ip);
+    }
     if (c->is_ws) {
         c->srv->nopen--;
         ws_pubsub_unsubscribe_all(&c->srv->pubsub, c);
@@ -238,10 +292,72 @@ static void set_deadline(ws_conn_t *c)
         c->deadline = uv_now(c->srv->loop) + (uint64_t)(c->srv->cfg.close_timeout * 1000.0);
 }
 
+static void http_error(ws_conn_t *c, int status, const char *reason, const char *extra);
+
 void ws_conn_sweep(ws_conn_t *c, uint64_t now)
 {
-    if (c->deadline && now >= c->deadline)
+    const ws_config_t *cfg = &c->srv->cfg;
+    if (c->deadline && now >= c->deadline) {
         ws_conn_abort(c, WS_CLOSE_ABNORMAL);
+        return;
+    }
+    if (c->state == WS_CONN_HTTP) {
+        /* Slowloris: a request must be whole by its deadline; an idle
+         * keep-alive connection simply ends. */
+        if (!c->end_after_write && now >= c->t_http) {
+            if (c->http_partial)
+                http_error(c, 408, "request not received in time", NULL);
+            else
+                finish(c);
+        }
+        return;
+    }
+    if (c->state != WS_CONN_OPEN)
+        return;
+    if (cfg->ping_interval > 0) {
+        /* Any bytes from the peer after our ping prove it alive, a pong included. */
+        if (c->t_ping && c->t_rx >= c->t_ping)
+            c->t_ping = 0;
+        if (c->t_ping) {
+            if (now - c->t_ping >= (uint64_t)(cfg->ping_timeout * 1000)) {
+                ws_log_debug("conn %llu: no pong within %.1f s, closing",
+                             (unsigned long long)c->id, cfg->ping_timeout);
+                ws_conn_abort(c, WS_CLOSE_ABNORMAL);
+                return;
+            }
+        } else if (now - c->t_rx >= (uint64_t)(cfg->ping_interval * 1000)) {
+            write_frame(c, WS_OP_PING, NULL, 0);
+            c->t_ping = now;
+        }
+    }
+    if (c->idle_ms && now - c->t_msg >= c->idle_ms) {
+        static const char msg[] = "idle timeout";
+        ws_conn_close(c, WS_CLOSE_GOING_AWAY, msg, sizeof msg - 1);
+    }
+}
+
+void ws_conn_shutdown(ws_conn_t *c, const char *reason)
+{
+    if (c->state == WS_CONN_OPEN) {
+        ws_conn_close(c, WS_CLOSE_GOING_AWAY, reason, strlen(reason));
+    } else if (c->state == WS_CONN_HTTP) {
+        if (c->qn == 0 && !c->writing) {
+            finish(c);
+        } else {
+            c->end_after_write = 1;
+            set_deadline(c);
+        }
+    }
+}
+
+void ws_conn_ip(const ws_conn_t *c, char *out, size_t len)
+{
+    const char *r = c->remote;
+    const char *end = strrchr(r, ':');
+    size_t n = end ? (size_t)(end - r) : strlen(r);
+    if (n >= 2 && r[0] == '[')
+        r++, n -= 2;
+    snprintf(out, len, "%.*s", (int)n, r);
 }
 
 static void send_close_frame(ws_conn_t *c, unsigned code, const char *reason, size_t len)
@@ -293,6 +409,12 @@ int ws_conn_send(ws_conn_t *c, unsigned op, const void *data, size_t len)
 {
     if (c->state != WS_CONN_OPEN)
         return WS_EINVAL;
+    if (op < WS_OP_CLOSE) {
+        int r = make_room(c, len + WS_FRAME_HDR_MAX);
+        if (r)
+            return r;
+        c->t_msg = now_ms(c);
+    }
     write_frame(c, op, data, len);
     return 0;
 }
@@ -301,7 +423,26 @@ int ws_conn_send_chunk(ws_conn_t *c, ws_chunk_t *frame)
 {
     if (c->state != WS_CONN_OPEN)
         return WS_EINVAL;
+    int r = make_room(c, frame->len);
+    if (r)
+        return r;
+    c->t_msg = now_ms(c);
     push_chunk(c, ws_chunk_ref(frame));
+    return 0;
+}
+
+/* Token bucket on inbound messages: 0 to go on, 1 when over the limit. */
+static int over_rate(ws_conn_t *c)
+{
+    if (c->rate <= 0)
+        return 0;
+    uint64_t now = now_ms(c);
+    float t = c->tokens + (float)(now - c->t_tokens) / 1000.0f * c->rate;
+    c->tokens = t > c->burst ? c->burst : t;
+    c->t_tokens = now;
+    if (c->tokens < 1.0f)
+        return 1;
+    c->tokens -= 1.0f;
     return 0;
 }
 
@@ -316,8 +457,15 @@ static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t
     case WS_OP_TEXT:
     case WS_OP_BINARY:
         /* After our close frame the peer may still be sending; RFC 6455 lets us drop it. */
-        if (c->state == WS_CONN_OPEN)
-            ws_lhost_message(lh, c, data, len, op == WS_OP_BINARY);
+        if (c->state != WS_CONN_OPEN)
+            break;
+        if (over_rate(c)) {
+            static const char msg[] = "rate limit exceeded";
+            ws_conn_close(c, WS_CLOSE_POLICY, msg, sizeof msg - 1);
+            break;
+        }
+        c->t_msg = now_ms(c);
+        ws_lhost_message(lh, c, data, len, op == WS_OP_BINARY);
         break;
     case WS_OP_PING:
         if (c->state == WS_CONN_OPEN) {
@@ -367,10 +515,25 @@ static void http_error(ws_conn_t *c, int status, const char *reason, const char 
 
 static void upgrade(ws_conn_t *c, const ws_hs_request_t *req)
 {
+    ws_server_t *s = c->srv;
     ws_hs_result_t hs;
     if (ws_handshake_check(req, &hs) != 0) {
         http_error(c, hs.status, hs.reason,
                    hs.status == 426 ? "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n" : NULL);
+        return;
+    }
+    if (s->stopping) {
+        http_error(c, 503, "server shutting down", NULL);
+        return;
+    }
+    if (s->nopen >= (size_t)s->cfg.max_connections) {
+        http_error(c, 503, "too many connections", "Retry-After: 1\r\n");
+        return;
+    }
+    char ip[sizeof c->remote];
+    ws_conn_ip(c, ip, sizeof ip);
+    if (s->cfg.max_per_ip > 0 && ws_iptab_count(&s->ips, ip) >= (uint32_t)s->cfg.max_per_ip) {
+        http_error(c, 503, "too many connections from your address", "Retry-After: 1\r\n");
         return;
     }
     ws_buf_t extra, reason;
@@ -397,10 +560,13 @@ static void upgrade(ws_conn_t *c, const ws_hs_request_t *req)
     ws_http_free(c->http);
     free(c->http);
     c->http = NULL;
-    ws_msg_reader_init(&c->reader, c->srv->cfg.max_message, on_frame, c);
+    ws_msg_reader_init(&c->reader, c->max_message, on_frame, c);
     c->state = WS_CONN_OPEN;
     c->is_ws = 1;
     c->srv->nopen++;
+    ws_iptab_inc(&s->ips, ip);
+    c->ip_counted = 1;
+    c->t_msg = c->t_tokens = now_ms(c);
     ws_lhost_open(c->srv->lh, c);
 }
 
@@ -424,6 +590,8 @@ static void request(ws_conn_t *c)
         c->end_after_write = 1;
         set_deadline(c);
     }
+    c->http_partial = 0;
+    c->t_http = now_ms(c) + (uint64_t)(c->srv->cfg.keepalive_timeout * 1000);
 }
 
 static void process(ws_conn_t *c, uint8_t *p, size_t n)
@@ -476,8 +644,14 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         ws_conn_abort(c, WS_CLOSE_ABNORMAL);
         return;
     }
-    if (nread > 0 && c->state != WS_CONN_CLOSED)
-        process(c, (uint8_t *)buf->base, (size_t)nread);
+    if (nread == 0 || c->state == WS_CONN_CLOSED)
+        return;
+    c->t_rx = now_ms(c);
+    if (c->state == WS_CONN_HTTP && !c->http_partial) {
+        c->http_partial = 1;
+        c->t_http = c->t_rx + (uint64_t)(c->srv->cfg.handshake_timeout * 1000);
+    }
+    process(c, (uint8_t *)buf->base, (size_t)nread);
 }
 
 void ws_conn_accept(ws_server_t *s)
@@ -493,6 +667,14 @@ void ws_conn_accept(ws_server_t *s)
     c->state = WS_CONN_HTTP;
     c->handler_ref = -2; /* LUA_NOREF */
     c->close_code = WS_CLOSE_ABNORMAL;
+    c->max_buffered = s->cfg.max_buffered;
+    c->max_message = s->cfg.max_message;
+    c->backpressure = (unsigned)s->cfg.backpressure & 3;
+    c->idle_ms = (uint32_t)(s->cfg.idle_timeout * 1000);
+    c->rate = (float)s->cfg.rate_limit;
+    c->burst = c->tokens = (float)s->cfg.rate_burst;
+    c->t_rx = uv_now(s->loop);
+    c->t_http = c->t_rx + (uint64_t)(s->cfg.handshake_timeout * 1000);
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;

@@ -39,6 +39,10 @@ struct ws_conn_s {
     unsigned writing : 1;        /* a uv_write is in flight */
     unsigned is_ws : 1;          /* upgraded (Lua knows the connection) */
     unsigned in_dirty : 1;
+    unsigned want_drain : 1;     /* tell Lua (on_drain) when the queue empties */
+    unsigned http_partial : 1;   /* part of an HTTP request has arrived */
+    unsigned ip_counted : 1;     /* counted in the server's per-address table */
+    unsigned backpressure : 2;   /* ws_backpressure_t */
 
     ws_conn_t *next, *prev;      /* server->conns */
     ws_conn_t *dirty_next;       /* server->dirty */
@@ -63,6 +67,19 @@ struct ws_conn_s {
     char *route_key;             /* route key, to find the handler again after a reload */
     char *subprotocol;
 
+    /* Liveness, in loop milliseconds (uv_now). */
+    uint64_t t_rx;               /* last bytes received */
+    uint64_t t_msg;              /* last data message either way (idle timeout) */
+    uint64_t t_ping;             /* when our unanswered ping left; 0 = none */
+    uint64_t t_http;             /* HTTP phase: close (408) when the request is not whole by then */
+
+    /* Limits, from the command line or the route's handler table. */
+    size_t max_buffered;
+    size_t max_message;
+    uint32_t idle_ms;            /* 0 = no idle timeout */
+    float rate, burst, tokens;   /* inbound messages/s token bucket; rate 0 = off */
+    uint64_t t_tokens;
+
     unsigned close_code;         /* what on_close reports */
     char *close_reason;
     uint64_t deadline;           /* loop time (ms) by which the TCP close must happen; 0 = none */
@@ -77,7 +94,10 @@ struct ws_conn_s {
 void ws_conn_accept(ws_server_t *s);
 
 /* Queue one message or control frame. op is a ws_opcode_t. Returns 0, or
- * WS_EINVAL when the connection is not open (closing or closed). */
+ * WS_EINVAL when the connection is not open (closing or closed), or WS_EFULL
+ * when a data message would take the queue over max_buffered (then the
+ * backpressure policy has been applied: the message was dropped, or older
+ * queued messages were, or the connection is closing with 1008). */
 int ws_conn_send(ws_conn_t *c, unsigned op, const void *data, size_t len);
 
 /* Queue a complete, shared frame (built once by pubsub). Takes a reference. */
@@ -98,5 +118,12 @@ void ws_conn_sweep(ws_conn_t *c, uint64_t now);
 
 /* Close the TCP connection now, without a close handshake. */
 void ws_conn_abort(ws_conn_t *c, unsigned code);
+
+/* Server shutdown: send close 1001 with reason to an open connection, end an
+ * HTTP one once its response (if any) is written. */
+void ws_conn_shutdown(ws_conn_t *c, const char *reason);
+
+/* Client address without the port ("127.0.0.1", "::1"), into out. */
+void ws_conn_ip(const ws_conn_t *c, char *out, size_t len);
 
 #endif

@@ -23,6 +23,7 @@ const char *ws_err_name(int err)
     case WS_EHDRTOOBIG: return "WS_EHDRTOOBIG";
     case WS_EBODYTOOBIG: return "WS_EBODYTOOBIG";
     case WS_EURITOOBIG: return "WS_EURITOOBIG";
+    case WS_EFULL: return "WS_EFULL";
     case WS_EINFLATE: return "WS_EINFLATE";
     case WS_EHTTP: return "WS_EHTTP";
     case WS_EINVAL: return "WS_EINVAL";
@@ -54,6 +55,7 @@ const char *ws_strerror(int err)
     case WS_EHDRTOOBIG: return "request header fields too large";
     case WS_EBODYTOOBIG: return "request body too large";
     case WS_EURITOOBIG: return "request target too long";
+    case WS_EFULL: return "send buffer full";
     case WS_EINFLATE: return "compressed data is invalid";
     case WS_EHTTP: return "malformed HTTP request";
     case WS_EINVAL: return "invalid argument";

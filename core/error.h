@@ -32,6 +32,7 @@ typedef enum {
     WS_EHDRTOOBIG = -301, /* HTTP header block over the limit (431) */
     WS_EBODYTOOBIG = -302,/* HTTP body over the limit (413) */
     WS_EURITOOBIG = -303, /* request target over the limit (414) */
+    WS_EFULL = -304,      /* outbound queue over --max-buffered (backpressure) */
     WS_EINFLATE = -310,   /* permessage-deflate data could not be inflated */
 
     /* HTTP and handshake. */

@@ -21,7 +21,15 @@ struct ws_lhost_s {
     int app_ref;      /* the compiled routes of the current script */
     int conns_ref;    /* table: id -> connection object (the connection table) */
     int json_ref;     /* cjson.encode */
-    uint32_t gen;     /* script generation */
+    uint32_t gen;     /* generation of the script serving now */
+    uint32_t load_gen;/* generation of the script being loaded (gen, or gen + 1 during a reload) */
+    int hooks_ref;    /* on_reload functions registered by the script being loaded */
+    int shutdown_ref; /* the on_shutdown function of the script serving now */
+    int pending_shutdown_ref; /* the one registered by the script being loaded */
+    int shared_ref;   /* wspush.shared: survives reloads */
+    int depth;        /* nesting of ws__lhost_pcall */
+    uint64_t deadline;/* uv_hrtime() by which the outermost call must return */
+    char *project_dirs[2]; /* real paths whose modules reload with the script */
     char *script;
     char *script_dir;
     ws_ltimer_t *timers; /* live timers (intrusive list) */
@@ -49,5 +57,7 @@ void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c);
 int ws__luaopen_core(lua_State *L);
 /* Stop and release every timer (shutdown). */
 void ws__ltimers_close_all(ws_lhost_t *lh);
+/* Stop the timers made by generation gen (older != 0: by every generation before gen). */
+void ws__ltimers_close_gen(ws_lhost_t *lh, uint32_t gen, int older);
 
 #endif

@@ -56,7 +56,12 @@ static int m_send(lua_State *L)
         lua_pushliteral(L, "invalid UTF-8 (send it as binary)");
         return 2;
     }
-    ws_conn_send(c, binary ? WS_OP_BINARY : WS_OP_TEXT, data, len);
+    if (ws_conn_send(c, binary ? WS_OP_BINARY : WS_OP_TEXT, data, len) != 0) {
+        /* Backpressure: the policy dropped the message or is closing the connection. */
+        lua_pushnil(L);
+        lua_pushliteral(L, "buffer full");
+        return 2;
+    }
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -1,4 +1,5 @@
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,13 +29,34 @@ static int traceback(lua_State *L)
     return 1;
 }
 
+/* A callback that never returns must not hang the server: every so many VM
+ * instructions, check the clock against the budget of the outermost call. */
+#define HOOK_COUNT 100000
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    ws_lhost_t *lh = ws__lhost_of(L);
+    (void)ar;
+    if (lh->depth > 0 && uv_hrtime() > lh->deadline)
+        luaL_error(L, "callback exceeded its time budget (--lua-timeout %f s)",
+                   lh->srv->cfg.lua_timeout);
+}
+
+static void budget_start(ws_lhost_t *lh)
+{
+    if (lh->depth++ == 0)
+        lh->deadline = uv_hrtime() + (uint64_t)(lh->srv->cfg.lua_timeout * 1e9);
+}
+
 int ws__lhost_pcall(ws_lhost_t *lh, int nargs, int nres, const char *what)
 {
     lua_State *L = lh->L;
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, traceback);
     lua_insert(L, base);
+    budget_start(lh);
     int r = lua_pcall(L, nargs, nres, base);
+    lh->depth--;
     lua_remove(L, base);
     if (r != LUA_OK) {
         ws_log_error("%s: %s", what, lua_tostring(L, -1));
@@ -46,7 +68,11 @@ int ws__lhost_pcall(ws_lhost_t *lh, int nargs, int nres, const char *what)
 /* Without a traceback: for load errors, where the message alone (file:line) is the answer. */
 static int pcall_msg(lua_State *L, int nargs, int nres, char *err, size_t errlen)
 {
-    if (lua_pcall(L, nargs, nres, 0) == LUA_OK)
+    ws_lhost_t *lh = ws__lhost_of(L);
+    budget_start(lh);
+    int r = lua_pcall(L, nargs, nres, 0);
+    lh->depth--;
+    if (r == LUA_OK)
         return 0;
     snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(non-string error)");
     lua_pop(L, 1);
@@ -86,16 +112,55 @@ static int require_ref(lua_State *L, const char *mod, const char *field, char *e
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/* Run the script and compile what it returned. On success the compiled app
+ * is left on the stack; on failure err holds the reason with file:line. */
+static int run_script(ws_lhost_t *lh, char *err, size_t errlen)
+{
+    lua_State *L = lh->L;
+    if (luaL_loadfile(L, lh->script) != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    if (pcall_msg(L, 0, 1, err, errlen) != 0)
+        return -1;
+    /* S.compile(routes, script_dir) -> app | nil, err */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
+    lua_getfield(L, -1, "compile");
+    lua_remove(L, -2);
+    lua_insert(L, -2);
+    lua_pushstring(L, lh->script_dir);
+    if (pcall_msg(L, 2, 2, err, errlen) != 0)
+        return -1;
+    if (lua_isnil(L, -2)) {
+        snprintf(err, errlen, "%s: %s", lh->script, lua_tostring(L, -1));
+        lua_pop(L, 2);
+        return -1;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+static char *real_dir(const char *path)
+{
+    char buf[PATH_MAX];
+    return realpath(path, buf) ? ws_strndup(buf, strlen(buf)) : NULL;
+}
+
 ws_lhost_t *ws_lhost_new(ws_server_t *srv, const char *script, char *err, size_t errlen)
 {
     ws_lhost_t *lh = ws_calloc(1, sizeof *lh);
     lh->srv = srv;
     lh->script = ws_strndup(script, strlen(script));
     lh->script_dir = dir_of(script);
+    lh->project_dirs[0] = real_dir(lh->script_dir);
+    lh->project_dirs[1] = real_dir("lua");
     lh->app_ref = lh->server_ref = lh->json_ref = LUA_NOREF;
+    lh->shutdown_ref = lh->pending_shutdown_ref = LUA_NOREF;
     lua_State *L = lh->L = luaL_newstate();
     *(ws_lhost_t **)lua_getextraspace(L) = lh;
     luaL_openlibs(L);
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
     set_path(L, lh->script_dir);
     ws__lconn_register(L);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
@@ -104,32 +169,20 @@ ws_lhost_t *ws_lhost_new(ws_server_t *srv, const char *script, char *err, size_t
     lua_pop(L, 1);
     lua_newtable(L);
     lh->conns_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    lh->shared_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    lh->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
     if ((lh->server_ref = require_ref(L, "wspush.server", NULL, err, errlen)) == LUA_NOREF ||
         (lh->json_ref = require_ref(L, "cjson", "encode", err, errlen)) == LUA_NOREF)
         goto fail;
-
-    if (luaL_loadfile(L, script) != LUA_OK) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    lh->gen = lh->load_gen = 1;
+    if (run_script(lh, err, errlen) != 0)
         goto fail;
-    }
-    if (pcall_msg(L, 0, 1, err, errlen) != 0)
-        goto fail;
-    /* S.compile(routes, script_dir) -> app | nil, err */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
-    lua_getfield(L, -1, "compile");
-    lua_remove(L, -2);
-    lua_insert(L, -2);
-    lua_pushstring(L, lh->script_dir);
-    if (pcall_msg(L, 2, 2, err, errlen) != 0)
-        goto fail;
-    if (lua_isnil(L, -2)) {
-        snprintf(err, errlen, "%s: %s", script, lua_tostring(L, -1));
-        goto fail;
-    }
-    lua_pop(L, 1);
     lh->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lh->gen = 1;
+    lh->shutdown_ref = lh->pending_shutdown_ref;
+    lh->pending_shutdown_ref = LUA_NOREF;
     return lh;
 
 fail:
@@ -145,7 +198,129 @@ void ws_lhost_free(ws_lhost_t *lh)
     lua_close(lh->L);
     free(lh->script);
     free(lh->script_dir);
+    free(lh->project_dirs[0]);
+    free(lh->project_dirs[1]);
     free(lh);
+}
+
+/* Push S.project_modules(dirs): { name = real path } of the project's modules. */
+static void push_project_modules(ws_lhost_t *lh)
+{
+    lua_State *L = lh->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
+    lua_getfield(L, -1, "project_modules");
+    lua_remove(L, -2);
+    lua_newtable(L);
+    int n = 0;
+    for (int i = 0; i < 2; i++) {
+        if (lh->project_dirs[i]) {
+            lua_pushstring(L, lh->project_dirs[i]);
+            lua_rawseti(L, -2, ++n);
+        }
+    }
+    if (ws__lhost_pcall(lh, 1, 1, "listing the script's modules") != 0)
+        lua_newtable(L);
+}
+
+void ws_lhost_files(ws_lhost_t *lh, void (*cb)(void *ud, const char *path), void *ud)
+{
+    lua_State *L = lh->L;
+    char buf[PATH_MAX];
+    if (realpath(lh->script, buf))
+        cb(ud, buf);
+    push_project_modules(lh);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        cb(ud, lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* Set package.loaded[name] = saved[name] for every name in the table at index saved. */
+static void restore_modules(lua_State *L, int saved)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_pushnil(L);
+    while (lua_next(L, saved)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+    lua_pop(L, 2);
+}
+
+int ws_lhost_reload(ws_lhost_t *lh, const char *changed, char *err, size_t errlen)
+{
+    lua_State *L = lh->L;
+    int top = lua_gettop(L);
+
+    /* Forget the project's modules so the script's require loads their new
+     * versions; keep the old ones to put back if the new script fails. */
+    push_project_modules(lh);
+    int mods = lua_gettop(L);
+    lua_newtable(L);
+    int saved = lua_gettop(L);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_pushnil(L);
+    while (lua_next(L, mods)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, saved);
+        lua_pushvalue(L, -1);
+        lua_pushnil(L);
+        lua_rawset(L, -4);
+    }
+    lua_pop(L, 2);
+
+    lua_newtable(L);
+    lua_rawseti(L, LUA_REGISTRYINDEX, lh->hooks_ref);
+    lh->load_gen = lh->gen + 1;
+    if (run_script(lh, err, errlen) != 0) {
+        restore_modules(L, saved);
+        ws__ltimers_close_gen(lh, lh->load_gen, 0);
+        luaL_unref(L, LUA_REGISTRYINDEX, lh->pending_shutdown_ref);
+        lh->pending_shutdown_ref = LUA_NOREF;
+        lh->load_gen = lh->gen;
+        lua_settop(L, top);
+        return -1;
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, lh->app_ref);
+    lh->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lh->gen = lh->load_gen;
+    ws__ltimers_close_gen(lh, lh->gen, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, lh->shutdown_ref);
+    lh->shutdown_ref = lh->pending_shutdown_ref;
+    lh->pending_shutdown_ref = LUA_NOREF;
+    lua_settop(L, top);
+
+    /* on_reload(info) hooks of the new version, in registration order. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->hooks_ref);
+    int hooks = lua_gettop(L);
+    for (lua_Integer i = 1; lua_rawgeti(L, hooks, i) == LUA_TFUNCTION; i++) {
+        lua_createtable(L, 0, 2);
+        lua_pushinteger(L, lh->gen);
+        lua_setfield(L, -2, "generation");
+        lua_pushstring(L, changed ? changed : "");
+        lua_setfield(L, -2, "changed");
+        ws__lhost_pcall(lh, 1, 0, "on_reload");
+    }
+    lua_settop(L, top);
+    return 0;
+}
+
+void ws_lhost_shutdown(ws_lhost_t *lh)
+{
+    lua_State *L = lh->L;
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, lh->shutdown_ref) == LUA_TFUNCTION)
+        ws__lhost_pcall(lh, 0, 0, "on_shutdown");
+    else
+        lua_pop(L, 1);
 }
 
 void ws_lhost_stop(ws_lhost_t *lh) { ws__ltimers_close_all(lh); }
@@ -274,6 +449,48 @@ void ws_lhost_http(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_reque
     lua_settop(L, top);
 }
 
+/* A number field of the handler table, or def. */
+static double opt_number(lua_State *L, int handler, const char *name, double def)
+{
+    double v = def;
+    if (lua_getfield(L, handler, name) == LUA_TNUMBER)
+        v = lua_tonumber(L, -1);
+    else if (!lua_isnil(L, -1))
+        ws_log_warn("route option %s must be a number; using %g", name, def);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Per-route limits: a WebSocket handler table may override the server's
+ * max_message, max_buffered, backpressure, idle_timeout, rate_limit and
+ * rate_burst for its connections. */
+static void route_limits(lua_State *L, int handler, ws_conn_t *c)
+{
+    double v;
+    if ((v = opt_number(L, handler, "max_message", (double)c->max_message)) >= 1)
+        c->max_message = (size_t)v;
+    if ((v = opt_number(L, handler, "max_buffered", (double)c->max_buffered)) >= 1)
+        c->max_buffered = (size_t)v;
+    if ((v = opt_number(L, handler, "idle_timeout", c->idle_ms / 1000.0)) >= 0)
+        c->idle_ms = (uint32_t)(v * 1000);
+    if ((v = opt_number(L, handler, "rate_limit", c->rate)) >= 0)
+        c->rate = (float)v;
+    if ((v = opt_number(L, handler, "rate_burst", c->burst)) >= 1)
+        c->burst = c->tokens = (float)v;
+    if (lua_getfield(L, handler, "backpressure") == LUA_TSTRING) {
+        const char *p = lua_tostring(L, -1);
+        if (strcmp(p, "close") == 0)
+            c->backpressure = WS_BP_CLOSE;
+        else if (strcmp(p, "drop") == 0)
+            c->backpressure = WS_BP_DROP;
+        else if (strcmp(p, "drop-oldest") == 0)
+            c->backpressure = WS_BP_DROP_OLDEST;
+        else
+            ws_log_warn("route option backpressure must be close, drop or drop-oldest, not '%s'", p);
+    }
+    lua_pop(L, 1);
+}
+
 int ws_lhost_upgrade(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_request_t *req,
                      const ws_hs_result_t *hs, ws_buf_t *extra_headers, ws_buf_t *reason)
 {
@@ -334,6 +551,7 @@ int ws_lhost_upgrade(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_req
     c->route_key = key ? ws_strndup(key, kl) : NULL;
     c->subprotocol = sub ? ws_strndup(sub, sl) : NULL;
     c->gen = lh->gen;
+    route_limits(L, top + 2, c);
     lua_pushvalue(L, top + 2);
     c->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     ws__lconn_new(lh, c, top + 1);
@@ -343,11 +561,48 @@ int ws_lhost_upgrade(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_req
 
 /* --- WebSocket events --- */
 
+/* After a reload, find the connection's handler in the new routes by its
+ * route key (or its path, for the catch-all). Returns 0 when the new script
+ * no longer serves the route: the connection is then closed with 1001. */
+static int rebind(ws_lhost_t *lh, ws_conn_t *c)
+{
+    lua_State *L = lh->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
+    lua_getfield(L, -1, "resolve");
+    lua_remove(L, -2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->app_ref);
+    if (c->route_key)
+        lua_pushstring(L, c->route_key);
+    else
+        lua_pushnil(L);
+    ws__lconn_push(lh, c);
+    if (lua_type(L, -1) == LUA_TUSERDATA) {
+        lua_getiuservalue(L, -1, 1);
+        lua_getfield(L, -1, "path");
+        lua_replace(L, -3);
+        lua_pop(L, 1);
+    }
+    if (ws__lhost_pcall(lh, 3, 1, "rebinding a connection after reload") != 0)
+        lua_pushnil(L);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        static const char msg[] = "endpoint removed by a reload";
+        ws_conn_close(c, WS_CLOSE_GOING_AWAY, msg, sizeof msg - 1);
+        return 0;
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, c->handler_ref);
+    c->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    c->gen = lh->gen;
+    return 1;
+}
+
 /* Push handler[name] and the connection object; 0 (nothing pushed) when the
  * handler has no such function. */
 static int push_event(ws_lhost_t *lh, ws_conn_t *c, const char *name)
 {
     lua_State *L = lh->L;
+    if (c->gen != lh->gen && !rebind(lh, c))
+        return 0;
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->handler_ref);
     if (lua_type(L, -1) != LUA_TTABLE) {
         lua_pop(L, 1);
@@ -395,6 +650,12 @@ void ws_lhost_control(ws_lhost_t *lh, ws_conn_t *c, unsigned op, const uint8_t *
         return;
     lua_pushlstring(lh->L, (const char *)data, len);
     call_event(lh, c, name, 1);
+}
+
+void ws_lhost_drain(ws_lhost_t *lh, ws_conn_t *c)
+{
+    if (push_event(lh, c, "on_drain"))
+        call_event(lh, c, "on_drain", 0);
 }
 
 void ws_lhost_closed(ws_lhost_t *lh, ws_conn_t *c)

@@ -21,6 +21,7 @@ struct ws_ltimer_s {
     int fn_ref;
     int box_ref;           /* keeps the Lua handle alive while the timer runs */
     int repeat;
+    uint32_t gen;          /* the script generation that made it: a reload retires it */
     ws_ltimer_t *next, *prev;
 };
 
@@ -142,6 +143,7 @@ static int new_timer(lua_State *L, int repeat)
     uv_timer_init(lh->srv->loop, &t->t);
     t->lh = lh;
     t->repeat = repeat;
+    t->gen = lh->load_gen;
     lua_pushvalue(L, 2);
     t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     tbox_t *b = lua_newuserdatauv(L, sizeof *b, 0);
@@ -181,6 +183,37 @@ void ws__ltimers_close_all(ws_lhost_t *lh)
 {
     while (lh->timers)
         timer_release(lh->timers);
+}
+
+void ws__ltimers_close_gen(ws_lhost_t *lh, uint32_t gen, int older)
+{
+    for (ws_ltimer_t *t = lh->timers, *next; t; t = next) {
+        next = t->next;
+        if (older ? t->gen < gen : t->gen == gen)
+            timer_release(t);
+    }
+}
+
+/* --- lifecycle hooks --- */
+
+static int l_on_reload(lua_State *L)
+{
+    ws_lhost_t *lh = ws__lhost_of(L);
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->hooks_ref);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    return 0;
+}
+
+static int l_on_shutdown(lua_State *L)
+{
+    ws_lhost_t *lh = ws__lhost_of(L);
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    luaL_unref(L, LUA_REGISTRYINDEX, lh->pending_shutdown_ref);
+    lua_pushvalue(L, 1);
+    lh->pending_shutdown_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
 }
 
 /* --- misc --- */
@@ -239,11 +272,14 @@ int ws__luaopen_core(lua_State *L)
         {"publish", l_publish}, {"get", l_get},     {"count", l_count},
         {"connections", l_connections}, {"after", l_after}, {"every", l_every},
         {"log", l_log},         {"now", l_now},     {"realpath", l_realpath},
-        {"same_origin", l_same_origin}, {NULL, NULL}};
+        {"same_origin", l_same_origin}, {"on_reload", l_on_reload},
+        {"on_shutdown", l_on_shutdown}, {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_pushstring(L, WSPUSH_VERSION);
     lua_setfield(L, -2, "version");
     lua_pushstring(L, ws__lhost_of(L)->script_dir);
     lua_setfield(L, -2, "script_dir");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ws__lhost_of(L)->shared_ref);
+    lua_setfield(L, -2, "shared");
     return 1;
 }

@@ -49,7 +49,14 @@ static void on_connection(uv_stream_t *l, int status)
 {
     ws_server_t *s = l->data;
     if (status < 0) {
-        ws_log_warn("accept: %s", uv_strerror(status));
+        /* Out of descriptors: libuv has already accepted and dropped the
+         * pending connections (its EMFILE trick), so this does not spin.
+         * Say so at most once a second. */
+        uint64_t now = uv_now(s->loop);
+        if (now - s->t_accept_warn >= 1000) {
+            s->t_accept_warn = now;
+            ws_log_warn("accept: %s (%zu connections open)", uv_strerror(status), s->nconns);
+        }
         return;
     }
     ws_conn_accept(s);
@@ -57,25 +64,63 @@ static void on_connection(uv_stream_t *l, int status)
 
 static void stop_handles(ws_server_t *s)
 {
-    uv_close((uv_handle_t *)&s->listener, NULL);
     uv_close((uv_handle_t *)&s->sweep, NULL);
     uv_close((uv_handle_t *)&s->prepare, NULL);
     uv_close((uv_handle_t *)&s->check, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
 }
 
-static void on_signal(uv_signal_t *h, int signum)
+static void abort_all(ws_server_t *s)
 {
-    ws_server_t *s = h->data;
-    ws_log_info("%s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    s->stopping = 1;
     for (ws_conn_t *c = s->conns, *next; c; c = next) {
         next = c->next;
         ws_conn_abort(c, WS_CLOSE_GOING_AWAY);
     }
+}
+
+void ws__server_conn_gone(ws_server_t *s)
+{
+    /* The last connection of a graceful shutdown is gone: let the loop end. */
+    if (s->stopping == 1 && s->nconns == 0) {
+        s->stopping = 2;
+        stop_handles(s);
+    }
+}
+
+static void on_shutdown_timeout(uv_timer_t *t)
+{
+    ws_server_t *s = t->data;
+    ws_log_warn("shutdown: %zu connections still open after %.1f s, closing them", s->nconns,
+                s->cfg.shutdown_timeout);
+    abort_all(s);
+}
+
+/* First signal: stop accepting, let the script know, close every connection
+ * with 1001 and wait (bounded) for the close handshakes. Second: stop now. */
+static void on_signal(uv_signal_t *h, int signum)
+{
+    ws_server_t *s = h->data;
+    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+    if (s->stopping) {
+        ws_log_warn("%s again: closing %zu connections now", name, s->nconns);
+        abort_all(s);
+        return;
+    }
+    ws_log_info("%s: shutting down, closing %zu WebSocket connections", name, s->nopen);
+    s->stopping = 1;
+    uv_close((uv_handle_t *)&s->listener, NULL);
+    ws_reload_close(&s->reload);
+    ws_lhost_shutdown(s->lh);
     ws_lhost_stop(s->lh);
-    stop_handles(s);
+    for (ws_conn_t *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        ws_conn_shutdown(c, "server shutting down");
+    }
+    uv_timer_start(&s->shutdown_timer, on_shutdown_timeout,
+                   (uint64_t)(s->cfg.shutdown_timeout * 1000), 0);
+    ws__server_conn_gone(s);
 }
 
 int ws_server_init(ws_server_t *s, uv_loop_t *loop, const ws_config_t *cfg, char *err,
@@ -85,6 +130,7 @@ int ws_server_init(ws_server_t *s, uv_loop_t *loop, const ws_config_t *cfg, char
     s->loop = loop;
     s->cfg = *cfg;
     ws_pubsub_init(&s->pubsub);
+    ws_iptab_init(&s->ips);
     s->lh = ws_lhost_new(s, cfg->script, err, errlen);
     if (!s->lh) {
         ws_pubsub_free(&s->pubsub);
@@ -122,16 +168,20 @@ int ws_server_init(ws_server_t *s, uv_loop_t *loop, const ws_config_t *cfg, char
     uv_check_start(&s->check, on_check);
     uv_signal_init(loop, &s->sigint);
     s->sigint.data = s;
-    uv_signal_start_oneshot(&s->sigint, on_signal, SIGINT);
+    uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_init(loop, &s->sigterm);
     s->sigterm.data = s;
-    uv_signal_start_oneshot(&s->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    uv_timer_init(loop, &s->shutdown_timer);
+    s->shutdown_timer.data = s;
+    ws_reload_init(&s->reload, s, !cfg->no_watch);
     return 0;
 
 fail:
     ws_lhost_free(s->lh);
     s->lh = NULL;
     ws_pubsub_free(&s->pubsub);
+    ws_iptab_free(&s->ips);
     return r ? r : WS_EINVAL;
 }
 
@@ -157,4 +207,5 @@ void ws_server_free(ws_server_t *s)
     ws_lhost_free(s->lh);
     s->lh = NULL;
     ws_pubsub_free(&s->pubsub);
+    ws_iptab_free(&s->ips);
 }

@@ -9,7 +9,9 @@
 #include <uv.h>
 
 #include "cli.h"
+#include "iptab.h"
 #include "pubsub.h"
+#include "reload.h"
 
 typedef struct ws_conn_s ws_conn_t;
 typedef struct ws_lhost_s ws_lhost_t;
@@ -21,19 +23,23 @@ typedef struct ws_server_s {
     ws_config_t cfg;
     ws_lhost_t *lh;
     ws_pubsub_t pubsub;
+    ws_reload_t reload;
+    ws_iptab_t ips;     /* WebSocket connections per client address */
 
     ws_conn_t *conns;   /* every live connection, HTTP or WebSocket (intrusive list) */
     ws_conn_t *dirty;   /* connections with queued output to flush (intrusive list) */
     size_t nconns;      /* entries in conns */
     size_t nopen;       /* WebSocket connections in state OPEN */
     uint64_t next_id;
-    int stopping;
+    int stopping;       /* 1 during a graceful shutdown, 2 once the loop may end */
+    uint64_t t_accept_warn;
 
     uv_tcp_t listener;
     uv_timer_t sweep;
     uv_prepare_t prepare;
     uv_check_t check;
     uv_signal_t sigint, sigterm;
+    uv_timer_t shutdown_timer;
     int read_busy;      /* the shared read buffer is lent to a read callback */
     uint8_t rbuf[WS_READ_BUF];
 } ws_server_t;
@@ -51,6 +57,9 @@ int ws_server_run(ws_server_t *s);
 
 /* Release everything (after run returned). */
 void ws_server_free(ws_server_t *s);
+
+/* A connection was freed (conn.c): ends a graceful shutdown after the last one. */
+void ws__server_conn_gone(ws_server_t *s);
 
 /* Ask for output of c to be flushed at the end of this loop iteration. */
 void ws_server_mark_dirty(ws_server_t *s, ws_conn_t *c);

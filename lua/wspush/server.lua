@@ -6,6 +6,7 @@
 --   S.upgrade(app, req, protocols)   -> handler, key, subprotocol
 --                                     | nil, status, reason[, headers]
 --   S.resolve(app, key[, path])      -> handler table | nil
+--   S.project_modules(dirs)          -> { module name = real file path }
 -- req = { method, path, rawquery (string|nil), headers (lowercase names,
 -- repeats joined with ", "), body (string), remote }. S.http and S.upgrade
 -- add req.query, req.params and make req.headers case-insensitive; C takes
@@ -118,6 +119,29 @@ function S.resolve(app, key, path)
     h = app.router:match("GET", path)
   end
   return type(h) == "table" and h or nil
+end
+
+--- The modules the script loaded from the project's own directories (dirs:
+-- real paths), as name -> real file path. The server's own runtime
+-- ("wspush" and "wspush.*") is not part of a project: it never reloads.
+function S.project_modules(dirs)
+  local realpath = require("wspush.core").realpath
+  local out = {}
+  for name in pairs(package.loaded) do
+    if type(name) == "string" and name ~= "wspush" and not name:match("^wspush%.") then
+      local file = package.searchpath(name, package.path)
+      local real = file and realpath(file)
+      if real then
+        for _, d in ipairs(dirs) do
+          if real:sub(1, #d + 1) == d .. "/" then
+            out[name] = real
+            break
+          end
+        end
+      end
+    end
+  end
+  return out
 end
 
 return S

@@ -1,0 +1,156 @@
+#include "reload.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "lhost.h"
+#include "log.h"
+#include "server.h"
+
+/* Editors write a file in several steps (truncate + write, write a temporary
+ * and rename it, several quick saves): reload this long after the last event. */
+#define DEBOUNCE_MS 30
+
+static void on_dir_closed(uv_handle_t *h)
+{
+    ws_watch_dir_t *d = h->data;
+    free(d->dir);
+    free(d);
+}
+
+static void unwatch(ws_reload_t *r)
+{
+    for (size_t i = 0; i < r->ndirs; i++)
+        uv_close((uv_handle_t *)&r->dirs[i]->ev, on_dir_closed);
+    free(r->dirs);
+    r->dirs = NULL;
+    r->ndirs = 0;
+    for (size_t i = 0; i < r->nfiles; i++)
+        free(r->files[i]);
+    free(r->files);
+    r->files = NULL;
+    r->nfiles = 0;
+}
+
+static void add_file(void *ud, const char *path)
+{
+    ws_reload_t *r = ud;
+    for (size_t i = 0; i < r->nfiles; i++)
+        if (strcmp(r->files[i], path) == 0)
+            return;
+    r->files = ws_realloc(r->files, (r->nfiles + 1) * sizeof *r->files);
+    r->files[r->nfiles++] = ws_strndup(path, strlen(path));
+}
+
+static int watched(ws_reload_t *r, const char *dir, const char *name)
+{
+    size_t dl = strlen(dir);
+    for (size_t i = 0; i < r->nfiles; i++) {
+        const char *f = r->files[i];
+        if (strncmp(f, dir, dl) == 0 && f[dl] == '/' && strcmp(f + dl + 1, name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void on_debounce(uv_timer_t *t)
+{
+    ws_reload_t *r = t->data;
+    char why[sizeof r->changed];
+    snprintf(why, sizeof why, "%s", r->changed);
+    r->changed[0] = '\0';
+    ws_reload_now(r, why);
+}
+
+static void on_fs_event(uv_fs_event_t *ev, const char *name, int events, int status)
+{
+    ws_watch_dir_t *d = ev->data;
+    ws_reload_t *r = d->r;
+    (void)events;
+    if (status < 0 || !name || !watched(r, d->dir, name))
+        return;
+    if (!strstr(r->changed, name)) {
+        size_t n = strlen(r->changed);
+        snprintf(r->changed + n, sizeof r->changed - n, "%s%s", n ? ", " : "", name);
+    }
+    uv_timer_start(&r->debounce, on_debounce, DEBOUNCE_MS, 0);
+}
+
+static void watch_dir(ws_reload_t *r, const char *dir, size_t len)
+{
+    for (size_t i = 0; i < r->ndirs; i++)
+        if (strlen(r->dirs[i]->dir) == len && strncmp(r->dirs[i]->dir, dir, len) == 0)
+            return;
+    ws_watch_dir_t *d = ws_calloc(1, sizeof *d);
+    d->r = r;
+    d->dir = ws_strndup(dir, len);
+    uv_fs_event_init(r->srv->loop, &d->ev);
+    d->ev.data = d;
+    int e = uv_fs_event_start(&d->ev, on_fs_event, d->dir, 0);
+    if (e != 0) {
+        ws_log_warn("cannot watch %s: %s (reload with SIGHUP)", d->dir, uv_strerror(e));
+        uv_close((uv_handle_t *)&d->ev, on_dir_closed);
+        return;
+    }
+    r->dirs = ws_realloc(r->dirs, (r->ndirs + 1) * sizeof *r->dirs);
+    r->dirs[r->ndirs++] = d;
+}
+
+/* Watch the directories of the script and of its project modules as they are now. */
+static void rewatch(ws_reload_t *r)
+{
+    unwatch(r);
+    ws_lhost_files(r->srv->lh, add_file, r);
+    for (size_t i = 0; i < r->nfiles; i++) {
+        const char *slash = strrchr(r->files[i], '/');
+        if (slash)
+            watch_dir(r, r->files[i], slash == r->files[i] ? 1 : (size_t)(slash - r->files[i]));
+    }
+    ws_log_debug("watching %zu files in %zu directories", r->nfiles, r->ndirs);
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    ws_reload_now(h->data, "SIGHUP");
+}
+
+void ws_reload_init(ws_reload_t *r, ws_server_t *srv, int watch)
+{
+    memset(r, 0, sizeof *r);
+    r->srv = srv;
+    r->watch = watch;
+    uv_timer_init(srv->loop, &r->debounce);
+    r->debounce.data = r;
+    uv_signal_init(srv->loop, &r->sighup);
+    r->sighup.data = r;
+    uv_signal_start(&r->sighup, on_sighup, SIGHUP);
+    if (watch)
+        rewatch(r);
+}
+
+int ws_reload_now(ws_reload_t *r, const char *why)
+{
+    char err[2048];
+    uint64_t t0 = uv_hrtime();
+    if (ws_lhost_reload(r->srv->lh, why, err, sizeof err) != 0) {
+        ws_log_error("reload failed (%s), the previous version keeps serving: %s", why, err);
+        return -1;
+    }
+    double ms = (double)(uv_hrtime() - t0) / 1e6;
+    ws_log_info("reloaded %s (%s) in %.2f ms; %zu connections kept", r->srv->cfg.script, why, ms,
+                r->srv->nopen);
+    /* The new version may require other modules: follow them. */
+    if (r->watch)
+        rewatch(r);
+    return 0;
+}
+
+void ws_reload_close(ws_reload_t *r)
+{
+    unwatch(r);
+    uv_close((uv_handle_t *)&r->debounce, NULL);
+    uv_close((uv_handle_t *)&r->sighup, NULL);
+}
