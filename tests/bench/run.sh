@@ -1,0 +1,312 @@
+#!/usr/bin/env bash
+# The wspush benchmark: the same scenarios against wspush, node `ws` 8 and Tornado's demo, each
+# server pinned to core 0 and the wsbench load generator to core 1, every scenario R times on a
+# fresh server process, then a table of medians and the ratios wspush / peer.
+#
+#   tests/bench/run.sh [--quick] [--runs R] [--duration S] [--hold N] [--servers LIST]
+#                      [--scenarios LIST] [--build-dir DIR] [--wspush BIN] [--no-build]
+#                      [--out FILE]
+#
+# It is a benchmark, never a pass/fail test: it exits 0 whenever it could print its table, even
+# with peers missing or slow. See tests/bench/README.md for what each figure means.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+
+RUNS=3
+DURATION=5
+WARMUP=1
+HOLD_CONNS=10000
+SERVERS="wspush node tornado"
+SCENARIOS="echo1 rtt echo16 fanout hold reload rss_deflate"
+BUILD_DIR="$ROOT/build-bench"
+WSPUSH_BIN=""
+DO_BUILD=1
+OUT=""
+SERVER_CPU=0
+GEN_CPU=1
+
+usage() {
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    cat <<EOF
+
+  --quick          1 run of 1 s per scenario, 2000 held connections (about a minute in all)
+  --runs R         repetitions per scenario (default $RUNS); the table shows medians
+  --duration S     measured seconds per run (default $DURATION; warm-up ${WARMUP} s before)
+  --hold N         idle connections for the RSS scenario (default $HOLD_CONNS)
+  --servers LIST   any of: wspush node tornado (default all)
+  --scenarios LIST any of: $SCENARIOS
+  --build-dir DIR  where wspush and wsbench are built (default build-bench/)
+  --wspush BIN     benchmark this wspush binary instead of the one built
+  --no-build       use the binaries already in the build directory
+  --out FILE       also write the table (Markdown) to FILE
+EOF
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) RUNS=1; DURATION=1; WARMUP=0.3; HOLD_CONNS=2000 ;;
+    --runs) RUNS=$2; shift ;;
+    --duration) DURATION=$2; shift ;;
+    --hold) HOLD_CONNS=$2; shift ;;
+    --servers) SERVERS=$2; shift ;;
+    --scenarios) SCENARIOS=$2; shift ;;
+    --build-dir) BUILD_DIR=$2; shift ;;
+    --wspush) WSPUSH_BIN=$2; shift ;;
+    --no-build) DO_BUILD=0 ;;
+    --out) OUT=$2; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { echo "[bench] $*" >&2; }
+
+# --- dependencies ---------------------------------------------------------------------------
+
+# Installs the Debian packages the peers need when they are missing (as root only).
+ensure_packages() {
+    local missing=()
+    for p in "$@"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        log "missing packages: ${missing[*]} (not root: peers that need them are skipped)"
+        return 1
+    fi
+    log "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null 2>&1 &&
+          DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; }
+}
+
+has_server() { [[ " $SERVERS " == *" $1 "* ]]; }
+
+if has_server node; then
+    ensure_packages nodejs node-ws || true
+    if ! NODE_PATH=/usr/share/nodejs node -e 'require("ws")' >/dev/null 2>&1; then
+        log "node ws is not available: skipping node"
+        SERVERS=${SERVERS//node/}
+    fi
+fi
+if has_server tornado; then
+    ensure_packages python3-tornado || true
+    if ! /usr/bin/python3 -c 'import tornado' >/dev/null 2>&1; then
+        log "python3-tornado is not available: skipping tornado"
+        SERVERS=${SERVERS//tornado/}
+    fi
+fi
+
+# --- build ----------------------------------------------------------------------------------
+
+if [ "$DO_BUILD" = 1 ]; then
+    log "building wspush and wsbench in $BUILD_DIR"
+    # Unit tests are not needed here, and leaving them out keeps the build independent of
+    # test sources that are being edited.
+    cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWSPUSH_TESTS=OFF \
+        -DWSPUSH_BENCH=ON >"$BUILD_DIR.cmake.log" 2>&1 &&
+        cmake --build "$BUILD_DIR" -j2 --target wsbench wspush >>"$BUILD_DIR.cmake.log" 2>&1 ||
+        { log "build failed, see $BUILD_DIR.cmake.log"; tail -20 "$BUILD_DIR.cmake.log" >&2; exit 1; }
+fi
+WSBENCH="$BUILD_DIR/tests/bench/wsbench"
+[ -n "$WSPUSH_BIN" ] || WSPUSH_BIN="$BUILD_DIR/wspush"
+for b in "$WSBENCH" "$WSPUSH_BIN"; do
+    [ -x "$b" ] || { log "missing $b (build it, or drop --no-build)"; exit 1; }
+done
+
+# Held connections need a descriptor each, on both sides: raise the soft limit to the hard one.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+if [ "$HOLD_CONNS" -gt $((NOFILE - 100)) ]; then
+    log "descriptor limit $NOFILE: holding $((NOFILE - 100)) connections instead of $HOLD_CONNS"
+    HOLD_CONNS=$((NOFILE - 100))
+fi
+# A pinned process on a 2-core machine: taskset when there is more than one core.
+PIN=1
+[ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null || PIN=0
+pin() { local cpu=$1; shift; if [ $PIN = 1 ]; then taskset -c "$cpu" "$@"; else "$@"; fi; }
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsbench.XXXXXX")
+SERVER_PID=""
+cleanup() {
+    [ -n "$SERVER_PID" ] && stop_server
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- servers --------------------------------------------------------------------------------
+
+# start_server NAME KIND: KIND is echo (the demo) or fanout (a /pub publisher). Sets SERVER_PID
+# and SERVER_PORT, or returns 1.
+start_server() {
+    local name=$1 kind=$2 logf="$TMP/$1.log"
+    : >"$logf"
+    case "$name" in
+    wspush)
+        local script="$ROOT/handlers/echo.lua"
+        [ "$kind" = fanout ] && script="$HERE/scripts/fanout.lua"
+        pin $SERVER_CPU "$WSPUSH_BIN" --host 127.0.0.1 --port 0 "$script" 2>"$logf" &
+        ;;
+    node)
+        NODE_PATH=/usr/share/nodejs pin $SERVER_CPU node "$HERE/peers/node_echo.js" 0 2>"$logf" &
+        ;;
+    tornado)
+        pin $SERVER_CPU /usr/bin/python3 "$HERE/peers/tornado_demo.py" 0 2>"$logf" &
+        ;;
+    esac
+    SERVER_PID=$!
+    SERVER_PORT=""
+    for _ in $(seq 1 100); do
+        SERVER_PORT=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$logf" | head -1 | sed 's/.*://')
+        [ -n "$SERVER_PORT" ] && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "$name did not start:"; tail -5 "$logf" >&2
+    stop_server
+    return 1
+}
+
+stop_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null
+    for _ in $(seq 1 30); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=""
+}
+
+# --- scenarios ------------------------------------------------------------------------------
+# Each scenario: a label, the server kind, the wsbench arguments, the RESULT field reported,
+# and whether more is better. Hooks (reload, rss_deflate) have no arguments yet: their rows stay
+# empty until the features land (hot reload: time from a script change to the new handler
+# answering; compression: RSS per idle connection with permessage-deflate negotiated).
+
+declare -A LABEL KIND ARGS FIELD UNIT
+LABEL[echo1]="echo, 100 conns, 1 in flight, 32 B";  KIND[echo1]=echo
+ARGS[echo1]="echo -c 100 -k 1 -s 32";               FIELD[echo1]=rate; UNIT[echo1]="replies/s"
+LABEL[rtt]="echo, 1 conn, round trip p50";          KIND[rtt]=echo
+ARGS[rtt]="rtt -s 32";                              FIELD[rtt]=p50_us; UNIT[rtt]="us (lower is better)"
+LABEL[echo16]="echo, 100 conns, 16 in flight, 32 B"; KIND[echo16]=echo
+ARGS[echo16]="echo -c 100 -k 16 -s 32";             FIELD[echo16]=rate; UNIT[echo16]="replies/s"
+LABEL[fanout]="fan-out, 1000 subscribers, 64 B";    KIND[fanout]=fanout
+ARGS[fanout]="fanout -c 1000 -k 8 -s 64";           FIELD[fanout]=rate; UNIT[fanout]="deliveries/s"
+LABEL[hold]="RSS per idle connection (N held)";     KIND[hold]=echo
+ARGS[hold]="hold";                                  FIELD[hold]=rss_per_conn_b; UNIT[hold]="bytes (lower is better)"
+LABEL[reload]="reload latency (hook)";              KIND[reload]=""
+ARGS[reload]="";                                    FIELD[reload]=""; UNIT[reload]="ms (lower is better)"
+LABEL[rss_deflate]="RSS per compressed connection (hook)"; KIND[rss_deflate]=""
+ARGS[rss_deflate]="";                               FIELD[rss_deflate]=""; UNIT[rss_deflate]="bytes (lower is better)"
+
+declare -A VALUES GENCPU EXTRA
+
+# run_one SCENARIO SERVER: one sample on a fresh server; appends to VALUES[scenario,server].
+run_one() {
+    local sc=$1 name=$2 out field val
+    start_server "$name" "${KIND[$sc]}" || return 0
+    local args=${ARGS[$sc]} timing="-d $DURATION -w $WARMUP"
+    if [ "$sc" = hold ]; then
+        args="hold -c $HOLD_CONNS --sources 4 --pid $SERVER_PID --hold 1 --timeout 60"
+        LABEL[hold]="RSS per idle connection ($HOLD_CONNS held)"
+        timing=""
+    fi
+    # shellcheck disable=SC2086
+    out=$(pin $GEN_CPU "$WSBENCH" $args --port "$SERVER_PORT" $timing 2>&1)
+    stop_server
+    printf '== %s on %s\n%s\n' "$sc" "$name" "$out" >>"$RAW"
+    local result
+    result=$(grep '^RESULT' <<<"$out" | tail -1)
+    field=${FIELD[$sc]}
+    val=$(grep -o " $field=[-0-9.]*" <<<" $result" | cut -d= -f2)
+    if [ -z "$val" ] || grep -q 'rate=0$' <<<"$result"; then
+        log "$sc on $name: no result"; grep -v '^RESULT' <<<"$out" | tail -3 >&2
+        return 0
+    fi
+    VALUES[$sc,$name]+="$val "
+    GENCPU[$sc,$name]+="$(grep -o ' cpu_pct=[0-9]*' <<<" $result" | cut -d= -f2) "
+    [ "$sc" = hold ] && EXTRA[$sc,$name]+="$(grep -o ' connect_rate=[0-9]*' <<<" $result" | cut -d= -f2) "
+    log "$sc on $name: $field=$val"
+}
+
+median() {
+    [ -n "${1// /}" ] || { echo ""; return; }
+    tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {
+        if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2] + a[NR/2+1]) / 2 }'
+}
+
+fmt() { # human form of a number: 1234567 -> 1.23 M, 12345 -> 12.3 k
+    [ -n "$1" ] || { echo "-"; return; }
+    awk -v v="$1" 'BEGIN {
+        a = v < 0 ? -v : v
+        if (a >= 1e6) printf "%.2f M", v / 1e6; else if (a >= 1e4) printf "%.1f k", v / 1e3;
+        else if (a >= 100) printf "%.0f", v; else printf "%.1f", v }'
+}
+
+ratio() {
+    [ -n "$1" ] && [ -n "$2" ] || { echo "-"; return; }
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2fx", a / b }'
+}
+
+# --- run ------------------------------------------------------------------------------------
+
+START=$(date +%s)
+RAW="$BUILD_DIR/bench-raw.log"
+: >"$RAW"
+log "servers: $SERVERS; scenarios: $SCENARIOS; $RUNS run(s) of ${DURATION} s; pinning: $([ $PIN = 1 ] && echo "server core $SERVER_CPU, generator core $GEN_CPU" || echo off)"
+# Runs are interleaved (each repetition goes through every server) so that a burst of
+# background load on this shared machine spreads over all servers instead of hitting one.
+for r in $(seq 1 "$RUNS"); do
+    for sc in $SCENARIOS; do
+        [ -n "${ARGS[$sc]:-}" ] || continue
+        for name in $SERVERS; do
+            run_one "$sc" "$name"
+        done
+    done
+done
+
+# --- table ----------------------------------------------------------------------------------
+
+peers=()
+for p in node tornado; do has_server "$p" && peers+=("$p"); done
+header="| scenario | unit | wspush"
+sep="|---|---|---"
+for p in "${peers[@]}"; do header+=" | $p"; sep+="|---"; done
+for p in "${peers[@]}"; do header+=" | wspush/$p"; sep+="|---"; done
+header+=" | generator CPU (wspush run) |"
+sep+="|---|"
+
+table() {
+    echo "wspush benchmark, $(date -u +%Y-%m-%d), $(nproc) cores ($(uname -r)), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "medians of $RUNS run(s) of ${DURATION} s; server on core $SERVER_CPU, wsbench on core $GEN_CPU"
+    echo
+    echo "$header"
+    echo "$sep"
+    for sc in $SCENARIOS; do
+        local row ws med
+        ws=$(median "${VALUES[$sc,wspush]:-}")
+        row="| ${LABEL[$sc]} | ${UNIT[$sc]} | $(fmt "$ws")"
+        for p in "${peers[@]}"; do row+=" | $(fmt "$(median "${VALUES[$sc,$p]:-}")")"; done
+        for p in "${peers[@]}"; do row+=" | $(ratio "$ws" "$(median "${VALUES[$sc,$p]:-}")")"; done
+        med=$(median "${GENCPU[$sc,wspush]:-}")
+        row+=" | ${med:+$med %}${med:--} |"
+        echo "$row"
+    done
+    if [[ " $SCENARIOS " == *" hold "* ]]; then
+        local line="connect rate while holding (connections/s):"
+        for name in $SERVERS; do line+=" $name $(fmt "$(median "${EXTRA[hold,$name]:-}")");"; done
+        echo
+        echo "$line"
+    fi
+}
+
+echo
+table | tee ${OUT:+"$OUT"}
+log "done in $(($(date +%s) - START)) s; every wsbench report is in $RAW"
+exit 0

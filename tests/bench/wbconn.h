@@ -1,0 +1,91 @@
+/* wbconn: the load generator's client side of RFC 6455 on one epoll loop.
+ *
+ * One thread, level-triggered epoll, one shared read buffer. A wakeup reads every ready socket
+ * once into the shared buffer and parses all complete frames in place; only a partial frame is
+ * copied into the connection's own `pend` buffer. Frames queued while handling a wakeup are
+ * appended to the connection's output buffer and written with one write() per connection at the
+ * end of the wakeup (a cork), so K messages in flight cost one send syscall, not K. */
+#ifndef WB_CONN_H
+#define WB_CONN_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { WB_CONNECTING, WB_HANDSHAKE, WB_OPEN, WB_CLOSED } wb_state;
+
+enum { WB_OP_TEXT = 1, WB_OP_BINARY = 2, WB_OP_CLOSE = 8, WB_OP_PING = 9, WB_OP_PONG = 10 };
+
+typedef struct wb_conn {
+    int fd;
+    uint32_t id;
+    uint8_t state;     /* wb_state */
+    uint8_t dirty;     /* on the loop's flush list */
+    uint8_t want_out;  /* EPOLLOUT registered (a write was short) */
+    uint8_t role;      /* free for the mode: subscriber, publisher, ... */
+    uint8_t ready;     /* free for the mode: Welcome seen */
+    uint32_t inflight; /* free for the mode */
+    uint8_t *pend;     /* partial inbound frame (owned; NULL when none) */
+    uint32_t pend_len, pend_cap;
+    uint8_t *out;      /* queued outbound bytes (owned); [out_off, out_len) unsent */
+    uint32_t out_off, out_len, out_cap;
+} wb_conn_t;
+
+typedef struct wb_loop wb_loop_t;
+
+/* Called once the 101 response arrived. */
+typedef void (*wb_loop_open_cb)(wb_loop_t *loop, wb_conn_t *c);
+/* Called for each complete text or binary frame; `p` points into a buffer that is reused as
+ * soon as the callback returns. */
+typedef void (*wb_loop_message_cb)(wb_loop_t *loop, wb_conn_t *c, const uint8_t *p, size_t n,
+                                   int opcode);
+/* Called once when a connection fails or the server closes it (`why` is a short string). */
+typedef void (*wb_loop_close_cb)(wb_loop_t *loop, wb_conn_t *c, const char *why);
+
+struct wb_loop {
+    int epfd;
+    uint8_t *rbuf; /* shared read buffer */
+    size_t rcap;
+    wb_conn_t **dirty;
+    size_t ndirty, dirty_cap;
+    uint64_t now; /* CLOCK_MONOTONIC ns, taken once per wakeup */
+    uint32_t rng;
+    char request[512]; /* handshake request template, without the path */
+    const char *host_header;
+    wb_loop_open_cb on_open;
+    wb_loop_message_cb on_message;
+    wb_loop_close_cb on_close;
+    void *data;
+    uint64_t syscalls_read, syscalls_write, wakeups;
+};
+
+/* Monotonic clock in nanoseconds. */
+uint64_t wb_now(void);
+
+/* Prepares `loop` (epoll instance, 256 KiB read buffer). Returns 0 or -errno. */
+int wb_loop_init(wb_loop_t *loop, const char *host_header);
+
+/* Releases the epoll instance and the read buffer; connections are the caller's to close. */
+void wb_loop_close(wb_loop_t *loop);
+
+/* Starts a non-blocking connect of `c` to `dst` (from `src` when not NULL, bound with
+ * IP_BIND_ADDRESS_NO_PORT so that each source address has its own 64k ports) and queues the
+ * upgrade request for `path`. `c` must stay valid until it is closed. Returns 0 or -errno. */
+int wb_conn_start(wb_loop_t *loop, wb_conn_t *c, const struct sockaddr_in *dst,
+                  const struct sockaddr_in *src, const char *path);
+
+/* Queues one masked frame (FIN set) on `c`; it is written at the end of this wakeup, or by
+ * wb_loop_flush(). */
+void wb_conn_send(wb_loop_t *loop, wb_conn_t *c, int opcode, const uint8_t *p, size_t n);
+
+/* Closes the socket and frees the buffers; `c` itself stays the caller's. No callback. */
+void wb_conn_close(wb_loop_t *loop, wb_conn_t *c);
+
+/* Waits up to `timeout_ms` for events, handles them, and writes every connection that has
+ * queued bytes. Returns the number of events, or -errno from epoll_wait (EINTR is 0). */
+int wb_loop_run_once(wb_loop_t *loop, int timeout_ms);
+
+/* Writes every connection with queued bytes now. */
+void wb_loop_flush(wb_loop_t *loop);
+
+#endif

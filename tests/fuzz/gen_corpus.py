@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Regenerate the seed corpora in tests/fuzz/corpus/<target>/ (deterministic).
+
+Each target's input starts with a few parameter bytes (see the comment at the
+top of fuzz_<target>.c); the seeds here use neutral parameters (server side,
+modest chunking) followed by real-world bytes: the RFC 6455 section 5.7
+example frames, the RFC 6455 section 1.3 handshake, Chromium's and python
+websockets' upgrade requests, and a few plain HTTP requests.
+
+Usage: python3 tests/fuzz/gen_corpus.py   (rewrites only the files it names)
+"""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(HERE, "corpus")
+KEY = bytes([0x37, 0xFA, 0x21, 0x3D])  # the masking key of RFC 6455 5.7
+
+
+def mask(payload, key=KEY):
+    return bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def frame(op, payload=b"", fin=True, rsv=0, masked=True, key=KEY):
+    n = len(payload)
+    b0 = (0x80 if fin else 0) | rsv | op
+    m = 0x80 if masked else 0
+    if n < 126:
+        head = bytes([b0, m | n])
+    elif n < 65536:
+        head = bytes([b0, m | 126]) + struct.pack("!H", n)
+    else:
+        head = bytes([b0, m | 127]) + struct.pack("!Q", n)
+    return head + (key + mask(payload, key) if masked else payload)
+
+
+def write(target, name, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# --- RFC 6455 5.7 examples, verbatim --------------------------------------
+RFC = {
+    "rfc_text_unmasked": bytes.fromhex("810548656c6c6f"),
+    "rfc_text_masked": bytes.fromhex("818537fa213d7f9f4d5158"),
+    "rfc_fragmented_unmasked": bytes.fromhex("010348656c") + bytes.fromhex("80026c6f"),
+    "rfc_ping_unmasked": bytes.fromhex("890548656c6c6f"),
+    "rfc_pong_masked": bytes.fromhex("8a8537fa213d7f9f4d5158"),
+    "rfc_binary_256_unmasked": bytes.fromhex("827e0100") + bytes(256),
+    "rfc_binary_64k_unmasked": bytes.fromhex("827f0000000000010000") + bytes(64),
+}
+
+# frame: [rsv_allowed | require_mask, mask split] + header bytes
+for name, data in RFC.items():
+    write("frame", name + "_client", b"\x00\x03" + data)
+    write("frame", name + "_server", b"\x01\x03" + data)
+write("frame", "rsv1_allowed_compressed", b"\x41\x05" + frame(0x1, b"abc", rsv=0x40))
+write("frame", "close_1000", b"\x01\x00" + frame(0x8, struct.pack("!H", 1000) + b"bye"))
+write("frame", "len16_masked", b"\x01\x07" + frame(0x2, bytes(300))[:20])
+write("frame", "len64_masked", b"\x01\x09" + frame(0x2, bytes(70000))[:24])
+
+# message: [max lo, max hi, flags, chunk seed, chunk max, 0] + stream (client frames are masked)
+P_WHOLE = bytes([0x05, 0x00, 0x00, 0x01, 0x00, 0x00])  # 1 MiB, whole feed
+P_SMALL = bytes([0x05, 0x00, 0x00, 0x07, 0x03, 0x00])  # 1 MiB, chunks of 1..3
+P_DEFL = bytes([0x05, 0x00, 0x03, 0x02, 0x05, 0x00])   # RSV1 allowed, stop after each frame
+hello_frag = frame(0x1, b"Hel", fin=False) + frame(0x0, b"lo")
+streams = {
+    "rfc_text_masked": RFC["rfc_text_masked"],
+    "rfc_pong_masked": RFC["rfc_pong_masked"],
+    "fragmented_hello": hello_frag,
+    "ping_between_fragments": frame(0x1, b"Hel", fin=False) + frame(0x9, b"p") + frame(0x0, b"lo"),
+    "binary_256": frame(0x2, bytes(range(256))),
+    "utf8_split_fragments": frame(0x1, "κόσμε".encode()[:3], fin=False)
+    + frame(0x0, "κόσμε".encode()[3:]),
+    "close_1000_reason": frame(0x8, struct.pack("!H", 1000) + b"bye"),
+    "close_empty": frame(0x8, b""),
+    "close_bad_code": frame(0x8, struct.pack("!H", 1005)),
+    "empty_text_then_binary": frame(0x1, b"") + frame(0x2, b"\x00\xff"),
+    "bad_utf8_text": frame(0x1, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited"),
+    "continuation_without_start": frame(0x0, b"x"),
+    "unmasked": RFC["rfc_text_unmasked"],
+}
+for name, s in streams.items():
+    write("message", name, P_WHOLE + s)
+    write("message", name + "_chunked", P_SMALL + s)
+write("message", "compressed_rsv1", P_DEFL + frame(0x1, b"\xf2\x48\xcd\xc9\xc9\x07\x00", rsv=0x40))
+write("message", "too_big", bytes([0x0A, 0x00, 0, 1, 4, 0]) + frame(0x2, bytes(10)))
+
+# utf8: [chunk seed, chunk max] + text
+texts = {
+    "hello_autobahn_6_2": "Hello-µ@ßöäüàá-UTF-8!!".encode(),
+    "kosme": "κόσμε".encode(),
+    "four_byte": "\U0001F600\U0010FFFF".encode(),
+    "boundaries": "\u0080\u07ff\u0800\uffff\U00010000".encode(),
+    "surrogate": b"\xed\xa0\x80",
+    "overlong_slash": b"\xc0\xaf",
+    "overlong_e0": b"\xe0\x80\xaf",
+    "beyond_max": b"\xf4\x90\x80\x80",
+    "truncated": b"\xe2\x82",
+    "ascii_long": b"The quick brown fox jumps over the lazy dog. " * 4,
+}
+for name, t in texts.items():
+    write("utf8", name, b"\x05\x07" + t)
+
+# http: [chunk seed, chunk max, max_header pick] + request
+CHROMIUM = (
+    b"GET /chat HTTP/1.1\r\n"
+    b"Host: example.com:8000\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Pragma: no-cache\r\n"
+    b"Cache-Control: no-cache\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    b"Chrome/120.0.0.0 Safari/537.36\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Origin: http://example.com:8000\r\n"
+    b"Sec-WebSocket-Version: 13\r\n"
+    b"Accept-Encoding: gzip, deflate, br\r\n"
+    b"Accept-Language: en-US,en;q=0.9\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    b"\r\n"
+)
+PY_WEBSOCKETS = (
+    b"GET /ws HTTP/1.1\r\n"
+    b"Host: localhost:8765\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    b"User-Agent: Python/3.11 websockets/12.0\r\n"
+    b"\r\n"
+)
+RFC_HS = (
+    b"GET /chat HTTP/1.1\r\n"
+    b"Host: server.example.com\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Origin: http://example.com\r\n"
+    b"Sec-WebSocket-Protocol: chat, superchat\r\n"
+    b"Sec-WebSocket-Version: 13\r\n"
+    b"\r\n"
+)
+requests = {
+    "chromium_upgrade": CHROMIUM,
+    "python_websockets_upgrade": PY_WEBSOCKETS,
+    "rfc6455_upgrade": RFC_HS,
+    "upgrade_then_frame": PY_WEBSOCKETS + RFC["rfc_text_masked"],
+    "get_index": b"GET /index HTTP/1.1\r\nHost: localhost:8000\r\nAccept: */*\r\n\r\n",
+    "pipelined": b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b?x=1&y=%20 HTTP/1.1\r\nHost: h\r\n\r\n",
+    "post_body": b"POST /feed HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 13\r\n\r\n{\"msg\":\"hi\"}\n",
+    "post_chunked": b"POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\n0\r\n\r\n",
+    "http10": b"GET / HTTP/1.0\r\n\r\n",
+    "bad_version_upgrade": RFC_HS.replace(b"Version: 13", b"Version: 8"),
+    "folded_connection": b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n"
+    b"Connection: Upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n\r\n",
+    "empty_header_value": b"GET / HTTP/1.1\r\nX-Empty:\r\nHost: h\r\n\r\n",
+}
+for name, r in requests.items():
+    write("http", name, b"\x03\x00\x00" + r)
+    write("http", name + "_chunked", b"\x03\x07\x00" + r)
+
+# tokens: [0] + a \0 b
+pairs = {
+    "connection_list": b"keep-alive, Upgrade\x00upgrade",
+    "extensions": b"permessage-deflate; client_max_window_bits, x-webkit-deflate-frame\x00"
+    b"permessage-deflate",
+    "origin_port": b"https://example.com:8443\x00example.com:8443",
+    "origin_default": b"http://Example.com\x00example.com:80",
+    "origin_ipv6": b"http://[::1]:8080\x00[::1]:8080",
+    "origin_null": b"null\x00example.com",
+    "headers": b"Host\nUpgrade\nSec-WebSocket-Key\x00sec-websocket-key",
+    "base64_key": b"dGhlIHNhbXBsZSBub25jZQ==",
+}
+for name, p in pairs.items():
+    write("tokens", name, b"\x00" + p)

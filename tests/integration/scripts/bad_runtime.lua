@@ -1,0 +1,5 @@
+-- a script that fails while loading
+local ws = {}
+local n = nil
+local boom = n.field -- LOAD_ERROR_LINE
+return { ["/ws"] = ws }

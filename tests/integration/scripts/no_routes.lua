@@ -1,0 +1,3 @@
+-- a script that returns nothing
+local ws = {}
+function ws.open(conn) conn:send("x") end

@@ -1,0 +1,189 @@
+"""Operational options listed by `wspush --help`: heartbeats, timeouts, connection
+limits, backpressure, rate limiting. Each test runs its own server with small
+values, so every wait is short and bounded."""
+import socket
+import subprocess
+
+import pytest
+
+import rawws
+from rawws import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, build_frame
+from conftest import BIN, REPO, SCRIPTS, scaled, wait_for
+
+APP = SCRIPTS / "app.lua"
+
+
+def start(spawn, *args):
+    return spawn(APP, "--close-timeout", "10", *args)
+
+
+def test_help_lists_options_and_exits_zero():
+    p = subprocess.run([str(BIN), "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+    assert p.returncode == 0, p
+    out = p.stdout.decode()
+    for opt in ("--host", "--port", "--max-message", "--max-header", "--max-body", "--close-timeout"):
+        assert opt in out, "%s missing from --help: %s" % (opt, out)
+
+
+def test_version_prints_version_and_exits_zero():
+    p = subprocess.run([str(BIN), "--version"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+    assert p.returncode == 0, p
+    assert "0.1" in p.stdout.decode(), p
+
+
+def test_server_pings_and_a_peer_that_answers_stays_open(spawn):
+    s = start(spawn, "--ping-interval", "0.2", "--ping-timeout", "1")
+    with rawws.upgrade(s.port, "/echo") as c:
+        for _ in range(3):
+            f = c.recv_frame(timeout=scaled(5))
+            assert f.opcode == OP_PING, f
+            c.send_frame(OP_PONG, f.payload)
+        c.send_text("still here")
+        for _ in range(10):   # pings may come in between
+            f = c.recv_frame(timeout=scaled(5))
+            if f.opcode == OP_PING:
+                c.send_frame(OP_PONG, f.payload)
+                continue
+            assert f.opcode == OP_TEXT and f.payload == b"still here", f
+            break
+        else:
+            pytest.fail("no echo")
+
+
+def test_peer_that_never_answers_pings_is_dropped(spawn):
+    s = start(spawn, "--ping-interval", "0.2", "--ping-timeout", "0.3")
+    with rawws.upgrade(s.port, "/echo") as c:
+        try:
+            waited = c.wait_eof(timeout=scaled(5))
+        except TimeoutError:
+            pytest.fail("a peer that never answers pings was not dropped within 5 s")
+    wait_for(lambda: s.json("/count")["count"] == 0, desc="count == 0")
+
+
+def test_ping_interval_zero_sends_no_pings(spawn):
+    s = start(spawn, "--ping-interval", "0")
+    with rawws.upgrade(s.port, "/echo") as c:
+        with pytest.raises(TimeoutError):
+            c.recv_frame(timeout=1.0)
+
+
+def test_handshake_timeout_drops_slowloris(spawn):
+    s = start(spawn, "--handshake-timeout", "0.5")
+    with rawws.Conn(s.port) as c:
+        c.send(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        try:
+            waited = c.wait_eof(timeout=scaled(5))
+        except TimeoutError:
+            pytest.fail("an incomplete request was kept open past --handshake-timeout")
+        assert waited >= 0.3, waited
+
+
+def test_keepalive_timeout_closes_idle_http_connection(spawn):
+    s = start(spawn, "--keepalive-timeout", "0.5")
+    with rawws.Conn(s.port) as c:
+        r = c.request("GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert r.status == 201
+        try:
+            c.wait_eof(timeout=scaled(5))
+        except TimeoutError:
+            pytest.fail("an idle keep-alive connection outlived --keepalive-timeout")
+
+
+def test_idle_timeout_closes_silent_websocket(spawn):
+    s = start(spawn, "--idle-timeout", "0.5", "--ping-interval", "0")
+    with rawws.upgrade(s.port, "/echo") as c:
+        try:
+            f, _ = c.recv_close(timeout=scaled(5))   # a close handshake ...
+            c.send_close(f.close_code or 1000)
+            c.wait_eof(timeout=scaled(5))
+        except EOFError:
+            pass                                      # ... or a plain TCP close
+        except TimeoutError:
+            pytest.fail("a silent connection outlived --idle-timeout")
+    wait_for(lambda: s.json("/count")["count"] == 0, desc="count == 0")
+
+
+def test_max_connections_answers_503_above_the_limit(spawn):
+    s = start(spawn, "--max-connections", "2")
+    a = rawws.upgrade(s.port, "/echo")
+    b = rawws.upgrade(s.port, "/echo")
+    try:
+        with rawws.Conn(s.port) as c:
+            r = c.handshake("/echo")
+            assert r.status == 503, r
+        # plain HTTP is not a WebSocket connection: still served
+        assert s.http("/status").status == 201
+        a.send_close(1000)
+        a.recv_close()
+        a.close()
+        wait_for(lambda: s.json("/count")["count"] == 1, desc="count == 1")
+        with rawws.upgrade(s.port, "/echo") as d:
+            d.send_text("room again")
+            assert d.recv_text() == "room again"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_max_per_ip_answers_503_above_the_limit(spawn):
+    s = start(spawn, "--max-per-ip", "1")
+    with rawws.upgrade(s.port, "/echo"):
+        with rawws.Conn(s.port) as c:
+            r = c.handshake("/echo")
+            assert r.status == 503, r
+
+
+def test_rate_limit_closes_1008(spawn):
+    s = start(spawn, "--rate-limit", "5", "--rate-burst", "5")
+    with rawws.upgrade(s.port, "/echo") as c:
+        c.send(b"".join(build_frame(OP_TEXT, b"m%d" % i) for i in range(50)))
+        f, before = c.recv_close(timeout=scaled(5), max_frames=100)
+        assert f.close_code == 1008, f
+        assert 1 <= len(before) < 50, "expected some messages through then a close, got %d" % len(before)
+
+
+def test_slow_reader_is_closed_1008_by_backpressure(spawn):
+    s = start(spawn, "--max-buffered", "65536", "--backpressure", "close")
+    c = rawws.upgrade(s.port, "/echo", timeout=scaled(20))
+    try:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        chunk = b"\x01" * (256 * 1024)
+        # 16 MiB of echoes that we do not read: more than any socket buffer
+        for _ in range(64):
+            try:
+                c.send_frame(OP_BINARY, chunk)
+            except OSError:
+                break
+        f, before = c.recv_close(timeout=scaled(20), max_frames=1000)
+        assert f.close_code == 1008, f
+    finally:
+        c.close()
+
+
+def test_backpressure_drop_keeps_connection_open(spawn):
+    s = start(spawn, "--max-buffered", "65536", "--backpressure", "drop")
+    with rawws.upgrade(s.port, "/echo", timeout=scaled(20)) as c:
+        chunk = b"\x02" * (256 * 1024)
+        for _ in range(64):
+            c.send_frame(OP_BINARY, chunk)
+        # read while probing: a probe queued while the queue is full may be dropped
+        # too, but once we drain the queue a probe must come back
+        binaries = 0
+        for k in range(20):
+            probe = "probe%d" % k
+            c.send_text(probe)
+            try:
+                for _ in range(100):
+                    op, data = c.recv_message(timeout=scaled(3))
+                    if op == OP_BINARY:
+                        binaries += 1
+                    elif data == probe.encode():
+                        break
+                else:
+                    continue
+                break
+            except TimeoutError:
+                continue
+        else:
+            pytest.fail("no probe came back: the connection is not usable after dropping")
+        assert binaries < 64, "nothing was dropped with --max-buffered 64k"

@@ -1,0 +1,85 @@
+"""Hot reload (DESIGN.md "Hot reload"; docs/api.md: the script is loaded "again on reload").
+
+The script lives in a temporary directory, the test rewrites it, and observes the
+swap through an HTTP route; live connections must survive and be served by the
+new handlers from their next event on, with conn.data intact.
+"""
+import signal
+
+import pytest
+
+import rawws
+from conftest import scaled, wait_for
+
+TEMPLATE = """\
+local ws = {{}}
+function ws.open(conn)
+  conn.data.opened_by = "{v}"
+  conn:send("hello {v}")
+end
+function ws.on_message(conn, msg)
+  conn:send("{v}:" .. msg .. ":" .. tostring(conn.data.opened_by))
+end
+return {{
+  ["/ws"] = ws,
+  ["/version"] = function(req) return "{v}" end,
+}}
+"""
+
+BROKEN = """\
+local ws = {}
+function ws.on_message(conn, msg)
+  conn:send("broken" .. )
+end
+return { ["/ws"] = ws, ["/version"] = function() return "broken" end }
+"""
+
+
+def version(server):
+    r = server.http("/version")
+    return r.body.decode() if r.status == 200 else None
+
+
+@pytest.fixture
+def live(spawn, tmp_path):
+    path = tmp_path / "live.lua"
+    path.write_text(TEMPLATE.format(v="v1"))
+    s = spawn(path, "--close-timeout", "10")
+    s.script_path = path
+    return s
+
+
+def test_sighup_reload_swaps_handlers_and_keeps_connections(live):
+    with rawws.upgrade(live.port, "/ws") as c:
+        assert c.recv_text() == "hello v1"
+        c.send_text("a")
+        assert c.recv_text() == "v1:a:v1"
+        live.script_path.write_text(TEMPLATE.format(v="v2"))
+        live.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: version(live) == "v2", timeout=10, desc="version v2 after SIGHUP")
+        # same TCP connection, new handler, conn.data kept
+        c.send_text("b")
+        assert c.recv_text() == "v2:b:v1"
+    with rawws.upgrade(live.port, "/ws") as c:
+        assert c.recv_text() == "hello v2"
+
+
+def test_reload_with_syntax_error_keeps_old_version_and_reports_file_line(live):
+    with rawws.upgrade(live.port, "/ws") as c:
+        assert c.recv_text() == "hello v1"
+        mark = live.log_mark()
+        live.script_path.write_text(BROKEN)
+        live.proc.send_signal(signal.SIGHUP)
+        live.wait_log(r"live\.lua:3:", since=mark, timeout=10)
+        assert version(live) == "v1"
+        c.send_text("still")
+        assert c.recv_text() == "v1:still:v1"
+
+
+def test_editing_the_script_reloads_it_without_a_signal(live):
+    with rawws.upgrade(live.port, "/ws") as c:
+        assert c.recv_text() == "hello v1"
+        live.script_path.write_text(TEMPLATE.format(v="v3"))
+        wait_for(lambda: version(live) == "v3", timeout=10, desc="version v3 after editing the file")
+        c.send_text("c")
+        assert c.recv_text() == "v3:c:v1"

@@ -1,0 +1,96 @@
+"""Start-up: the listening line, and every way to fail at start."""
+import re
+import socket
+import subprocess
+
+import pytest
+
+import rawws
+from conftest import BIN, REPO, SCRIPTS, scaled, script_line
+
+
+def run_server(*args, timeout=10):
+    """Run wspush expecting it to exit by itself; return (rc, stderr)."""
+    if not BIN.exists():
+        pytest.fail("server binary %s does not exist" % BIN)
+    cmd = [str(BIN), *map(str, args)]
+    try:
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=scaled(timeout), cwd=str(REPO))
+    except subprocess.TimeoutExpired as e:
+        pytest.fail("wspush %s did not exit within %ss (stderr: %r)" % (args, timeout, e.stderr))
+    return p.returncode, p.stderr.decode("utf-8", "replace")
+
+
+def assert_start_error(rc, err, *needles):
+    assert rc > 0, "expected a non-zero exit, got rc=%r (negative = killed by a signal); stderr=%r" % (rc, err)
+    assert rc in (1, 2), "exit code should be 1 or 2, got %d; stderr=%r" % (rc, err)
+    assert "listening on" not in err, err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert lines, "no error message on stderr"
+    for n in needles:
+        if isinstance(n, re.Pattern):
+            assert n.search(err), "%r not in stderr %r" % (n.pattern, err)
+        else:
+            assert n in err, "%r not in stderr %r" % (n, err)
+
+
+@pytest.mark.valgrind
+def test_listening_line_names_the_picked_port(echo_server):
+    assert 0 < echo_server.port < 65536
+    # the port it printed is the one it serves
+    r = rawws.http_get(echo_server.port, "/index")
+    assert r.status == 200
+
+
+def test_missing_script_is_a_start_error():
+    rc, err = run_server("--host", "127.0.0.1", "--port", "0", SCRIPTS / "does_not_exist.lua")
+    assert_start_error(rc, err, "does_not_exist.lua")
+
+
+def test_no_script_argument_is_a_start_error():
+    rc, err = run_server("--host", "127.0.0.1", "--port", "0")
+    assert_start_error(rc, err)
+
+
+def test_script_syntax_error_names_file_and_line():
+    rc, err = run_server("--host", "127.0.0.1", "--port", "0", SCRIPTS / "bad_syntax.lua")
+    assert_start_error(rc, err, "bad_syntax.lua:3")
+
+
+def test_script_runtime_error_at_load_names_file_and_line():
+    path = SCRIPTS / "bad_runtime.lua"
+    rc, err = run_server("--host", "127.0.0.1", "--port", "0", path)
+    assert_start_error(rc, err, "bad_runtime.lua:%d" % script_line(path, "LOAD_ERROR_LINE"))
+
+
+def test_script_returning_nothing_is_a_start_error():
+    rc, err = run_server("--host", "127.0.0.1", "--port", "0", SCRIPTS / "no_routes.lua")
+    assert_start_error(rc, err, "no_routes.lua")
+
+
+def test_script_returning_a_number_is_a_start_error():
+    rc, err = run_server("--host", "127.0.0.1", "--port", "0", SCRIPTS / "non_table.lua")
+    assert_start_error(rc, err, "non_table.lua")
+
+
+def test_port_in_use_is_a_start_error():
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        port = blocker.getsockname()[1]
+        rc, err = run_server("--host", "127.0.0.1", "--port", port, REPO / "handlers" / "echo.lua")
+        assert_start_error(rc, err, re.compile(r"(?i)in use|EADDRINUSE"))
+    finally:
+        blocker.close()
+
+
+def test_unknown_option_is_a_start_error():
+    rc, err = run_server("--host", "127.0.0.1", "--port", "0", "--bogus-option", REPO / "handlers" / "echo.lua")
+    assert_start_error(rc, err, "--bogus-option")
+
+
+def test_bad_port_value_is_a_start_error():
+    rc, err = run_server("--host", "127.0.0.1", "--port", "70000", REPO / "handlers" / "echo.lua")
+    assert_start_error(rc, err)
