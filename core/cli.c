@@ -11,7 +11,7 @@
 
 typedef enum {
     OPT_FLAG,   /* ends parsing with an action (--help) */
-    OPT_SWITCH, /* sets an int field to 1, takes no value */
+    OPT_SWITCH, /* sets an int field to (int)min, takes no value */
     OPT_STRING,
     OPT_INT,
     OPT_SIZE,
@@ -50,7 +50,7 @@ static const opt_t opts[] = {
      "largest HTTP request body (413 above)"},
     {"close-timeout", 0, OPT_SECONDS, FIELD(close_timeout), 0, 3600, "5", "SECONDS",
      "wait this long for the peer's close reply"},
-    {"no-watch", 0, OPT_SWITCH, FIELD(no_watch), 0, 0, NULL, NULL,
+    {"no-watch", 0, OPT_SWITCH, FIELD(no_watch), 1, 0, NULL, NULL,
      "do not reload when the script changes (SIGHUP still reloads)"},
     {"ping-interval", 0, OPT_SECONDS, FIELD(ping_interval), -1, 86400, "25", "SECONDS",
      "ping every connection this often; 0 = never"},
@@ -74,6 +74,22 @@ static const opt_t opts[] = {
      "inbound messages per second per connection (1008 above); 0 = no limit"},
     {"rate-burst", 0, OPT_SECONDS, FIELD(rate_burst), 0, 1e9, "50", "MSGS",
      "messages a connection may send at once before the rate limit applies"},
+    {"compression", 0, OPT_SWITCH, FIELD(compression), 1, 0, "on", NULL,
+     "accept permessage-deflate offers"},
+    {"no-compression", 0, OPT_SWITCH, FIELD(compression), 0, 0, NULL, NULL,
+     "decline permessage-deflate"},
+    {"compression-level", 0, OPT_INT, FIELD(compression_level), 0, 9, "6", "N",
+     "zlib level for outgoing messages (0-9)"},
+    {"compression-threshold", 0, OPT_SIZE, FIELD(compression_threshold), 0, 0, "1k", "BYTES",
+     "send shorter messages uncompressed"},
+    {"compression-window", 0, OPT_INT, FIELD(compression_window), 9, 15, "15", "BITS",
+     "largest deflate window (9-15) for outgoing messages"},
+    {"compression-memlevel", 0, OPT_INT, FIELD(compression_memlevel), 1, 9, "8", "N",
+     "zlib memLevel (1-9) of the compressor"},
+    {"compression-context", 0, OPT_SWITCH, FIELD(compression_context), 1, 0, NULL, NULL,
+     "keep deflate context between messages (better ratio, ~300 KB per connection)"},
+    {"compression-max-memory", 0, OPT_SIZE, FIELD(compression_max_memory), 0, 0, "256m", "BYTES",
+     "cap on all zlib memory; above it messages go uncompressed; 0 = no cap"},
     {"lua-timeout", 0, OPT_SECONDS, FIELD(lua_timeout), 0, 3600, "5", "SECONDS",
      "a Lua callback running longer than this is stopped with an error"},
     {"shutdown-timeout", 0, OPT_SECONDS, FIELD(shutdown_timeout), 0, 3600, "10", "SECONDS",
@@ -226,7 +242,7 @@ static int set_value(const opt_t *o, const char *val, ws_config_t *cfg)
         return -1;
     }
     case OPT_SWITCH:
-        *(int *)field = 1;
+        *(int *)field = (int)o->min;
         return 0;
     case OPT_FLAG:
         break;
@@ -357,11 +373,13 @@ const char *ws_cli_usage(void)
             snprintf(left, sizeof left, "    --%s", o->name);
         else
             snprintf(left, sizeof left, "    --%s %s", o->name, o->metavar);
-        if (o->def)
-            n += (size_t)snprintf(text + n, sizeof text - n, "  %-28s %s (default %s)\n", left,
-                                  o->help, o->def);
-        else
-            n += (size_t)snprintf(text + n, sizeof text - n, "  %-28s %s\n", left, o->help);
+        /* A long option pushes its help to the next line rather than out of the column. */
+        const char *sep = strlen(left) > 28 ? "\n                               " : " ";
+        n += (size_t)snprintf(text + n, sizeof text - n, "  %-28s%s%s", left, sep, o->help);
+        if (o->def && n < sizeof text)
+            n += (size_t)snprintf(text + n, sizeof text - n, " (default %s)", o->def);
+        if (n < sizeof text)
+            n += (size_t)snprintf(text + n, sizeof text - n, "\n");
     }
     return text;
 }

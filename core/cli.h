@@ -31,6 +31,13 @@ typedef struct {
     double rate_burst;       /* --rate-burst MSGS, default 50 */
     double shutdown_timeout; /* --shutdown-timeout SECONDS, default 10 */
     double lua_timeout;      /* --lua-timeout SECONDS, default 5: budget of one Lua callback */
+    int compression;         /* --compression / --no-compression, default on */
+    int compression_level;   /* --compression-level N, default 6 */
+    size_t compression_threshold; /* --compression-threshold BYTES, default 1 KiB */
+    int compression_window;  /* --compression-window BITS, default 15 */
+    int compression_memlevel;/* --compression-memlevel N, default 8 */
+    int compression_context; /* --compression-context: keep context between messages */
+    size_t compression_max_memory; /* --compression-max-memory BYTES, default 256 MiB */
 } ws_config_t;
 
 /* What happens when a connection's outbound queue is over its limit. */

@@ -3,11 +3,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "error.h"
 #include "frame.h"
 #include "handshake.h"
 #include "lhost.h"
+#include "utf8.h"
 #include "log.h"
 
 #define IOV_MAX_WRITE 64
@@ -91,6 +93,7 @@ static void write_raw(ws_conn_t *c, const void *data, size_t len)
         memcpy(reserve(c, len), data, len);
 }
 
+/* Queue one whole frame; op may carry WS_FRAME_RSV1 (a compressed message). */
 static void write_frame(ws_conn_t *c, unsigned op, const void *data, size_t len)
 {
     uint8_t hdr[WS_FRAME_HDR_MAX];
@@ -143,6 +146,12 @@ static void end_tcp(ws_conn_t *c)
 {
     if (c->shutdown || c->state == WS_CONN_CLOSED)
         return;
+    /* A completed close handshake: both close frames are through and the
+     * peer sends nothing more, so closing now cannot reset unread data. */
+    if (c->close_sent && c->close_received) {
+        finish(c);
+        return;
+    }
     c->shutdown = 1;
     c->sreq.data = c;
     if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
@@ -252,6 +261,10 @@ static void on_closed(uv_handle_t *h)
         free(c->http);
     }
     ws_msg_reader_free(&c->reader);
+    if (c->deflate) {
+        ws_deflate_close(c->deflate);
+        free(c->deflate);
+    }
     free(c->route_key);
     free(c->subprotocol);
     free(c->close_reason);
@@ -405,7 +418,7 @@ static void fail(ws_conn_t *c, int err)
     c->end_after_write = 1;
 }
 
-int ws_conn_send(ws_conn_t *c, unsigned op, const void *data, size_t len)
+int ws_conn_send(ws_conn_t *c, unsigned op, const void *data, size_t len, unsigned flags)
 {
     if (c->state != WS_CONN_OPEN)
         return WS_EINVAL;
@@ -414,6 +427,16 @@ int ws_conn_send(ws_conn_t *c, unsigned op, const void *data, size_t len)
         if (r)
             return r;
         c->t_msg = now_ms(c);
+        if (c->deflate && !(flags & WS_SEND_PLAIN) && ws_deflate_should_compress(c->deflate, len)) {
+            ws_buf_t *z = &c->srv->zout;
+            z->len = 0;
+            /* WS_ENOMEM (the zlib memory cap) means: send it plain. */
+            if (ws_deflate_compress(c->deflate, data, len, z) == 0) {
+                write_frame(c, op | WS_FRAME_RSV1, z->data, z->len);
+                ws_buf_reset(z, 1 << 20);
+                return 0;
+            }
+        }
     }
     write_frame(c, op, data, len);
     return 0;
@@ -465,6 +488,23 @@ static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t
             break;
         }
         c->t_msg = now_ms(c);
+        if (flags & WS_MSG_COMPRESSED) {
+            /* The size limit holds for the inflated message, enforced while inflating. */
+            ws_buf_t *z = &c->srv->zin;
+            z->len = 0;
+            int r = ws_deflate_inflate(c->deflate, data, len, c->max_message, z);
+            if (r == 0 && op == WS_OP_TEXT && !ws_utf8_valid(z->data, z->len))
+                r = WS_EUTF8;
+            if (r != 0) {
+                ws_buf_reset(z, 1 << 20);
+                fail(c, r);
+                return 1;
+            }
+            ws_lhost_message(lh, c, z->len ? z->data : (const uint8_t *)"", z->len,
+                             op == WS_OP_BINARY);
+            ws_buf_reset(z, 1 << 20);
+            break;
+        }
         ws_lhost_message(lh, c, data, len, op == WS_OP_BINARY);
         break;
     case WS_OP_PING:
@@ -513,6 +553,35 @@ static void http_error(ws_conn_t *c, int status, const char *reason, const char 
     set_deadline(c);
 }
 
+/* permessage-deflate: every Sec-WebSocket-Extensions header, joined, against
+ * the route's configuration. Returns the response extension or NULL. */
+static const char *negotiate_deflate(ws_conn_t *c, const ws_hs_request_t *req,
+                                     const ws_deflate_config_t *cfg, char *ext, size_t cap)
+{
+    if (!cfg->enabled)
+        return NULL;
+    ws_buf_t offers;
+    ws_buf_init(&offers);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const ws_header_t *h = &req->headers[i];
+        if (h->name_len == 24 && strncasecmp(h->name, "sec-websocket-extensions", 24) == 0) {
+            if (offers.len)
+                ws_buf_append(&offers, ", ", 2);
+            ws_buf_append(&offers, h->value, h->value_len);
+        }
+    }
+    ws_deflate_params_t params;
+    const char *out = NULL;
+    if (offers.len &&
+        ws_deflate_negotiate(cfg, (const char *)offers.data, offers.len, &params, ext, cap) == 1) {
+        c->deflate = ws_malloc(sizeof *c->deflate);
+        ws_deflate_init(c->deflate, cfg, &params);
+        out = ext;
+    }
+    ws_buf_free(&offers);
+    return out;
+}
+
 static void upgrade(ws_conn_t *c, const ws_hs_request_t *req)
 {
     ws_server_t *s = c->srv;
@@ -539,7 +608,8 @@ static void upgrade(ws_conn_t *c, const ws_hs_request_t *req)
     ws_buf_t extra, reason;
     ws_buf_init(&extra);
     ws_buf_init(&reason);
-    int st = ws_lhost_upgrade(c->srv->lh, c, c->http, req, &hs, &extra, &reason);
+    ws_deflate_config_t dcfg = s->deflate_cfg; /* the route may change it */
+    int st = ws_lhost_upgrade(c->srv->lh, c, c->http, req, &hs, &dcfg, &extra, &reason);
     if (st != 0) {
         ws_buf_append(&extra, "", 1);
         ws_buf_append(&reason, "", 1);
@@ -550,8 +620,10 @@ static void upgrade(ws_conn_t *c, const ws_hs_request_t *req)
     }
     ws_buf_free(&extra);
     ws_buf_free(&reason);
+    char ext[WS_DEFLATE_RESPONSE_MAX];
+    const char *exts = negotiate_deflate(c, req, &dcfg, ext, sizeof ext);
     char resp[512];
-    long n = ws_handshake_response(resp, sizeof resp, hs.accept, c->subprotocol, NULL);
+    long n = ws_handshake_response(resp, sizeof resp, hs.accept, c->subprotocol, exts);
     if (n < 0) {
         http_error(c, 500, "response too large", NULL);
         return;
@@ -561,6 +633,8 @@ static void upgrade(ws_conn_t *c, const ws_hs_request_t *req)
     free(c->http);
     c->http = NULL;
     ws_msg_reader_init(&c->reader, c->max_message, on_frame, c);
+    if (c->deflate)
+        c->reader.rsv_allowed = WS_FRAME_RSV1;
     c->state = WS_CONN_OPEN;
     c->is_ws = 1;
     c->srv->nopen++;

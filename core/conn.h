@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "deflate.h"
 #include "http.h"
 #include "message.h"
 #include "pubsub.h"
@@ -49,6 +50,7 @@ struct ws_conn_s {
 
     ws_http_t *http;             /* HTTP phase only */
     ws_msg_reader_t reader;      /* WebSocket phase */
+    ws_deflate_t *deflate;       /* permessage-deflate, when negotiated */
 
     /* Output: chunks queued, then handed to one uv_write at a time. */
     ws_chunk_t **q;
@@ -93,12 +95,15 @@ struct ws_conn_s {
 /* Accept one pending connection on the server's listener. */
 void ws_conn_accept(ws_server_t *s);
 
-/* Queue one message or control frame. op is a ws_opcode_t. Returns 0, or
+/* Queue one message or control frame. op is a ws_opcode_t. A data message
+ * is compressed when permessage-deflate was negotiated, it is at least the
+ * threshold long and flags lacks WS_SEND_PLAIN. Returns 0, or
  * WS_EINVAL when the connection is not open (closing or closed), or WS_EFULL
  * when a data message would take the queue over max_buffered (then the
  * backpressure policy has been applied: the message was dropped, or older
  * queued messages were, or the connection is closing with 1008). */
-int ws_conn_send(ws_conn_t *c, unsigned op, const void *data, size_t len);
+#define WS_SEND_PLAIN 0x1 /* never compress this message (e.g. already compressed data) */
+int ws_conn_send(ws_conn_t *c, unsigned op, const void *data, size_t len, unsigned flags);
 
 /* Queue a complete, shared frame (built once by pubsub). Takes a reference. */
 int ws_conn_send_chunk(ws_conn_t *c, ws_chunk_t *frame);

@@ -72,6 +72,8 @@ int ws_err_close_code(int err)
         return WS_CLOSE_INVALID_DATA;
     if (err == WS_ETOOBIG)
         return WS_CLOSE_TOO_BIG;
+    if (err == WS_ENOMEM) /* a server limit (e.g. the zlib memory cap): come back later */
+        return WS_CLOSE_TRY_AGAIN;
     if (err <= WS_EPROTO && err > WS_ETOOBIG)
         return WS_CLOSE_PROTOCOL;
     return WS_CLOSE_INTERNAL;

@@ -66,7 +66,8 @@ const char *ws_err_name(int err);
 const char *ws_strerror(int err);
 
 /* The close code a connection must be failed with for error err:
- * 1002 for protocol errors, 1007 for WS_EUTF8/WS_EINFLATE, 1009 for WS_ETOOBIG, 1011 otherwise. */
+ * 1002 for protocol errors, 1007 for WS_EUTF8/WS_EINFLATE, 1009 for WS_ETOOBIG,
+ * 1013 for WS_ENOMEM (a server memory limit), 1011 otherwise. */
 int ws_err_close_code(int err);
 
 /* 1 if a peer may send this status code in a close frame (RFC 6455 7.4, IANA registry):

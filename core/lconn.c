@@ -56,7 +56,9 @@ static int m_send(lua_State *L)
         lua_pushliteral(L, "invalid UTF-8 (send it as binary)");
         return 2;
     }
-    if (ws_conn_send(c, binary ? WS_OP_BINARY : WS_OP_TEXT, data, len) != 0) {
+    /* A third argument false sends the message uncompressed (already compressed data). */
+    unsigned flags = !lua_isnoneornil(L, 4) && !lua_toboolean(L, 4) ? WS_SEND_PLAIN : 0;
+    if (ws_conn_send(c, binary ? WS_OP_BINARY : WS_OP_TEXT, data, len, flags) != 0) {
         /* Backpressure: the policy dropped the message or is closing the connection. */
         lua_pushnil(L);
         lua_pushliteral(L, "buffer full");
@@ -93,7 +95,7 @@ static int m_ping(lua_State *L)
     ws_conn_t *c = open_conn(L);
     if (!c)
         return closed(L);
-    ws_conn_send(c, WS_OP_PING, data, len);
+    ws_conn_send(c, WS_OP_PING, data, len, 0);
     lua_pushboolean(L, 1);
     return 1;
 }

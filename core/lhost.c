@@ -491,8 +491,34 @@ static void route_limits(lua_State *L, int handler, ws_conn_t *c)
     lua_pop(L, 1);
 }
 
+/* handler.compression: false turns permessage-deflate off for the route; a
+ * table sets level, threshold, window_bits, mem_level, context_takeover. */
+static void route_compression(lua_State *L, int handler, ws_deflate_config_t *d)
+{
+    int t = lua_getfield(L, handler, "compression");
+    if (t == LUA_TBOOLEAN) {
+        d->enabled = d->enabled && lua_toboolean(L, -1);
+    } else if (t == LUA_TTABLE) {
+        int tab = lua_gettop(L);
+        d->level = (int)opt_number(L, tab, "level", d->level);
+        d->threshold = (size_t)opt_number(L, tab, "threshold", (double)d->threshold);
+        d->server_max_window_bits = (int)opt_number(L, tab, "window_bits", d->server_max_window_bits);
+        d->mem_level = (int)opt_number(L, tab, "mem_level", d->mem_level);
+        if (lua_getfield(L, tab, "context_takeover") == LUA_TBOOLEAN) {
+            int keep = lua_toboolean(L, -1);
+            d->server_no_context_takeover = d->client_no_context_takeover = !keep;
+            d->release_idle = !keep;
+        }
+        lua_pop(L, 1);
+    } else if (t != LUA_TNIL) {
+        ws_log_warn("route option compression must be a boolean or a table");
+    }
+    lua_pop(L, 1);
+}
+
 int ws_lhost_upgrade(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_request_t *req,
-                     const ws_hs_result_t *hs, ws_buf_t *extra_headers, ws_buf_t *reason)
+                     const ws_hs_result_t *hs, ws_deflate_config_t *dcfg,
+                     ws_buf_t *extra_headers, ws_buf_t *reason)
 {
     lua_State *L = lh->L;
     int top = lua_gettop(L);
@@ -552,6 +578,7 @@ int ws_lhost_upgrade(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_req
     c->subprotocol = sub ? ws_strndup(sub, sl) : NULL;
     c->gen = lh->gen;
     route_limits(L, top + 2, c);
+    route_compression(L, top + 2, dcfg);
     lua_pushvalue(L, top + 2);
     c->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     ws__lconn_new(lh, c, top + 1);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "deflate.h"
 #include "handshake.h"
 #include "http.h"
 
@@ -47,11 +48,13 @@ void ws_lhost_http(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_reque
 
 /* Route and authorise an upgrade whose protocol checks passed (hs). Returns 0
  * when accepted: the Lua connection object exists, c->handler_ref,
- * c->route_key and c->subprotocol are set. Otherwise returns the HTTP status
+ * c->route_key and c->subprotocol are set, and the route's own settings are
+ * applied to c's limits and to dcfg (compression). Otherwise returns the HTTP status
  * to answer and appends the extra response headers to extra_headers and a
  * short reason to reason. */
 int ws_lhost_upgrade(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_request_t *req,
-                     const ws_hs_result_t *hs, ws_buf_t *extra_headers, ws_buf_t *reason);
+                     const ws_hs_result_t *hs, ws_deflate_config_t *dcfg,
+                     ws_buf_t *extra_headers, ws_buf_t *reason);
 
 /* WebSocket events for an accepted connection. */
 void ws_lhost_open(ws_lhost_t *lh, ws_conn_t *c);

@@ -5,6 +5,7 @@
 
 #include "buf.h"
 #include "conn.h"
+#include "deflate.h"
 #include "frame.h"
 
 struct ws_topic_s {
@@ -152,20 +153,56 @@ const char *ws_pubsub_topic_name(const ws_sub_t *sub, size_t *len)
     return sub->topic->name;
 }
 
+static ws_chunk_t *make_frame(unsigned first, const void *data, size_t dlen)
+{
+    ws_chunk_t *frame = ws_chunk_new(dlen + WS_FRAME_HDR_MAX);
+    frame->len = ws_frame_write_header(frame->data, WS_FRAME_FIN | first, dlen, NULL);
+    memcpy(frame->data + frame->len, data, dlen);
+    frame->len += dlen;
+    return frame;
+}
+
+/* The frame compressed for a window of wb bits, made on first use: one
+ * compression per window size in use, not one per subscriber. NULL when the
+ * zlib memory cap refuses (then subscribers get the plain frame). */
+static ws_chunk_t *compressed(ws_chunk_t **cache, int wb, const ws_deflate_t *d, unsigned op,
+                              const void *data, size_t dlen)
+{
+    if (!cache[wb]) {
+        ws_buf_t z;
+        ws_buf_init(&z);
+        if (ws_deflate_compress_once(wb, d->level, d->mem_level, data, dlen, &z) == 0)
+            cache[wb] = make_frame(op | WS_FRAME_RSV1, z.data, z.len);
+        ws_buf_free(&z);
+    }
+    return cache[wb];
+}
+
 size_t ws_pubsub_publish(ws_pubsub_t *ps, const char *name, size_t len, unsigned op,
                          const void *data, size_t dlen)
 {
     ws_topic_t *t = *slot(ps, name, len, hash(name, len));
     if (!t || t->nsubs == 0)
         return 0;
-    ws_chunk_t *frame = ws_chunk_new(dlen + WS_FRAME_HDR_MAX);
-    frame->len = ws_frame_write_header(frame->data, WS_FRAME_FIN | op, dlen, NULL);
-    memcpy(frame->data + frame->len, data, dlen);
-    frame->len += dlen;
+    ws_chunk_t *plain = make_frame(op, data, dlen);
+    ws_chunk_t *cache[16] = {0};
     size_t n = 0;
-    for (size_t i = 0; i < t->nsubs; i++)
-        if (ws_conn_send_chunk(t->subs[i]->conn, frame) == 0)
+    for (size_t i = 0; i < t->nsubs; i++) {
+        ws_conn_t *c = t->subs[i]->conn;
+        ws_chunk_t *f = plain;
+        ws_deflate_t *d = c->deflate;
+        if (d && ws_deflate_should_compress(d, dlen)) {
+            int wb = d->params.server_max_window_bits;
+            ws_chunk_t *z = compressed(cache, wb, d, op, data, dlen);
+            if (z && ws_deflate_use_shared(d, wb))
+                f = z;
+        }
+        if (ws_conn_send_chunk(c, f) == 0)
             n++;
-    ws_chunk_unref(frame);
+    }
+    ws_chunk_unref(plain);
+    for (int wb = 0; wb < 16; wb++)
+        if (cache[wb])
+            ws_chunk_unref(cache[wb]);
     return n;
 }

@@ -131,6 +131,19 @@ int ws_server_init(ws_server_t *s, uv_loop_t *loop, const ws_config_t *cfg, char
     s->cfg = *cfg;
     ws_pubsub_init(&s->pubsub);
     ws_iptab_init(&s->ips);
+    /* Without context takeover a compressor is reset after every message and
+     * its zlib memory released: idle connections hold none, and a published
+     * message compressed once serves every subscriber. */
+    ws_deflate_config_default(&s->deflate_cfg);
+    s->deflate_cfg.enabled = cfg->compression;
+    s->deflate_cfg.level = cfg->compression_level;
+    s->deflate_cfg.threshold = cfg->compression_threshold;
+    s->deflate_cfg.server_max_window_bits = cfg->compression_window;
+    s->deflate_cfg.mem_level = cfg->compression_memlevel;
+    s->deflate_cfg.server_no_context_takeover = !cfg->compression_context;
+    s->deflate_cfg.client_no_context_takeover = !cfg->compression_context;
+    s->deflate_cfg.release_idle = !cfg->compression_context;
+    ws_deflate_set_mem_limit(cfg->compression_max_memory);
     s->lh = ws_lhost_new(s, cfg->script, err, errlen);
     if (!s->lh) {
         ws_pubsub_free(&s->pubsub);
@@ -208,4 +221,6 @@ void ws_server_free(ws_server_t *s)
     s->lh = NULL;
     ws_pubsub_free(&s->pubsub);
     ws_iptab_free(&s->ips);
+    ws_buf_free(&s->zin);
+    ws_buf_free(&s->zout);
 }

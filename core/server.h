@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "cli.h"
+#include "deflate.h"
 #include "iptab.h"
 #include "pubsub.h"
 #include "reload.h"
@@ -25,6 +27,8 @@ typedef struct ws_server_s {
     ws_pubsub_t pubsub;
     ws_reload_t reload;
     ws_iptab_t ips;     /* WebSocket connections per client address */
+    ws_deflate_config_t deflate_cfg; /* permessage-deflate, from the command line */
+    ws_buf_t zin, zout; /* scratch for one inflated / compressed message at a time */
 
     ws_conn_t *conns;   /* every live connection, HTTP or WebSocket (intrusive list) */
     ws_conn_t *dirty;   /* connections with queued output to flush (intrusive list) */
