@@ -44,22 +44,35 @@ static int on_url(llhttp_t *p, const char *at, size_t n)
     return 0;
 }
 
+/* Header spans arrive in pieces; the *_complete callbacks delimit them.
+ * _in_value: 0 between headers, 1 inside a name, 2 inside a value. */
 static int on_header_field(llhttp_t *p, const char *at, size_t n)
 {
     ws_http_t *h = of(p);
     if (count(h, n))
         return fail(h, WS_EHDRTOOBIG);
-    if (h->_nhdr == 0 || h->_in_value) {
+    if (h->_in_value != 1) {
         if (h->_nhdr == WS_HTTP_MAX_HEADERS)
             return fail(h, WS_EHDRTOOBIG);
         ws_http_span_t *s = &h->_hdr[h->_nhdr++];
         s->name_off = (uint32_t)h->_raw.len;
-        s->name_len = s->value_len = 0;
-        s->value_off = 0;
-        h->_in_value = 0;
+        s->name_len = s->value_len = s->value_off = 0;
+        h->_in_value = 1;
     }
     ws_buf_append(&h->_raw, at, n);
     h->_hdr[h->_nhdr - 1].name_len += (uint32_t)n;
+    return 0;
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+    ws_http_t *h = of(p);
+    /* No name bytes came: a line such as ": value" (llhttp 8 lets it through,
+     * sometimes as an empty span). */
+    if (h->_in_value != 1 || h->_hdr[h->_nhdr - 1].name_len == 0)
+        return fail(h, WS_EHTTP);
+    h->_hdr[h->_nhdr - 1].value_off = (uint32_t)h->_raw.len;
+    h->_in_value = 2;
     return 0;
 }
 
@@ -68,22 +81,22 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n)
     ws_http_t *h = of(p);
     if (count(h, n))
         return fail(h, WS_EHDRTOOBIG);
-    ws_http_span_t *s = &h->_hdr[h->_nhdr - 1];
-    if (!h->_in_value) {
-        s->value_off = (uint32_t)h->_raw.len;
-        h->_in_value = 1;
-    }
+    if (h->_in_value != 2)
+        return fail(h, WS_EHTTP);
     ws_buf_append(&h->_raw, at, n);
-    s->value_len += (uint32_t)n;
+    h->_hdr[h->_nhdr - 1].value_len += (uint32_t)n;
+    return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    of(p)->_in_value = 0;
     return 0;
 }
 
 static int on_headers_complete(llhttp_t *p)
 {
     ws_http_t *h = of(p);
-    /* llhttp accepts a header name with no value; give it a valid offset. */
-    if (h->_nhdr > 0 && !h->_in_value)
-        h->_hdr[h->_nhdr - 1].value_off = (uint32_t)h->_raw.len;
     if (p->content_length > h->max_body) {
         h->_err = WS_EBODYTOOBIG;
         return -1;
@@ -119,6 +132,8 @@ void ws_http_init(ws_http_t *h, size_t max_header, size_t max_body)
         settings.on_url = on_url;
         settings.on_header_field = on_header_field;
         settings.on_header_value = on_header_value;
+        settings.on_header_field_complete = on_header_field_complete;
+        settings.on_header_value_complete = on_header_value_complete;
         settings.on_headers_complete = on_headers_complete;
         settings.on_body = on_body;
         settings.on_message_complete = on_message_complete;

@@ -146,6 +146,21 @@ static void test_http_rejects_garbage_with_400(void **state)
     ws_http_free(&h);
 }
 
+static void test_http_rejects_empty_header_name_with_400(void **state)
+{
+    (void)state;
+    /* llhttp 8 passes ": value" to the callbacks; we must not make a nameless header of it. */
+    const char *cases[] = {"GET / HTTP/1.1\r\nHost: h\r\n: evil\r\n\r\n",
+                           "GET / HTTP/1.1\r\n: evil\r\nHost: h\r\n\r\n", "GET /\n:\r\n\n"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ws_http_t h;
+        ws_http_init(&h, 16384, 10);
+        long r = ws_http_feed(&h, cases[i], strlen(cases[i]));
+        assert_int_equal(r, WS_EHTTP);
+        ws_http_free(&h);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -155,6 +170,7 @@ int main(void)
         cmocka_unit_test(test_http_rejects_oversized_headers_with_431),
         cmocka_unit_test(test_http_rejects_oversized_body_with_413),
         cmocka_unit_test(test_http_rejects_garbage_with_400),
+        cmocka_unit_test(test_http_rejects_empty_header_name_with_400),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
