@@ -12,7 +12,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 step() { printf '\n=== %s ===\n' "$*"; }
 
 step "build (release)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWSPUSH_TESTS=ON -DWSPUSH_BENCH=ON >/dev/null
 cmake --build build -j"$JOBS"
 
 step "unit tests (cmocka)"
@@ -25,7 +25,7 @@ step "end-to-end tests"
 WSPUSH_BIN="$PWD/build/wspush" "${PYTEST[@]}"
 
 step "build (ASan + UBSan)"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DWSPUSH_SANITIZE=ON >/dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DWSPUSH_SANITIZE=ON -DWSPUSH_TESTS=ON -DWSPUSH_BENCH=OFF >/dev/null
 cmake --build build-asan -j"$JOBS"
 
 step "unit tests under ASan + UBSan"
