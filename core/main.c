@@ -1,6 +1,10 @@
 /* wspush: parse the command line, start the server, map failures to exit codes. */
+#include <signal.h>
 #include <stdio.h>
 #include <uv.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "cli.h"
 #include "log.h"
@@ -24,6 +28,17 @@ int main(int argc, char **argv)
         return 2;
     }
     ws_log_set_level(cfg.log_level);
+    /* A peer that resets while we write must cost one connection (EPIPE),
+     * not the process: libuv writes with plain write(2). */
+    signal(SIGPIPE, SIG_IGN);
+#ifdef __GLIBC__
+    /* zlib state (~300 KB) is created and freed around compressed messages.
+     * With glibc's defaults each cycle is an mmap/munmap or a heap trim and
+     * regrow, which cost more than the compression itself; keep freed memory
+     * for reuse instead. */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+#endif
 
     static ws_server_t srv; /* large (read buffer): keep it off the stack */
     uv_loop_t *loop = uv_default_loop();
