@@ -48,7 +48,56 @@ static void budget_start(ws_lhost_t *lh)
         lh->deadline = uv_hrtime() + (uint64_t)(lh->srv->cfg.lua_timeout * 1e9);
 }
 
-int ws__lhost_pcall(ws_lhost_t *lh, int nargs, int nres, const char *what)
+struct shortened {
+    const char *tail;
+    size_t len;
+    char found[PATH_MAX];
+};
+
+static void match_tail(void *ud, const char *path)
+{
+    struct shortened *q = ud;
+    size_t pl = strlen(path);
+    if (!q->found[0] && pl >= q->len && memcmp(path + pl - q->len, q->tail, q->len) == 0)
+        snprintf(q->found, sizeof q->found, "%s", path);
+}
+
+/* Lua shortens a long chunk name to "...tail" (LUA_IDSIZE) in messages. Put
+ * back the full path of the script or project module each one names, so the
+ * file:line of an error can be found. Returns msg itself or buf. */
+static const char *unshorten(ws_lhost_t *lh, const char *msg, char *buf, size_t n)
+{
+    if (!msg || !strstr(msg, "..."))
+        return msg;
+    size_t o = 0;
+    const char *p = msg;
+    while (*p && o + 1 < n) {
+        const char *dots = strstr(p, "...");
+        const char *colon = dots ? strchr(dots + 3, ':') : NULL;
+        struct shortened q = {dots ? dots + 3 : NULL, colon ? (size_t)(colon - dots - 3) : 0, ""};
+        if (colon && q.len > 0 && !memchr(q.tail, '\n', q.len)) {
+            match_tail(&q, lh->script);
+            if (!q.found[0])
+                ws_lhost_files(lh, match_tail, &q);
+        }
+        const char *upto = dots ? dots : p + strlen(p);
+        o += (size_t)snprintf(buf + o, n - o, "%.*s", (int)(upto - p), p);
+        if (!dots || o + 1 >= n)
+            break;
+        if (q.found[0]) {
+            o += (size_t)snprintf(buf + o, n - o, "%s", q.found);
+            p = colon;
+        } else {
+            o += (size_t)snprintf(buf + o, n - o, "...");
+            p = dots + 3;
+        }
+    }
+    return buf;
+}
+
+/* lua_pcall with the traceback handler and the time budget. On error the
+ * message (with its traceback) is left on the stack. */
+static int pcall_tb(ws_lhost_t *lh, int nargs, int nres)
 {
     lua_State *L = lh->L;
     int base = lua_gettop(L) - nargs;
@@ -58,9 +107,16 @@ int ws__lhost_pcall(ws_lhost_t *lh, int nargs, int nres, const char *what)
     int r = lua_pcall(L, nargs, nres, base);
     lh->depth--;
     lua_remove(L, base);
+    return r;
+}
+
+int ws__lhost_pcall(ws_lhost_t *lh, int nargs, int nres, const char *what)
+{
+    int r = pcall_tb(lh, nargs, nres);
     if (r != LUA_OK) {
-        ws_log_error("%s: %s", what, lua_tostring(L, -1));
-        lua_pop(L, 1);
+        char buf[8192];
+        ws_log_error("%s: %s", what, unshorten(lh, lua_tostring(lh->L, -1), buf, sizeof buf));
+        lua_pop(lh->L, 1);
     }
     return r;
 }
@@ -117,13 +173,18 @@ static int require_ref(lua_State *L, const char *mod, const char *field, char *e
 static int run_script(ws_lhost_t *lh, char *err, size_t errlen)
 {
     lua_State *L = lh->L;
+    char buf[8192];
     if (luaL_loadfile(L, lh->script) != LUA_OK) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        snprintf(err, errlen, "%s", unshorten(lh, lua_tostring(L, -1), buf, sizeof buf));
         lua_pop(L, 1);
         return -1;
     }
-    if (pcall_msg(L, 0, 1, err, errlen) != 0)
+    if (pcall_msg(L, 0, 1, err, errlen) != 0) {
+        snprintf(buf, sizeof buf, "%s", err);
+        char full[8192];
+        snprintf(err, errlen, "%s", unshorten(lh, buf, full, sizeof full));
         return -1;
+    }
     /* S.compile(routes, script_dir) -> app | nil, err */
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
     lua_getfield(L, -1, "compile");
@@ -251,6 +312,22 @@ static void restore_modules(lua_State *L, int saved)
     lua_pop(L, 2);
 }
 
+/* Lua's messages for a module that fails to load span lines ("error loading
+ * module ...:\n\t file:line: ..."); a log record reads better on one. */
+static void one_line(char *s)
+{
+    char *o = s;
+    for (char *p = s; *p; p++) {
+        if (*p == '\n' || *p == '\t') {
+            if (o > s && o[-1] != ' ')
+                *o++ = ' ';
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+}
+
 int ws_lhost_reload(ws_lhost_t *lh, const char *changed, char *err, size_t errlen)
 {
     lua_State *L = lh->L;
@@ -282,6 +359,7 @@ int ws_lhost_reload(ws_lhost_t *lh, const char *changed, char *err, size_t errle
     lua_rawseti(L, LUA_REGISTRYINDEX, lh->hooks_ref);
     lh->load_gen = lh->gen + 1;
     if (run_script(lh, err, errlen) != 0) {
+        one_line(err);
         restore_modules(L, saved);
         ws__ltimers_close_gen(lh, lh->load_gen, 0);
         luaL_unref(L, LUA_REGISTRYINDEX, lh->pending_shutdown_ref);
@@ -500,10 +578,24 @@ static void route_compression(lua_State *L, int handler, ws_deflate_config_t *d)
         d->enabled = d->enabled && lua_toboolean(L, -1);
     } else if (t == LUA_TTABLE) {
         int tab = lua_gettop(L);
-        d->level = (int)opt_number(L, tab, "level", d->level);
-        d->threshold = (size_t)opt_number(L, tab, "threshold", (double)d->threshold);
-        d->server_max_window_bits = (int)opt_number(L, tab, "window_bits", d->server_max_window_bits);
-        d->mem_level = (int)opt_number(L, tab, "mem_level", d->mem_level);
+        double v;
+        if ((v = opt_number(L, tab, "level", d->level)) >= 0 && v <= 9)
+            d->level = (int)v;
+        else
+            ws_log_warn("route option compression.level must be 0-9; using %d", d->level);
+        if ((v = opt_number(L, tab, "threshold", (double)d->threshold)) >= 0 && v < 1e15)
+            d->threshold = (size_t)v;
+        else
+            ws_log_warn("route option compression.threshold must be >= 0; using %zu", d->threshold);
+        if ((v = opt_number(L, tab, "window_bits", d->server_max_window_bits)) >= 9 && v <= 15)
+            d->server_max_window_bits = (int)v;
+        else
+            ws_log_warn("route option compression.window_bits must be 9-15; using %d",
+                        d->server_max_window_bits);
+        if ((v = opt_number(L, tab, "mem_level", d->mem_level)) >= 1 && v <= 9)
+            d->mem_level = (int)v;
+        else
+            ws_log_warn("route option compression.mem_level must be 1-9; using %d", d->mem_level);
         if (lua_getfield(L, tab, "context_takeover") == LUA_TBOOLEAN) {
             int keep = lua_toboolean(L, -1);
             d->server_no_context_takeover = d->client_no_context_takeover = !keep;
@@ -644,12 +736,22 @@ static int push_event(ws_lhost_t *lh, ws_conn_t *c, const char *name)
     return 1;
 }
 
+/* Run an event handler; an error is logged (naming the event, route and
+ * connection) and closes the connection with 1011. Returns 0 on success. */
+static int event_call(ws_lhost_t *lh, ws_conn_t *c, const char *name, int nargs)
+{
+    if (pcall_tb(lh, nargs + 1, 0) == LUA_OK)
+        return 0;
+    char buf[8192];
+    ws_log_error("%s (%s, conn %llu): %s", name, c->route_key ? c->route_key : "*",
+                 (unsigned long long)c->id, unshorten(lh, lua_tostring(lh->L, -1), buf, sizeof buf));
+    lua_pop(lh->L, 1);
+    return -1;
+}
+
 static void call_event(ws_lhost_t *lh, ws_conn_t *c, const char *name, int nargs)
 {
-    char what[128];
-    snprintf(what, sizeof what, "%s (%s, conn %llu)", name, c->route_key ? c->route_key : "*",
-             (unsigned long long)c->id);
-    if (ws__lhost_pcall(lh, nargs + 1, 0, what) != 0) {
+    if (event_call(lh, c, name, nargs) != 0) {
         static const char msg[] = "internal server error";
         ws_conn_close(c, WS_CLOSE_INTERNAL, msg, sizeof msg - 1);
     }
@@ -691,10 +793,7 @@ void ws_lhost_closed(ws_lhost_t *lh, ws_conn_t *c)
     if (push_event(lh, c, "on_close")) {
         lua_pushinteger(L, c->close_code);
         lua_pushstring(L, c->close_reason ? c->close_reason : "");
-        char what[128];
-        snprintf(what, sizeof what, "on_close (%s, conn %llu)", c->route_key ? c->route_key : "*",
-                 (unsigned long long)c->id);
-        ws__lhost_pcall(lh, 3, 0, what);
+        event_call(lh, c, "on_close", 2);
     }
     ws__lconn_detach(lh, c);
     luaL_unref(L, LUA_REGISTRYINDEX, c->handler_ref);

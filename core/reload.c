@@ -20,18 +20,30 @@ static void on_dir_closed(uv_handle_t *h)
     free(d);
 }
 
-static void unwatch(ws_reload_t *r)
+static void forget_files(ws_reload_t *r)
 {
-    for (size_t i = 0; i < r->ndirs; i++)
-        uv_close((uv_handle_t *)&r->dirs[i]->ev, on_dir_closed);
-    free(r->dirs);
-    r->dirs = NULL;
-    r->ndirs = 0;
     for (size_t i = 0; i < r->nfiles; i++)
         free(r->files[i]);
     free(r->files);
     r->files = NULL;
     r->nfiles = 0;
+}
+
+/* Stop the watches whose directory is no longer needed (all of them when all is set). */
+static void unwatch(ws_reload_t *r, int all)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < r->ndirs; i++) {
+        if (all || !r->dirs[i]->used)
+            uv_close((uv_handle_t *)&r->dirs[i]->ev, on_dir_closed);
+        else
+            r->dirs[kept++] = r->dirs[i];
+    }
+    r->ndirs = kept;
+    if (all) {
+        free(r->dirs);
+        r->dirs = NULL;
+    }
 }
 
 static void add_file(void *ud, const char *path)
@@ -80,10 +92,14 @@ static void on_fs_event(uv_fs_event_t *ev, const char *name, int events, int sta
 
 static void watch_dir(ws_reload_t *r, const char *dir, size_t len)
 {
-    for (size_t i = 0; i < r->ndirs; i++)
-        if (strlen(r->dirs[i]->dir) == len && strncmp(r->dirs[i]->dir, dir, len) == 0)
+    for (size_t i = 0; i < r->ndirs; i++) {
+        if (strlen(r->dirs[i]->dir) == len && strncmp(r->dirs[i]->dir, dir, len) == 0) {
+            r->dirs[i]->used = 1;
             return;
+        }
+    }
     ws_watch_dir_t *d = ws_calloc(1, sizeof *d);
+    d->used = 1;
     d->r = r;
     d->dir = ws_strndup(dir, len);
     uv_fs_event_init(r->srv->loop, &d->ev);
@@ -98,16 +114,22 @@ static void watch_dir(ws_reload_t *r, const char *dir, size_t len)
     r->dirs[r->ndirs++] = d;
 }
 
-/* Watch the directories of the script and of its project modules as they are now. */
+/* Watch the directories of the script and of its project modules as they
+ * are now. Watches that are still needed stay as they are: removing and
+ * adding an inotify watch on the same directory in quick succession can
+ * lose the events in between. */
 static void rewatch(ws_reload_t *r)
 {
-    unwatch(r);
+    forget_files(r);
     ws_lhost_files(r->srv->lh, add_file, r);
+    for (size_t i = 0; i < r->ndirs; i++)
+        r->dirs[i]->used = 0;
     for (size_t i = 0; i < r->nfiles; i++) {
         const char *slash = strrchr(r->files[i], '/');
         if (slash)
             watch_dir(r, r->files[i], slash == r->files[i] ? 1 : (size_t)(slash - r->files[i]));
     }
+    unwatch(r, 0);
     ws_log_debug("watching %zu files in %zu directories", r->nfiles, r->ndirs);
 }
 
@@ -150,7 +172,8 @@ int ws_reload_now(ws_reload_t *r, const char *why)
 
 void ws_reload_close(ws_reload_t *r)
 {
-    unwatch(r);
+    unwatch(r, 1);
+    forget_files(r);
     uv_close((uv_handle_t *)&r->debounce, NULL);
     uv_close((uv_handle_t *)&r->sighup, NULL);
 }

@@ -17,6 +17,7 @@ typedef struct {
     uv_fs_event_t ev;
     ws_reload_t *r;
     char *dir;
+    int used;               /* still needed after the latest reload */
 } ws_watch_dir_t;
 
 struct ws_reload_s {
