@@ -74,6 +74,14 @@ static int make_room(ws_conn_t *c, size_t n)
         return 0;
     switch (c->backpressure) {
     case WS_BP_DROP_OLDEST:
+        if (c->deflate && !c->deflate->params.server_no_context_takeover) {
+            /* With deflate context every queued message may refer back to the
+             * one before: dropping one breaks all that follow. Drop them all
+             * and start the compressor afresh. */
+            drop_queued(c, 0, 1);
+            ws_deflate_forget(c->deflate);
+            return ws_conn_buffered(c) + n <= c->max_buffered || ws_conn_buffered(c) == 0 ? 0 : WS_EFULL;
+        }
         return drop_queued(c, n, 0) ? 0 : WS_EFULL;
     case WS_BP_DROP:
         return WS_EFULL;
@@ -171,7 +179,12 @@ static void on_write(uv_write_t *req, int status)
         return;
     }
     ws_conn_flush(c);
-    if (c->want_drain && !c->writing && c->qn == 0 && c->state == WS_CONN_OPEN) {
+}
+
+/* The queue is empty: tell a handler that was waiting for it (on_drain). */
+static void drained(ws_conn_t *c)
+{
+    if (c->want_drain && c->state == WS_CONN_OPEN) {
         c->want_drain = 0;
         ws_lhost_drain(c->srv->lh, c);
     }
@@ -184,6 +197,8 @@ void ws_conn_flush(ws_conn_t *c)
     if (c->qn == 0) {
         if (c->end_after_write)
             end_tcp(c);
+        else
+            drained(c);
         return;
     }
     uv_buf_t iov[IOV_MAX_WRITE];
@@ -206,6 +221,8 @@ void ws_conn_flush(ws_conn_t *c)
         consume(c, (size_t)r);
         if (c->end_after_write)
             end_tcp(c);
+        else
+            drained(c);
         return;
     }
     consume(c, (size_t)r);
@@ -633,8 +650,12 @@ static void upgrade(ws_conn_t *c, const ws_hs_request_t *req)
     free(c->http);
     c->http = NULL;
     ws_msg_reader_init(&c->reader, c->max_message, on_frame, c);
-    if (c->deflate)
+    if (c->deflate) {
         c->reader.rsv_allowed = WS_FRAME_RSV1;
+        /* The limit is on the inflated size (checked while inflating); on the
+         * wire an incompressible message may be slightly larger than itself. */
+        c->reader.max_message = c->max_message + (c->max_message >> 8) + 1024;
+    }
     c->state = WS_CONN_OPEN;
     c->is_ws = 1;
     c->srv->nopen++;

@@ -40,7 +40,9 @@ struct ws_conn_s {
     unsigned writing : 1;        /* a uv_write is in flight */
     unsigned is_ws : 1;          /* upgraded (Lua knows the connection) */
     unsigned in_dirty : 1;
-    unsigned want_drain : 1;     /* tell Lua (on_drain) when the queue empties */
+    unsigned want_drain : 1;     /* tell Lua (on_drain) when the queue empties: set when a
+                                    write had to wait, or Lua saw a backlog (buffered(), a
+                                    refused send) */
     unsigned http_partial : 1;   /* part of an HTTP request has arrived */
     unsigned ip_counted : 1;     /* counted in the server's per-address table */
     unsigned backpressure : 2;   /* ws_backpressure_t */

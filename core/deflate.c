@@ -569,6 +569,12 @@ int ws_deflate_compress_once(int window_bits, int level, int mem_level, const ui
     return rc;
 }
 
+void ws_deflate_forget(ws_deflate_t *d)
+{
+    if (!d->params.server_no_context_takeover)
+        d->_def_reset = 1;
+}
+
 int ws_deflate_use_shared(ws_deflate_t *d, int window_bits)
 {
     if (window_bits > d->params.server_max_window_bits)

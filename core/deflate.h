@@ -177,6 +177,11 @@ int ws_deflate_compress_once(int window_bits, int level, int mem_level, const ui
  * among the subscribers, or groups subscribers by it. */
 int ws_deflate_use_shared(ws_deflate_t *d, int window_bits);
 
+/* Some compressed messages will never reach the client (dropped by
+ * backpressure): with context takeover, make the compressor drop its context
+ * before its next message, so nothing refers back to them. No-op otherwise. */
+void ws_deflate_forget(ws_deflate_t *d);
+
 /* --- memory accounting --- */
 
 typedef struct {

@@ -16,7 +16,21 @@ typedef struct {
     lua_Integer id;
 } box_t;
 
-static box_t *check_box(lua_State *L, int i) { return luaL_checkudata(L, i, CONN_MT); }
+/* Every function of this file has the metatable as upvalue 1: comparing
+ * against it is cheaper than luaL_checkudata's lookup by name, and this runs
+ * on every method call. */
+static box_t *check_box(lua_State *L, int i)
+{
+    box_t *b = lua_touserdata(L, i);
+    if (b && lua_getmetatable(L, i)) {
+        int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (ok)
+            return b;
+    }
+    luaL_typeerror(L, i, CONN_MT);
+    return NULL;
+}
 
 /* The connection if it is open, else NULL. Arguments are checked before
  * this is asked, so misuse raises even on a closed connection. */
@@ -60,6 +74,7 @@ static int m_send(lua_State *L)
     unsigned flags = !lua_isnoneornil(L, 4) && !lua_toboolean(L, 4) ? WS_SEND_PLAIN : 0;
     if (ws_conn_send(c, binary ? WS_OP_BINARY : WS_OP_TEXT, data, len, flags) != 0) {
         /* Backpressure: the policy dropped the message or is closing the connection. */
+        c->want_drain = 1;
         lua_pushnil(L);
         lua_pushliteral(L, "buffer full");
         return 2;
@@ -143,7 +158,11 @@ static int m_buffered(lua_State *L)
     box_t *b = check_box(L, 1);
     if (!b->c)
         return closed(L);
-    lua_pushinteger(L, (lua_Integer)ws_conn_buffered(b->c));
+    size_t n = ws_conn_buffered(b->c);
+    /* A handler that looks at its backlog will want to hear when it is gone. */
+    if (n > 0)
+        b->c->want_drain = 1;
+    lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
 
@@ -164,7 +183,7 @@ static int mm_index(lua_State *L)
 {
     check_box(L, 1);
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+    if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL)
         return 1;
     lua_getiuservalue(L, 1, 1);
     lua_pushvalue(L, 2);
@@ -197,13 +216,20 @@ static int mm_tostring(lua_State *L)
 void ws__lconn_register(lua_State *L)
 {
     luaL_newmetatable(L, CONN_MT);
-    luaL_newlib(L, methods);
-    lua_pushcclosure(L, mm_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, mm_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, mm_tostring);
-    lua_setfield(L, -2, "__tostring");
+    int mt = lua_gettop(L);
+    lua_newtable(L);
+    lua_pushvalue(L, mt);
+    luaL_setfuncs(L, methods, 1);
+    lua_pushvalue(L, mt);
+    lua_insert(L, -2);
+    lua_pushcclosure(L, mm_index, 2);
+    lua_setfield(L, mt, "__index");
+    lua_pushvalue(L, mt);
+    lua_pushcclosure(L, mm_newindex, 1);
+    lua_setfield(L, mt, "__newindex");
+    lua_pushvalue(L, mt);
+    lua_pushcclosure(L, mm_tostring, 1);
+    lua_setfield(L, mt, "__tostring");
     lua_pushliteral(L, "wspush.conn");
     lua_setfield(L, -2, "__name");
     lua_pop(L, 1);
