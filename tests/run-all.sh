@@ -35,5 +35,8 @@ step "end-to-end tests against the ASan + UBSan server"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
   WSPUSH_BIN="$PWD/build-asan/wspush" WSPUSH_SANITIZE_LOG=1 "${PYTEST[@]}"
 
+step "fuzzing (libFuzzer + ASan/UBSan, 20 s per target)"
+JOBS=2 sh tests/fuzz/run.sh 20
+
 step "end-to-end subset under valgrind (memcheck)"
 WSPUSH_BIN="$PWD/build/wspush" WSPUSH_VALGRIND=1 "${PYTEST[@]}" -m valgrind

@@ -125,9 +125,12 @@ if [ "$HOLD_CONNS" -gt $((NOFILE - 100)) ]; then
     HOLD_CONNS=$((NOFILE - 100))
 fi
 # A pinned process on a 2-core machine: taskset when there is more than one core.
+# The prefixes are arrays, not a function, so that `$!` is the server itself (taskset execs it)
+# and stop_server signals the server rather than a subshell.
 PIN=1
 [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null || PIN=0
-pin() { local cpu=$1; shift; if [ $PIN = 1 ]; then taskset -c "$cpu" "$@"; else "$@"; fi; }
+PIN_SERVER=() PIN_GEN=()
+[ $PIN = 1 ] && PIN_SERVER=(taskset -c "$SERVER_CPU") PIN_GEN=(taskset -c "$GEN_CPU")
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsbench.XXXXXX")
 SERVER_PID=""
@@ -149,13 +152,13 @@ start_server() {
     wspush)
         local script="$ROOT/handlers/echo.lua"
         [ "$kind" = fanout ] && script="$HERE/scripts/fanout.lua"
-        pin $SERVER_CPU "$WSPUSH_BIN" --host 127.0.0.1 --port 0 "$script" 2>"$logf" &
+        "${PIN_SERVER[@]}" "$WSPUSH_BIN" --host 127.0.0.1 --port 0 "$script" 2>"$logf" &
         ;;
     node)
-        NODE_PATH=/usr/share/nodejs pin $SERVER_CPU node "$HERE/peers/node_echo.js" 0 2>"$logf" &
+        NODE_PATH=/usr/share/nodejs "${PIN_SERVER[@]}" node "$HERE/peers/node_echo.js" 0 2>"$logf" &
         ;;
     tornado)
-        pin $SERVER_CPU /usr/bin/python3 "$HERE/peers/tornado_demo.py" 0 2>"$logf" &
+        "${PIN_SERVER[@]}" /usr/bin/python3 "$HERE/peers/tornado_demo.py" 0 2>"$logf" &
         ;;
     esac
     SERVER_PID=$!
@@ -190,15 +193,15 @@ stop_server() {
 # answering; compression: RSS per idle connection with permessage-deflate negotiated).
 
 declare -A LABEL KIND ARGS FIELD UNIT
-LABEL[echo1]="echo, 100 conns, 1 in flight, 32 B";  KIND[echo1]=echo
+LABEL[echo1]="echo, 100 conns, 1 in flight, 32 B";  KIND[echo1]="echo"
 ARGS[echo1]="echo -c 100 -k 1 -s 32";               FIELD[echo1]=rate; UNIT[echo1]="replies/s"
-LABEL[rtt]="echo, 1 conn, round trip p50";          KIND[rtt]=echo
+LABEL[rtt]="echo, 1 conn, round trip p50";          KIND[rtt]="echo"
 ARGS[rtt]="rtt -s 32";                              FIELD[rtt]=p50_us; UNIT[rtt]="us (lower is better)"
-LABEL[echo16]="echo, 100 conns, 16 in flight, 32 B"; KIND[echo16]=echo
+LABEL[echo16]="echo, 100 conns, 16 in flight, 32 B"; KIND[echo16]="echo"
 ARGS[echo16]="echo -c 100 -k 16 -s 32";             FIELD[echo16]=rate; UNIT[echo16]="replies/s"
 LABEL[fanout]="fan-out, 1000 subscribers, 64 B";    KIND[fanout]=fanout
 ARGS[fanout]="fanout -c 1000 -k 8 -s 64";           FIELD[fanout]=rate; UNIT[fanout]="deliveries/s"
-LABEL[hold]="RSS per idle connection (N held)";     KIND[hold]=echo
+LABEL[hold]="RSS per idle connection (N held)";     KIND[hold]="echo"
 ARGS[hold]="hold";                                  FIELD[hold]=rss_per_conn_b; UNIT[hold]="bytes (lower is better)"
 LABEL[reload]="reload latency (hook)";              KIND[reload]=""
 ARGS[reload]="";                                    FIELD[reload]=""; UNIT[reload]="ms (lower is better)"
@@ -218,7 +221,7 @@ run_one() {
         timing=""
     fi
     # shellcheck disable=SC2086
-    out=$(pin $GEN_CPU "$WSBENCH" $args --port "$SERVER_PORT" $timing 2>&1)
+    out=$("${PIN_GEN[@]}" "$WSBENCH" $args --port "$SERVER_PORT" $timing 2>&1)
     stop_server
     printf '== %s on %s\n%s\n' "$sc" "$name" "$out" >>"$RAW"
     local result
@@ -262,7 +265,7 @@ RAW="$BUILD_DIR/bench-raw.log"
 log "servers: $SERVERS; scenarios: $SCENARIOS; $RUNS run(s) of ${DURATION} s; pinning: $([ $PIN = 1 ] && echo "server core $SERVER_CPU, generator core $GEN_CPU" || echo off)"
 # Runs are interleaved (each repetition goes through every server) so that a burst of
 # background load on this shared machine spreads over all servers instead of hitting one.
-for r in $(seq 1 "$RUNS"); do
+for _ in $(seq 1 "$RUNS"); do
     for sc in $SCENARIOS; do
         [ -n "${ARGS[$sc]:-}" ] || continue
         for name in $SERVERS; do
@@ -295,7 +298,7 @@ table() {
         for p in "${peers[@]}"; do row+=" | $(fmt "$(median "${VALUES[$sc,$p]:-}")")"; done
         for p in "${peers[@]}"; do row+=" | $(ratio "$ws" "$(median "${VALUES[$sc,$p]:-}")")"; done
         med=$(median "${GENCPU[$sc,wspush]:-}")
-        row+=" | ${med:+$med %}${med:--} |"
+        if [ -n "$med" ]; then row+=" | $med % |"; else row+=" | - |"; fi
         echo "$row"
     done
     if [[ " $SCENARIOS " == *" hold "* ]]; then

@@ -180,3 +180,30 @@ pairs = {
 }
 for name, p in pairs.items():
     write("tokens", name, b"\x00" + p)
+
+# deflate: [config, chunk seed, chunk max, max_out pick] + offer \0 payload
+# Payloads: the RFC 7692 section 7.2.3 examples ("Hello" in various forms).
+RFC7692 = {
+    "hello": bytes.fromhex("f248cdc9c90700"),
+    "hello_context": bytes.fromhex("f248cdc9c90700") + bytes.fromhex("f20011000000"),
+    "stored_block": bytes.fromhex("000500faff48656c6c6f00"),
+    "bfinal": bytes.fromhex("f348cdc9c9070000"),
+    "two_blocks": bytes.fromhex("f248050000 00ffff cac9c90700".replace(" ", "")),
+}
+offers = {
+    "plain": b"permessage-deflate",
+    "client_bits": b"permessage-deflate; client_max_window_bits",
+    "chromium": b"permessage-deflate; client_max_window_bits",
+    "firefox": b"permessage-deflate",
+    "all_params": b"permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+    b"server_max_window_bits=10; client_max_window_bits=12",
+    "fallback": b"permessage-deflate; server_max_window_bits=8, permessage-deflate",
+    "quoted": b'permessage-deflate; client_max_window_bits="10"',
+    "unknown_then_pmd": b"x-webkit-deflate-frame, permessage-deflate; foo, permessage-deflate",
+}
+for oname, o in offers.items():
+    for pname, pl in RFC7692.items():
+        if oname in ("plain", "all_params") or pname == "hello":
+            write("deflate", "%s_%s" % (oname, pname), bytes([0x07 | 0xE0, 3, 4, 6]) + o + b"\x00" + pl)
+write("deflate", "text_roundtrip", bytes([0x0F, 1, 0, 4]) + b"permessage-deflate\x00"
+      + "Hello-µ@ßöäüàá-UTF-8!! ".encode() * 20)

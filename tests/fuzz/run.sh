@@ -10,7 +10,7 @@ set -eu
 SECS=${1:-60}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-$ROOT/build-fuzz}
-TARGETS=${TARGETS:-"frame message utf8 http tokens"}
+TARGETS=${TARGETS:-"frame message utf8 http tokens deflate"}
 JOBS=${JOBS:-1}
 
 if [ ! -x "$BUILD/fuzz_frame" ]; then
@@ -23,7 +23,7 @@ cmake --build "$BUILD" -j "$(nproc)" --target "$@"
 
 dict_for() {
     case $1 in
-    http | tokens) echo "-dict=$ROOT/tests/fuzz/http.dict" ;;
+    http | tokens | deflate) echo "-dict=$ROOT/tests/fuzz/http.dict" ;;
     frame | message) echo "-dict=$ROOT/tests/fuzz/frame.dict" ;;
     *) echo "" ;;
     esac
@@ -49,6 +49,9 @@ run_one() {
     [ "$st" = ok ]
 }
 
+stamp="$BUILD/fuzz-run.stamp"
+mkdir -p "$BUILD"
+: >"$stamp"
 rc=0
 if [ "$JOBS" -gt 1 ]; then
     pids=""
@@ -60,5 +63,7 @@ if [ "$JOBS" -gt 1 ]; then
 else
     for t in $TARGETS; do run_one "$t" || rc=1; done
 fi
-ls "$BUILD"/fuzz-artifacts/*/crash-* "$BUILD"/fuzz-artifacts/*/leak-* "$BUILD"/fuzz-artifacts/*/timeout-* 2>/dev/null || true
+# inputs that crashed, leaked or hung during this run
+find "$BUILD/fuzz-artifacts" -type f -newer "$stamp" 2>/dev/null | sed 's/^/new artifact: /'
+rm -f "$stamp"
 exit $rc

@@ -1,10 +1,15 @@
 """Protocol conformance, organised like the Autobahn WebSocket testsuite.
 
-Written from RFC 6455 (and RFC 7692 for the compression placeholders) and run
-against the real binary with scripts/conformance_echo.lua, a plain echo: every
-message comes back with the same type and the same bytes. Case ids follow the
-Autobahn numbering where a case exists there (1.1.1 ... 9.x); 9.9.x are our own
-limit cases (--max-message).
+Written from RFC 6455 (and RFC 7692 for 12.x/13.x) and run against the real
+binary with scripts/conformance_echo.lua, a plain echo: every message comes
+back with the same type and the same bytes. Case ids follow the Autobahn
+categories (1 framing, 2 ping/pong, 3 reserved bits, 4 opcodes, 5
+fragmentation, 6 UTF-8, 7 close, 9 limits, 12/13 compression); within a
+category the numbers follow Autobahn where such a case exists there, and the
+extra cases are numbered after them (1.3.x, 5.21+, 6.5+, 7.1.7, 9.9.x for
+--max-message, ...). ".f" cases are the same payload sent in 1-byte fragments.
+The 12.x/13.x cases run only when the server negotiates permessage-deflate and
+are skipped otherwise.
 
 Every case is strict:
   - echoes are byte-exact and of the same type; server frames are unmasked with
@@ -21,7 +26,6 @@ unsolicited ping can interleave); its liveness is checked after every case and
 its stderr for sanitizer reports at the end (WSPUSH_SANITIZE_LOG=1). A summary
 line "conformance: N cases ran ..." is printed at the end of the session.
 """
-import socket
 import struct
 import time
 import zlib
@@ -227,10 +231,9 @@ def _binary(n):
 CASES = []
 
 
-def case(cid, desc, srv="server", slow=False):
+def case(cid, desc, srv="server"):
     def deco(fn):
-        CASES.append(pytest.param(cid, desc, srv, fn, id=cid,
-                                  marks=[pytest.mark.slow] if slow else []))
+        CASES.append(pytest.param(cid, desc, srv, fn, id=cid))
         return fn
     return deco
 
@@ -244,7 +247,7 @@ def add(cid, desc, fn, srv="server"):
 _LENGTHS = [(1, 0), (2, 125), (3, 126), (4, 127), (5, 128), (6, 65535), (7, 65536)]
 
 
-def _echo_case(op, payload, chop=None, frame_chop=None):
+def _echo_case(op, payload, chop=None):
     def run(s):
         s.frames(_f(op, payload), chop=chop)
         s.expect_message(op, payload)
@@ -884,45 +887,207 @@ def _(s):
 
 
 # === 12 / 13 Compression (RFC 7692) ======================================================================
+# These run only when the server negotiates permessage-deflate (it may be off by
+# default, or not built yet); otherwise each case is skipped with that reason.
 
-def _deflate_session(port, offer):
-    c = rawws.Conn(port, timeout=scaled(TIMEOUT))
-    r = c.handshake("/ws", headers={"Sec-WebSocket-Extensions": offer})
-    assert r.status == 101, r
-    ext = r.header("Sec-WebSocket-Extensions")
-    if not ext or "permessage-deflate" not in ext.lower():
-        c.close()
-        pytest.skip("permessage-deflate is not negotiated by this server (placeholder)")
-    return c, ext
+def _ext_params(value, response=True):
+    """Parse one permessage-deflate element: {param: value-or-None}; asserts RFC 7692 syntax
+    (in a response, client_max_window_bits must carry a value)."""
+    parts = [p.strip() for p in value.split(";")]
+    assert parts[0].lower() == "permessage-deflate", "unexpected extension %r" % value
+    params = {}
+    for p in parts[1:]:
+        k, eq, v = p.partition("=")
+        k = k.strip().lower()
+        assert k in ("server_no_context_takeover", "client_no_context_takeover",
+                     "server_max_window_bits", "client_max_window_bits"), "unknown param %r" % p
+        assert k not in params, "repeated param %r in %r" % (k, value)
+        if eq:
+            v = v.strip().strip('"')
+            assert v.isdigit() and 8 <= int(v) <= 15 and not v.startswith("0"), "bad value %r" % p
+            params[k] = int(v)
+        else:
+            assert k.endswith("takeover") or (not response and k == "client_max_window_bits"), \
+                "%s needs a value in a response (RFC 7692 7.1.2.2)" % k
+            params[k] = None
+    return params
 
 
-def _deflate_echo(offer, payload):
+class Deflate:
+    """A client side of permessage-deflate, following what was agreed."""
+
+    def __init__(self, port, offer):
+        self.c = rawws.Conn(port, timeout=scaled(TIMEOUT))
+        r = self.c.handshake("/ws", headers={"Sec-WebSocket-Extensions": offer})
+        try:
+            self._negotiated(r, offer)
+        except BaseException:
+            self.c.close()
+            raise
+
+    def _negotiated(self, r, offer):
+        assert r.status == 101, r
+        ext = r.header("Sec-WebSocket-Extensions")
+        if not ext or "permessage-deflate" not in ext.lower():
+            pytest.skip("permessage-deflate is not negotiated by this server")
+        assert "," not in ext, "more than one extension accepted: %r" % ext
+        self.params = _ext_params(ext)
+        if "," not in offer:  # a single offer: the response must stay within it
+            offered = _ext_params(offer, response=False)
+            if "client_max_window_bits" in self.params:
+                assert "client_max_window_bits" in offered, "client_max_window_bits not offered"
+            if offered.get("server_max_window_bits"):
+                assert self.params.get("server_max_window_bits", 15) <= \
+                    offered["server_max_window_bits"], "server window above the offer: %r" % ext
+            for k in ("server_no_context_takeover",):
+                if k in offered:
+                    assert k in self.params, "%s offered but not in the response %r" % (k, ext)
+        self.wbits = self.params.get("client_max_window_bits") or 15
+        self.co = None
+        self.do = zlib.decompressobj(-15)
+
+    def compress(self, payload):
+        if self.co is None or "client_no_context_takeover" in self.params:
+            self.co = zlib.compressobj(6, zlib.DEFLATED, -max(self.wbits, 9))
+        data = self.co.compress(payload) + self.co.flush(zlib.Z_SYNC_FLUSH)
+        assert data.endswith(b"\x00\x00\xff\xff")
+        return data[:-4]
+
+    def send(self, op, payload, frag=None):
+        data = self.compress(payload)
+        if not frag:
+            self.c.send(build_frame(op, data, rsv=4))
+            return
+        pieces = [data[i:i + frag] for i in range(0, len(data), frag)] or [b""]
+        out = b""
+        for i, p in enumerate(pieces):
+            out += build_frame(op if i == 0 else OP_CONT, p, fin=i == len(pieces) - 1,
+                               rsv=4 if i == 0 else 0)
+        self.c.send(out)
+
+    def expect(self, op, payload):
+        f = self.c.recv_frame(timeout=scaled(TIMEOUT))
+        assert f.opcode == op and not f.masked, f
+        compressed = bool(f.rsv & 4)
+        assert f.rsv & 3 == 0, f
+        parts = [f.payload]
+        while not f.fin:
+            f = self.c.recv_frame(timeout=scaled(TIMEOUT))
+            assert f.opcode == OP_CONT and f.rsv == 0, "RSV1 on a continuation: %r" % f
+            parts.append(f.payload)
+        body = b"".join(parts)
+        if compressed:
+            if "server_no_context_takeover" in self.params:
+                self.do = zlib.decompressobj(-15)
+            body = self.do.decompress(body + b"\x00\x00\xff\xff")
+        assert body == payload, "echo differs (%d vs %d bytes)" % (len(body), len(payload))
+
+    def expect_close(self, code):
+        f, before = self.c.recv_close(timeout=scaled(TIMEOUT))
+        assert f.close_code == code, "expected close %d, got %r" % (code, f.close_code)
+        assert not [b for b in before if b.opcode in (OP_TEXT, OP_BINARY)], before
+        try:
+            self.c.wait_eof(timeout=scaled(PROMPT))
+        except TimeoutError:
+            pytest.fail("server did not close TCP after close %d" % code)
+
+    def close(self):
+        self.c.send_close(1000)
+        self.expect_close(1000)
+
+
+PMD = "permessage-deflate"
+
+
+def _pmd_echo(offer, op, sizes, frag=None):
     def run(port):
-        c, ext = _deflate_session(port, offer)
-        with c:
-            co = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
-            data = co.compress(payload) + co.flush(zlib.Z_SYNC_FLUSH)
-            assert data.endswith(b"\x00\x00\xff\xff")
-            c.send(build_frame(OP_TEXT, data[:-4], rsv=4))
-            f = c.recv_frame(timeout=scaled(TIMEOUT))
-            assert f.opcode == OP_TEXT and not f.masked, f
-            body = f.payload
-            if f.rsv & 4:
-                body = zlib.decompressobj(-15).decompress(body + b"\x00\x00\xff\xff")
-            assert body == payload
-            c.send_close(1000)
-            cf, before = c.recv_close(timeout=scaled(TIMEOUT))
-            assert cf.close_code == 1000 and not before
+        d = Deflate(port, offer)
+        try:
+            for n in sizes:  # several messages: exercises context takeover both ways
+                payload = _text(n) if op == OP_TEXT else _binary(n)
+                d.send(op, payload, frag)
+                d.expect(op, payload)
+            d.close()
+        finally:
+            d.c.close()
     return run
 
 
-DEFLATE_CASES = [
-    pytest.param("12.1.1", "permessage-deflate: compressed text echo",
-                 _deflate_echo("permessage-deflate", b"Hello, compressed world! " * 8), id="12.1.1"),
-    pytest.param("13.1.1", "permessage-deflate; client_max_window_bits: compressed text echo",
-                 _deflate_echo("permessage-deflate; client_max_window_bits", KOSME * 20),
-                 id="13.1.1"),
+def _pmd_fail(code, make):
+    def run(port):
+        d = Deflate(port, PMD)
+        try:
+            d.c.send(make(d))
+            d.expect_close(code)
+        finally:
+            d.c.close()
+    return run
+
+
+def _pmd_declined(offer):
+    def run(port):
+        c = rawws.Conn(port, timeout=scaled(TIMEOUT))
+        with c:
+            r = c.handshake("/ws", headers={"Sec-WebSocket-Extensions": offer})
+            assert r.status == 101, r
+            assert r.header("Sec-WebSocket-Extensions") is None, r
+    return run
+
+
+_DEFLATE = [
+    ("12.1.1", "compressed text, 16 bytes x3", _pmd_echo(PMD, OP_TEXT, [16, 16, 16])),
+    ("12.1.2", "compressed text, 64/256/1024 bytes", _pmd_echo(PMD, OP_TEXT, [64, 256, 1024])),
+    ("12.1.3", "compressed text, 4 KiB x3", _pmd_echo(PMD, OP_TEXT, [4096] * 3)),
+    ("12.1.4", "compressed text, 64 KiB x2", _pmd_echo(PMD, OP_TEXT, [65536] * 2)),
+    ("12.1.5", "compressed text, 1 MiB", _pmd_echo(PMD, OP_TEXT, [MiB])),
+    ("12.2.1", "compressed binary, 1 KiB / 64 KiB", _pmd_echo(PMD, OP_BINARY, [1024, 65536])),
+    ("12.3.1", "compressed text in 7-byte fragments (RSV1 on the first only)",
+     _pmd_echo(PMD, OP_TEXT, [2000, 2000], frag=7)),
+    ("12.4.1", "RSV1 on a continuation frame -> 1002",
+     _pmd_fail(1002, lambda d: build_frame(OP_TEXT, d.compress(b"abc"), fin=False, rsv=4)
+               + build_frame(OP_CONT, b"", rsv=4))),
+    ("12.4.2", "RSV1 on a ping -> 1002", _pmd_fail(1002, lambda d: build_frame(OP_PING, b"x", rsv=4))),
+    ("12.4.3", "RSV2 is still refused -> 1002", _pmd_fail(1002, lambda d: build_frame(OP_TEXT, b"x", rsv=2))),
+    ("12.4.4", "invalid deflate data -> 1007",
+     _pmd_fail(1007, lambda d: build_frame(OP_TEXT, b"\xff\xff\xff\xff\xff", rsv=4))),
+    ("12.4.5", "compressed text that inflates to invalid UTF-8 -> 1007",
+     _pmd_fail(1007, lambda d: build_frame(OP_TEXT, d.compress(BAD_KOSME), rsv=4))),
+    ("12.4.6", "uncompressed message on a deflate connection -> echo",
+     lambda port: _pmd_plain(port)),
+    ("13.1.1", "offer client_max_window_bits (no value)",
+     _pmd_echo(PMD + "; client_max_window_bits", OP_TEXT, [3000, 3000])),
+    ("13.2.1", "offer client_no_context_takeover",
+     _pmd_echo(PMD + "; client_no_context_takeover", OP_TEXT, [3000, 3000])),
+    ("13.3.1", "offer server_no_context_takeover",
+     _pmd_echo(PMD + "; server_no_context_takeover", OP_TEXT, [3000, 3000])),
+    ("13.4.1", "offer server_max_window_bits=9", _pmd_echo(PMD + "; server_max_window_bits=9",
+                                                          OP_TEXT, [5000, 5000])),
+    ("13.5.1", "offer client_max_window_bits=9", _pmd_echo(PMD + "; client_max_window_bits=9",
+                                                          OP_TEXT, [5000, 5000])),
+    ("13.6.1", "both no_context_takeover, both windows 10",
+     _pmd_echo(PMD + "; client_no_context_takeover; server_no_context_takeover; "
+               "client_max_window_bits=10; server_max_window_bits=10", OP_TEXT, [5000, 5000])),
+    ("13.7.1", "a declined first offer, an acceptable second one",
+     _pmd_echo(PMD + "; server_max_window_bits=8, " + PMD, OP_TEXT, [3000, 3000])),
+    ("13.9.1", "offer with an unknown parameter is declined", _pmd_declined(PMD + "; foo=1")),
+    ("13.9.2", "offer with a repeated parameter is declined",
+     _pmd_declined(PMD + "; server_no_context_takeover; server_no_context_takeover")),
+    ("13.9.3", "server_max_window_bits=16 is declined", _pmd_declined(PMD + "; server_max_window_bits=16")),
+    ("13.9.4", "only an unknown extension: none accepted", _pmd_declined("x-webkit-deflate-frame")),
 ]
+
+
+def _pmd_plain(port):
+    d = Deflate(port, PMD)
+    try:
+        d.c.send(build_frame(OP_TEXT, b"not compressed"))
+        d.expect(OP_TEXT, b"not compressed")
+        d.close()
+    finally:
+        d.c.close()
+
+
+DEFLATE_CASES = [pytest.param(cid, desc, fn, id=cid) for cid, desc, fn in _DEFLATE]
 
 
 # === the runners ===========================================================================================

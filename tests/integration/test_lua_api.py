@@ -134,6 +134,7 @@ def test_http_handler_error_is_500_and_logged(app):
     line = script_line(APP, "HTTP_RAISE_LINE")
     app.wait_log(r"app\.lua:%d:" % line, since=mark)
     app.wait_log(r"http handler exploded", since=mark)
+    app.wait_log(r"(?i)traceback", since=mark)
     # and the server goes on
     assert app.http("/status").status == 201
 

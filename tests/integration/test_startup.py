@@ -28,6 +28,7 @@ def assert_start_error(rc, err, *needles):
     assert "listening on" not in err, err
     lines = [l for l in err.splitlines() if l.strip()]
     assert lines, "no error message on stderr"
+    assert len(lines) == 1, "the start error should be one line, got:\n%s" % err
     for n in needles:
         if isinstance(n, re.Pattern):
             assert n.search(err), "%r not in stderr %r" % (n.pattern, err)
