@@ -70,6 +70,15 @@ static int watched(ws_reload_t *r, const char *dir, const char *name)
 static void on_debounce(uv_timer_t *t)
 {
     ws_reload_t *r = t->data;
+    /* An empty script is a save caught between truncate and write: its
+     * write will bring another event. */
+    uv_fs_t req;
+    if (uv_fs_stat(NULL, &req, r->srv->cfg.script, NULL) == 0 && req.statbuf.st_size == 0) {
+        uv_fs_req_cleanup(&req);
+        ws_log_debug("%s is empty, waiting for the rest of the save", r->srv->cfg.script);
+        return;
+    }
+    uv_fs_req_cleanup(&req);
     char why[sizeof r->changed];
     snprintf(why, sizeof why, "%s", r->changed);
     r->changed[0] = '\0';
@@ -114,13 +123,13 @@ static void watch_dir(ws_reload_t *r, const char *dir, size_t len)
     r->dirs[r->ndirs++] = d;
 }
 
-/* Watch the directories of the script and of its project modules as they
- * are now. Watches that are still needed stay as they are: removing and
+/* Watch the directories of the script and of its project modules. Watches that are still needed stay as they are: removing and
  * adding an inotify watch on the same directory in quick succession can
  * lose the events in between. */
 static void rewatch(ws_reload_t *r)
 {
-    forget_files(r);
+    /* Files watched before stay watched: a module missing for a moment (an
+     * editor's rename dance) must not drop out of the set. */
     ws_lhost_files(r->srv->lh, add_file, r);
     for (size_t i = 0; i < r->ndirs; i++)
         r->dirs[i]->used = 0;
