@@ -14,6 +14,49 @@
 
 #define IOV_MAX_WRITE 64
 
+/* A write in flight: the uv request and the chunks it owns until it
+ * completes. Only a connection whose socket is full has one, so they live
+ * outside ws_conn_t (idle connections stay small) and are recycled. */
+typedef struct ws_wreq_s {
+    uv_write_t req;
+    ws_conn_t *c;
+    size_t n;
+    struct ws_wreq_s *next_free;
+    ws_chunk_t *chunks[IOV_MAX_WRITE];
+} ws_wreq_t;
+
+#define WREQ_FREE_MAX 64
+static ws_wreq_t *wreq_free;
+static size_t wreq_nfree;
+
+static ws_wreq_t *wreq_new(ws_conn_t *c)
+{
+    ws_wreq_t *w = wreq_free;
+    if (w) {
+        wreq_free = w->next_free;
+        wreq_nfree--;
+    } else {
+        w = ws_malloc(sizeof *w);
+    }
+    w->c = c;
+    w->n = 0;
+    return w;
+}
+
+/* Release the chunks of a finished write and recycle it. */
+static void wreq_done(ws_wreq_t *w)
+{
+    for (size_t i = 0; i < w->n; i++)
+        ws_chunk_unref(w->chunks[i]);
+    if (wreq_nfree < WREQ_FREE_MAX) {
+        w->next_free = wreq_free;
+        wreq_free = w;
+        wreq_nfree++;
+    } else {
+        free(w);
+    }
+}
+
 static void finish(ws_conn_t *c);
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
@@ -141,8 +184,9 @@ static void consume(ws_conn_t *c, size_t done)
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     ws_conn_t *c = req->data;
+    free(req);
     /* After our FIN we only wait for the peer's; a failed shutdown means the
-     * peer is gone already. */
+     * peer is gone already (or the handle is closing: UV_ECANCELED). */
     if (status < 0 && c->state != WS_CONN_CLOSED)
         finish(c);
 }
@@ -161,16 +205,20 @@ static void end_tcp(ws_conn_t *c)
         return;
     }
     c->shutdown = 1;
-    c->sreq.data = c;
-    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+    uv_shutdown_t *req = ws_malloc(sizeof *req);
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        free(req);
         finish(c);
+    }
 }
 
 static void on_write(uv_write_t *req, int status)
 {
-    ws_conn_t *c = req->data;
-    release(c->wq, &c->wn);
-    c->writing = 0;
+    ws_wreq_t *w = (ws_wreq_t *)req;
+    ws_conn_t *c = w->c;
+    wreq_done(w);
+    c->w = NULL;
     c->inflight = 0;
     if (c->state == WS_CONN_CLOSED)
         return;
@@ -192,7 +240,7 @@ static void drained(ws_conn_t *c)
 
 void ws_conn_flush(ws_conn_t *c)
 {
-    if (c->state == WS_CONN_CLOSED || c->writing)
+    if (c->state == WS_CONN_CLOSED || c->w)
         return;
     if (c->qn == 0) {
         if (c->end_after_write)
@@ -226,31 +274,27 @@ void ws_conn_flush(ws_conn_t *c)
         return;
     }
     consume(c, (size_t)r);
-    /* Hand the first chunks to one uv_write; they stay alive in wq until it completes. */
+    /* Hand the first chunks to one uv_write; they stay alive in it until it completes. */
     n = c->qn < IOV_MAX_WRITE ? c->qn : IOV_MAX_WRITE;
-    if (c->wcap < n) {
-        c->wcap = IOV_MAX_WRITE;
-        c->wq = ws_realloc(c->wq, c->wcap * sizeof *c->wq);
-    }
+    ws_wreq_t *w = wreq_new(c);
     total = 0;
     for (size_t i = 0; i < n; i++) {
         size_t off = i == 0 ? c->qoff : 0;
         iov[i] = uv_buf_init((char *)c->q[i]->data + off, (unsigned)(c->q[i]->len - off));
         total += c->q[i]->len - off;
-        c->wq[i] = c->q[i];
+        w->chunks[i] = c->q[i];
     }
-    c->wn = n;
+    w->n = n;
     memmove(c->q, c->q + n, (c->qn - n) * sizeof *c->q);
     c->qn -= n;
     c->qoff = 0;
     c->queued -= total;
     c->inflight = total;
-    c->writing = 1;
+    c->w = w;
     c->want_drain = c->is_ws;
-    c->wreq.data = c;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write) < 0) {
-        c->writing = 0;
-        release(c->wq, &c->wn);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write) < 0) {
+        c->w = NULL;
+        wreq_done(w);
         c->inflight = 0;
         finish(c);
     }
@@ -270,9 +314,7 @@ static void on_closed(uv_handle_t *h)
         c->next->prev = c->prev;
     s->nconns--;
     release(c->q, &c->qn);
-    release(c->wq, &c->wn);
     free(c->q);
-    free(c->wq);
     if (c->http) {
         ws_http_free(c->http);
         free(c->http);
@@ -371,7 +413,7 @@ void ws_conn_shutdown(ws_conn_t *c, const char *reason)
     if (c->state == WS_CONN_OPEN) {
         ws_conn_close(c, WS_CLOSE_GOING_AWAY, reason, strlen(reason));
     } else if (c->state == WS_CONN_HTTP) {
-        if (c->qn == 0 && !c->writing) {
+        if (c->qn == 0 && !c->w) {
             finish(c);
         } else {
             c->end_after_write = 1;

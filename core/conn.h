@@ -37,7 +37,6 @@ struct ws_conn_s {
     unsigned close_received : 1; /* the peer's close frame arrived */
     unsigned shutdown : 1;       /* TCP FIN sent after the last write */
     unsigned end_after_write : 1;/* close TCP once the queue drains (HTTP close, failed WS) */
-    unsigned writing : 1;        /* a uv_write is in flight */
     unsigned is_ws : 1;          /* upgraded (Lua knows the connection) */
     unsigned in_dirty : 1;
     unsigned want_drain : 1;     /* tell Lua (on_drain) when the queue empties: set when a
@@ -59,11 +58,8 @@ struct ws_conn_s {
     size_t qn, qcap;
     size_t qoff;                 /* bytes of q[0] already written by a partial try_write */
     size_t queued;               /* bytes in q not yet written */
-    ws_chunk_t **wq;             /* chunks owned by the write in flight */
-    size_t wn, wcap;
+    struct ws_wreq_s *w;         /* the write in flight, or NULL (see conn.c) */
     size_t inflight;             /* bytes of the write in flight */
-    uv_write_t wreq;
-    uv_shutdown_t sreq;
 
     /* Lua side (opaque to the core) */
     int handler_ref;             /* registry ref of the route's handler table */

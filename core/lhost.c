@@ -42,10 +42,13 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
                    lh->srv->cfg.lua_timeout);
 }
 
+/* The budget starts at the loop's cached time (no clock read per call); the
+ * hook reads the clock, and only every HOOK_COUNT instructions. */
 static void budget_start(ws_lhost_t *lh)
 {
     if (lh->depth++ == 0)
-        lh->deadline = uv_hrtime() + (uint64_t)(lh->srv->cfg.lua_timeout * 1e9);
+        lh->deadline = uv_now(lh->srv->loop) * 1000000ULL +
+                       (uint64_t)(lh->srv->cfg.lua_timeout * 1e9);
 }
 
 struct shortened {
@@ -95,18 +98,17 @@ static const char *unshorten(ws_lhost_t *lh, const char *msg, char *buf, size_t 
     return buf;
 }
 
+/* The traceback handler sits at the bottom of the stack for the life of the
+ * state, so a call need not push it. */
+#define TRACEBACK_IDX 1
+
 /* lua_pcall with the traceback handler and the time budget. On error the
  * message (with its traceback) is left on the stack. */
 static int pcall_tb(ws_lhost_t *lh, int nargs, int nres)
 {
-    lua_State *L = lh->L;
-    int base = lua_gettop(L) - nargs;
-    lua_pushcfunction(L, traceback);
-    lua_insert(L, base);
     budget_start(lh);
-    int r = lua_pcall(L, nargs, nres, base);
+    int r = lua_pcall(lh->L, nargs, nres, TRACEBACK_IDX);
     lh->depth--;
-    lua_remove(L, base);
     return r;
 }
 
@@ -220,6 +222,7 @@ ws_lhost_t *ws_lhost_new(ws_server_t *srv, const char *script, char *err, size_t
     lh->shutdown_ref = lh->pending_shutdown_ref = LUA_NOREF;
     lua_State *L = lh->L = luaL_newstate();
     *(ws_lhost_t **)lua_getextraspace(L) = lh;
+    lua_pushcfunction(L, traceback); /* TRACEBACK_IDX */
     luaL_openlibs(L);
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
     set_path(L, lh->script_dir);
@@ -286,9 +289,14 @@ static void push_project_modules(ws_lhost_t *lh)
 void ws_lhost_files(ws_lhost_t *lh, void (*cb)(void *ud, const char *path), void *ud)
 {
     lua_State *L = lh->L;
+    /* From the directory, not the file: while an editor saves by renaming the
+     * old file away, the script does not exist, and it must stay watched. */
+    const char *base = strrchr(lh->script, '/');
     char buf[PATH_MAX];
-    if (realpath(lh->script, buf))
+    if (lh->project_dirs[0]) {
+        snprintf(buf, sizeof buf, "%s/%s", lh->project_dirs[0], base ? base + 1 : lh->script);
         cb(ud, buf);
+    }
     push_project_modules(lh);
     lua_pushnil(L);
     while (lua_next(L, -2)) {
