@@ -202,8 +202,11 @@ function Router:match(method, path)
     allow = {}
     add_allow(allow, e.methods)
   end
+  -- Only an origin-form path ("/...") can match a pattern: segments() drops
+  -- the first byte, so "*room/x" (which llhttp accepts) would otherwise be
+  -- matched as "/room/x".
   local psegs
-  for _, pat in ipairs(self.patterns) do
+  for _, pat in ipairs(path:sub(1, 1) == "/" and self.patterns or {}) do
     psegs = psegs or segments(path)
     local r = pick(pat.methods, method)
     local params = match_pattern(r and r.pat or pat, psegs)

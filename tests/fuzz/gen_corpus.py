@@ -207,3 +207,33 @@ for oname, o in offers.items():
             write("deflate", "%s_%s" % (oname, pname), bytes([0x07 | 0xE0, 3, 4, 6]) + o + b"\x00" + pl)
 write("deflate", "text_roundtrip", bytes([0x0F, 1, 0, 4]) + b"permessage-deflate\x00"
       + "Hello-µ@ßöäüàá-UTF-8!! ".encode() * 20)
+
+# route: "method\nrequest-target\ncontent-type\nbody" (see fuzz_route.c); the
+# route table is in fuzz_route.lua.
+routes = {
+    "room_space": b"GET\n/room/abc%20d",
+    "room_exact": b"GET\n/room/lobby?x=1",
+    "room_post_form": b"POST\n/room/big%2Froom\napplication/x-www-form-urlencoded\nmsg=hi+there&to=%40all",
+    "files_dotdot": b"GET\n/files/a/b/../c",
+    "static_dotdot": b"GET\n/static/..%2F..%2Fetc/passwd",
+    "static_double": b"GET\n/static/%252e%252e/x.txt?v=2",
+    "query_plus_pct": b"GET\n/api/users/42?q=a+b%2Bc&sort=%7Ename&lang=fr%2Dca",
+    "query_repeat": b"GET\n/api/a/b?tag=x&tag=y&tag=z&=empty&&flag",
+    "query_bad_escapes": b"GET\n/any/k/r/e/s/t?a=%zz&b=%&c=%4&d=%%41&%=1",
+    "query_long": b"GET\n/?k=" + b"v" * 1500 + b"&big=" + b"%41" * 300,
+    "items_405": b"PATCH\n/items/7",
+    "items_delete": b"DELETE\n/items/%37",
+    "ws_get": b"GET\n/ws/lobby",
+    "ws_post": b"POST\n/ws/lobby",
+    "head_h": b"HEAD\n/h",
+    "json_body": b"POST\n/dyn/x/y?z\napplication/json; charset=utf-8\n{\"a\":[1,2,{\"b\":null}]}",
+    "json_bad": b"PUT\n/items/3\napplication/vnd.api+json\n{\"a\":",
+    "fragment": b"GET\n/room/a#frag?x=1",
+    "options_star": b"OPTIONS\n*",
+    "absolute_form": b"GET\nhttp://example.com/room/x?y=1",
+    "literal_pct_route": b"GET\n/a%20b/c%2Fd",
+    "dynws_post": b"POST\n/dynws",
+    "static_file": b"GET\n/static/css/./site.css?v=3",
+}
+for name, data in routes.items():
+    write("route", name, data)

@@ -44,6 +44,18 @@ describe("router", function()
     assert.same({ nil, 404 }, { r:match("GET", "/files") })
   end)
 
+  it("matches patterns only against a path that starts with '/'", function()
+    -- llhttp accepts "GET *room/x HTTP/1.1"; the first byte must not be skipped
+    -- (found by tests/fuzz/fuzz_route.c, regressions/route/pattern-no-slash).
+    local exact, pat = function() end, function() end
+    local r = compile({ ["/room/:name"] = pat, ["/room/lobby"] = exact, ["/f/*rest"] = pat })
+    assert.same({ nil, 404 }, { r:match("GET", "*room/lobby") })
+    assert.same({ nil, 404 }, { r:match("GET", "Xroom/x") })
+    assert.same({ nil, 404 }, { r:match("GET", "\15f/a/b") })
+    assert.same({ nil, 404 }, { r:match("GET", "") })
+    assert.equal(pat, (r:match("GET", "/room/x")))
+  end)
+
   it("percent-decodes captured segments", function()
     local r = compile({ ["/room/:name"] = fn, ["/f/*rest"] = fn })
     assert.equal("big room/é", select(2, r:match("GET", "/room/big%20room%2F%C3%A9")).name)
