@@ -45,9 +45,10 @@ int ws__lhost_pcall(ws_lhost_t *lh, int nargs, int nres, const char *what);
 
 /* "wspush.conn" userdata. */
 void ws__lconn_register(lua_State *L);
-/* Create the Lua object of c using the table at index fields for its fields
- * (adds id, subprotocol, data) and enter it in the connection table. */
-void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int fields);
+/* Create the Lua object of c, its fields (path, query, params, headers,
+ * remote, id, subprotocol, data) taken from the request table at index req,
+ * and enter it in the connection table. */
+void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req);
 /* Push the Lua object of c (must exist). */
 void ws__lconn_push(ws_lhost_t *lh, ws_conn_t *c);
 /* Make the object of c inert and remove it from the connection table. */

@@ -187,7 +187,13 @@ static int mm_index(lua_State *L)
         return 1;
     lua_getiuservalue(L, 1, 1);
     lua_pushvalue(L, 2);
-    lua_rawget(L, -2);
+    if (lua_rawget(L, -2) == LUA_TNIL && lua_type(L, 2) == LUA_TSTRING &&
+        strcmp(lua_tostring(L, 2), "data") == 0) {
+        lua_newtable(L);
+        lua_pushvalue(L, 2);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -5);
+    }
     return 1;
 }
 
@@ -235,23 +241,29 @@ void ws__lconn_register(lua_State *L)
     lua_pop(L, 1);
 }
 
-void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int fields)
+void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req)
 {
+    /* The fields are copied out of the request into a table sized for them:
+     * the request's method, body and raw query are not kept, and conn.data is
+     * made on first use. Idle connections are most of a server's memory. */
+    static const char *const kept[] = {"path", "query", "params", "headers", "remote"};
     lua_State *L = lh->L;
-    fields = lua_absindex(L, fields);
+    req = lua_absindex(L, req);
     box_t *b = lua_newuserdatauv(L, sizeof *b, 1);
     b->c = c;
     b->id = (lua_Integer)c->id;
     luaL_setmetatable(L, CONN_MT);
+    lua_createtable(L, 0, 8);
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+        lua_getfield(L, req, kept[i]);
+        lua_setfield(L, -2, kept[i]);
+    }
     lua_pushinteger(L, b->id);
-    lua_setfield(L, fields, "id");
+    lua_setfield(L, -2, "id");
     if (c->subprotocol) {
         lua_pushstring(L, c->subprotocol);
-        lua_setfield(L, fields, "subprotocol");
+        lua_setfield(L, -2, "subprotocol");
     }
-    lua_newtable(L);
-    lua_setfield(L, fields, "data");
-    lua_pushvalue(L, fields);
     lua_setiuservalue(L, -2, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->conns_ref);
     lua_pushvalue(L, -2);

@@ -423,14 +423,28 @@ static void push_request(lua_State *L, ws_conn_t *c, ws_http_t *h, const ws_hs_r
     lua_createtable(L, 0, 8);
     lua_pushlstring(L, req->method, req->method_len);
     lua_setfield(L, -2, "method");
-    const char *q = memchr(url, '?', ulen);
+    /* The fragment is not part of the request; an absolute-form target
+     * (http://host/path, RFC 7230 5.3.2) is routed by its path. */
     const char *hash = memchr(url, '#', ulen);
-    size_t plen = q ? (size_t)(q - url) : hash ? (size_t)(hash - url) : ulen;
-    lua_pushlstring(L, url, plen);
+    size_t end = hash ? (size_t)(hash - url) : ulen;
+    size_t start = 0;
+    if (end > 7 && (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0)) {
+        const char *auth = (const char *)memchr(url, '/', end) + 2;
+        const char *slash = memchr(auth, '/', end - (size_t)(auth - url));
+        const char *qm = memchr(auth, '?', end - (size_t)(auth - url));
+        start = slash && (!qm || slash < qm) ? (size_t)(slash - url)
+                : qm                        ? (size_t)(qm - url)
+                                            : end;
+    }
+    const char *q = memchr(url + start, '?', end - start);
+    size_t pend = q ? (size_t)(q - url) : end;
+    if (pend > start)
+        lua_pushlstring(L, url + start, pend - start);
+    else
+        lua_pushliteral(L, "/");
     lua_setfield(L, -2, "path");
     if (q) {
-        size_t qlen = (hash && hash > q ? (size_t)(hash - q) : ulen - (size_t)(q - url)) - 1;
-        lua_pushlstring(L, q + 1, qlen);
+        lua_pushlstring(L, q + 1, end - (size_t)(q - url) - 1);
         lua_setfield(L, -2, "rawquery");
     }
     lua_createtable(L, 0, (int)req->nheaders);
