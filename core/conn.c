@@ -619,6 +619,13 @@ static const char *negotiate_deflate(ws_conn_t *c, const ws_hs_request_t *req,
 {
     if (!cfg->enabled)
         return NULL;
+    /* A connection that keeps deflate context holds its zlib state (~300 KB)
+     * for life: decline the extension once the memory cap cannot take one
+     * more, rather than accept it and fail its first message with 1013. */
+    ws_deflate_stats_t st;
+    ws_deflate_stats(&st);
+    if (!cfg->release_idle && st.mem_limit && st.mem + WS_DEFLATE_CONN_ESTIMATE > st.mem_limit)
+        return NULL;
     ws_buf_t offers;
     ws_buf_init(&offers);
     for (size_t i = 0; i < req->nheaders; i++) {

@@ -196,6 +196,10 @@ typedef struct {
  * default). Allocations already made are kept. Thread-safe. */
 void ws_deflate_set_mem_limit(size_t bytes);
 
+/* Rough zlib bytes of one connection that keeps both contexts at the default
+ * window and memLevel (268 KB compressor + 40 KB inflater, measured). */
+#define WS_DEFLATE_CONN_ESTIMATE (320u * 1024u)
+
 /* Bytes zlib currently holds for this connection (compressor + inflater). */
 size_t ws_deflate_mem(const ws_deflate_t *d);
 

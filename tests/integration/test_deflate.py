@@ -570,6 +570,32 @@ def test_memory_cap_sends_plain_and_refuses_compressed_input(spawn):
         assert recv_msg(c) == (OP_TEXT, 0, text_of(9000))
 
 
+def test_context_mode_declines_the_extension_when_the_cap_is_reached(spawn):
+    """With --compression-context each connection keeps ~300 KB of zlib state
+    for life: once the cap cannot take one more, the handshake declines the
+    extension (plain connection) instead of failing its first message 1013."""
+    s = spawn(APP, "--compression-context", "--compression-max-memory", "700k")
+    held = []
+    try:
+        for i in range(6):
+            c = connect(s.port, "/cmd")
+            held.append(c)
+            if c.params is None:
+                break
+            # a compressed message each way makes this connection hold its state
+            c.send_text(deflate(b"hello " * 300), rsv=RSV1)
+            c.send_text("big 20000")
+            assert recv_msg(c)[0] == OP_TEXT
+        negotiated = [c.params is not None for c in held]
+        assert negotiated[0] and negotiated[-1] is False, negotiated
+        last = held[-1]
+        last.send_text("big 20000")
+        assert recv_msg(last) == (OP_TEXT, 0, text_of(20000)), "a declined connection works plain"
+    finally:
+        for c in held:
+            c.close()
+
+
 def test_idle_compressed_connections_hold_no_zlib_memory(spawn):
     """At the defaults (no context takeover) zlib state is freed after each
     message; with --compression-context it is kept (~300 KB a connection).
