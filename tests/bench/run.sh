@@ -5,7 +5,7 @@
 #
 #   tests/bench/run.sh [--quick] [--runs R] [--duration S] [--hold N] [--servers LIST]
 #                      [--scenarios LIST] [--build-dir DIR] [--wspush BIN] [--no-build]
-#                      [--out FILE]
+#                      [--reload-samples K] [--deflate-conns N] [--out FILE]
 #
 # It is a benchmark, never a pass/fail test: it exits 0 whenever it could print its table, even
 # with peers missing or slow. See tests/bench/README.md for what each figure means.
@@ -18,6 +18,8 @@ RUNS=3
 DURATION=5
 WARMUP=1
 HOLD_CONNS=10000
+RELOAD_SAMPLES=5
+DEFLATE_CONNS=1000
 SERVERS="wspush node tornado"
 SCENARIOS="echo1 rtt echo16 fanout hold reload rss_deflate"
 BUILD_DIR="$ROOT/build-bench"
@@ -31,10 +33,13 @@ usage() {
     sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     cat <<EOF
 
-  --quick          1 run of 1 s per scenario, 2000 held connections (about a minute in all)
+  --quick          1 run of 1 s per scenario, 2000 held connections, 3 reload samples,
+                   300 compressed connections (about two minutes in all)
   --runs R         repetitions per scenario (default $RUNS); the table shows medians
   --duration S     measured seconds per run (default $DURATION; warm-up ${WARMUP} s before)
-  --hold N         idle connections for the RSS scenario (default $HOLD_CONNS)
+  --hold N         idle connections for the RSS and reload scenarios (default $HOLD_CONNS)
+  --reload-samples K  reloads per variant and run in the reload scenario (default $RELOAD_SAMPLES)
+  --deflate-conns N   connections per mode in the rss_deflate scenario (default $DEFLATE_CONNS)
   --servers LIST   any of: wspush node tornado (default all)
   --scenarios LIST any of: $SCENARIOS
   --build-dir DIR  where wspush and wsbench are built (default build-bench/)
@@ -46,10 +51,12 @@ EOF
 
 while [ $# -gt 0 ]; do
     case "$1" in
-    --quick) RUNS=1; DURATION=1; WARMUP=0.3; HOLD_CONNS=2000 ;;
+    --quick) RUNS=1; DURATION=1; WARMUP=0.3; HOLD_CONNS=2000; RELOAD_SAMPLES=3; DEFLATE_CONNS=300 ;;
     --runs) RUNS=$2; shift ;;
     --duration) DURATION=$2; shift ;;
     --hold) HOLD_CONNS=$2; shift ;;
+    --reload-samples) RELOAD_SAMPLES=$2; shift ;;
+    --deflate-conns) DEFLATE_CONNS=$2; shift ;;
     --servers) SERVERS=$2; shift ;;
     --scenarios) SCENARIOS=$2; shift ;;
     --build-dir) BUILD_DIR=$2; shift ;;
@@ -129,8 +136,9 @@ fi
 # and stop_server signals the server rather than a subshell.
 PIN=1
 [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null || PIN=0
-PIN_SERVER=() PIN_GEN=()
-[ $PIN = 1 ] && PIN_SERVER=(taskset -c "$SERVER_CPU") PIN_GEN=(taskset -c "$GEN_CPU")
+PIN_SERVER=() PIN_GEN=() PIN_PY=()
+[ $PIN = 1 ] && PIN_SERVER=(taskset -c "$SERVER_CPU") PIN_GEN=(taskset -c "$GEN_CPU") \
+    PIN_PY=(--server-cpu "$SERVER_CPU" --client-cpu "$GEN_CPU")
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsbench.XXXXXX")
 SERVER_PID=""
@@ -188,9 +196,9 @@ stop_server() {
 
 # --- scenarios ------------------------------------------------------------------------------
 # Each scenario: a label, the server kind, the wsbench arguments, the RESULT field reported,
-# and whether more is better. Hooks (reload, rss_deflate) have no arguments yet: their rows stay
-# empty until the features land (hot reload: time from a script change to the new handler
-# answering; compression: RSS per idle connection with permessage-deflate negotiated).
+# and whether more is better. reload and rss_deflate are not wsbench runs: they call
+# reload_latency.py and deflate_rss.py --row (which start their own servers) and fill several
+# rows each (ROWS).
 
 declare -A LABEL KIND ARGS FIELD UNIT
 LABEL[echo1]="echo, 100 conns, 1 in flight, 32 B";  KIND[echo1]="echo"
@@ -203,16 +211,80 @@ LABEL[fanout]="fan-out, 1000 subscribers, 64 B";    KIND[fanout]=fanout
 ARGS[fanout]="fanout -c 1000 -k 8 -s 64";           FIELD[fanout]=rate; UNIT[fanout]="deliveries/s"
 LABEL[hold]="RSS per idle connection (N held)";     KIND[hold]="echo"
 ARGS[hold]="hold";                                  FIELD[hold]=rss_per_conn_b; UNIT[hold]="bytes (lower is better)"
-LABEL[reload]="reload latency (hook)";              KIND[reload]=""
-ARGS[reload]="";                                    FIELD[reload]=""; UNIT[reload]="ms (lower is better)"
-LABEL[rss_deflate]="RSS per compressed connection (hook)"; KIND[rss_deflate]=""
-ARGS[rss_deflate]="";                               FIELD[rss_deflate]=""; UNIT[rss_deflate]="bytes (lower is better)"
+ARGS[reload]="reload_latency.py";                   ARGS[rss_deflate]="deflate_rss.py --row"
+declare -A ROWS NA
+ROWS[reload]="reload reload_hup reload_swap"
+LABEL[reload]="reload latency, file write to first new reply (N live conns)"
+LABEL[reload_hup]="reload latency, SIGHUP to first new reply (N live conns)"
+LABEL[reload_swap]="reload: the swap itself (server log)"
+for r in reload reload_hup reload_swap; do
+    UNIT[$r]="ms (lower is better)"; NA[$r]="n/a (restart drops all connections)"
+done
+ROWS[rss_deflate]="rss_plain rss_deflate rss_ctx"
+LABEL[rss_plain]="RSS per connection, compression off, 16 KB msg each way (N held)"
+LABEL[rss_deflate]="RSS per compressed connection, server defaults (N held)"
+LABEL[rss_ctx]="RSS per compressed connection, wspush --compression-context (N held)"
+for r in rss_plain rss_deflate rss_ctx; do UNIT[$r]="bytes (lower is better)"; done
 
 declare -A VALUES GENCPU EXTRA
+
+# field NAME LINE: the value of NAME=... in a RESULT line.
+field() { grep -o " $1=[-0-9.]*" <<<" $2" | head -1 | cut -d= -f2; }
+
+# run_reload SERVER: reload_latency.py holds N connections to its own wspush and reloads it.
+run_reload() {
+    local name=$1 out result v
+    [ "$name" = wspush ] || return 0 # peers cannot reload live: their cells say n/a
+    out=$(/usr/bin/python3 "$HERE/reload_latency.py" --bin "$WSPUSH_BIN" --conns "$HOLD_CONNS" \
+        --samples "$RELOAD_SAMPLES" "${PIN_PY[@]}" 2>&1)
+    printf '== reload on %s\n%s\n' "$name" "$out" >>"$RAW"
+    result=$(grep '^RESULT' <<<"$out" | tail -1)
+    if [ -z "$result" ]; then
+        log "reload on $name: no result"; tail -3 <<<"$out" >&2
+        return 0
+    fi
+    local n
+    n=$(field conns "$result")
+    for r in reload reload_hup reload_swap; do LABEL[$r]=${LABEL[$r]/(N live conns)/($n live conns)}; done
+    v=$(field write_p50_ms "$result"); [ -n "$v" ] && VALUES[reload,$name]+="$v "
+    v=$(field hup_p50_ms "$result"); [ -n "$v" ] && VALUES[reload_hup,$name]+="$v "
+    v=$(field swap_p50_ms "$result"); [ -n "$v" ] && VALUES[reload_swap,$name]+="$v "
+    EXTRA[reload_p90,$name]+="$(field write_p90_ms "$result") "
+    EXTRA[reload_hup_p90,$name]+="$(field hup_p90_ms "$result") "
+    [ "$(field kept_ok "$result")" = 1 ] && [ "$(field closed "$result")" = 0 ] ||
+        EXTRA[reload_lost,$name]=1
+    log "reload on $name: write p50 $(field write_p50_ms "$result") ms, SIGHUP p50 $(field hup_p50_ms "$result") ms, swap $(field swap_p50_ms "$result") ms"
+}
+
+# run_rss_deflate SERVER: deflate_rss.py --row measures RSS per connection without and with
+# permessage-deflate on the echo demo of SERVER (its own server processes).
+run_rss_deflate() {
+    local name=$1 out result v
+    out=$(/usr/bin/python3 "$HERE/deflate_rss.py" --row "$name" --bin "$WSPUSH_BIN" \
+        --conns "$DEFLATE_CONNS" "${PIN_PY[@]}" 2>&1)
+    printf '== rss_deflate on %s\n%s\n' "$name" "$out" >>"$RAW"
+    result=$(grep '^RESULT' <<<"$out" | tail -1)
+    if [ -z "$result" ]; then
+        log "rss_deflate on $name: no result"; tail -3 <<<"$out" >&2
+        return 0
+    fi
+    for r in rss_plain rss_deflate rss_ctx; do LABEL[$r]=${LABEL[$r]/(N held)/($DEFLATE_CONNS held)}; done
+    v=$(field plain_b "$result"); [ -n "$v" ] && VALUES[rss_plain,$name]+="$v "
+    v=$(field deflate_b "$result"); [ -n "$v" ] && VALUES[rss_deflate,$name]+="$v "
+    # The peers keep their deflate context (their default once enabled): their one compressed
+    # figure also stands against wspush --compression-context.
+    v=$(field context_b "$result"); [ -n "$v" ] || v=$(field deflate_b "$result")
+    [ -n "$v" ] && VALUES[rss_ctx,$name]+="$v "
+    log "rss_deflate on $name: ${result#RESULT }"
+}
 
 # run_one SCENARIO SERVER: one sample on a fresh server; appends to VALUES[scenario,server].
 run_one() {
     local sc=$1 name=$2 out field val
+    case "$sc" in
+    reload) run_reload "$name"; return 0 ;;
+    rss_deflate) run_rss_deflate "$name"; return 0 ;;
+    esac
     start_server "$name" "${KIND[$sc]}" || return 0
     local args=${ARGS[$sc]} timing="-d $DURATION -w $WARMUP"
     if [ "$sc" = hold ]; then
@@ -249,7 +321,8 @@ fmt() { # human form of a number: 1234567 -> 1.23 M, 12345 -> 12.3 k
     awk -v v="$1" 'BEGIN {
         a = v < 0 ? -v : v
         if (a >= 1e6) printf "%.2f M", v / 1e6; else if (a >= 1e4) printf "%.1f k", v / 1e3;
-        else if (a >= 100) printf "%.0f", v; else printf "%.1f", v }'
+        else if (a >= 100) printf "%.0f", v; else if (a >= 10) printf "%.1f", v;
+        else printf "%.2f", v }'
 }
 
 ratio() {
@@ -292,20 +365,32 @@ table() {
     echo "$header"
     echo "$sep"
     for sc in $SCENARIOS; do
-        local row ws med
-        ws=$(median "${VALUES[$sc,wspush]:-}")
-        row="| ${LABEL[$sc]} | ${UNIT[$sc]} | $(fmt "$ws")"
-        for p in "${peers[@]}"; do row+=" | $(fmt "$(median "${VALUES[$sc,$p]:-}")")"; done
-        for p in "${peers[@]}"; do row+=" | $(ratio "$ws" "$(median "${VALUES[$sc,$p]:-}")")"; done
-        med=$(median "${GENCPU[$sc,wspush]:-}")
+      for r in ${ROWS[$sc]:-$sc}; do
+        local row ws med pv
+        ws=$(median "${VALUES[$r,wspush]:-}")
+        row="| ${LABEL[$r]} | ${UNIT[$r]} | $(fmt "$ws")"
+        for p in "${peers[@]}"; do
+            pv=$(median "${VALUES[$r,$p]:-}")
+            if [ -z "$pv" ] && [ -n "${NA[$r]:-}" ]; then row+=" | ${NA[$r]}"; else row+=" | $(fmt "$pv")"; fi
+        done
+        for p in "${peers[@]}"; do row+=" | $(ratio "$ws" "$(median "${VALUES[$r,$p]:-}")")"; done
+        med=$(median "${GENCPU[$r,wspush]:-}")
         if [ -n "$med" ]; then row+=" | $med % |"; else row+=" | - |"; fi
         echo "$row"
+      done
     done
     if [[ " $SCENARIOS " == *" hold "* ]]; then
         local line="connect rate while holding (connections/s):"
         for name in $SERVERS; do line+=" $name $(fmt "$(median "${EXTRA[hold,$name]:-}")");"; done
         echo
         echo "$line"
+    fi
+    if [[ " $SCENARIOS " == *" reload "* ]] && [ -n "${VALUES[reload_swap,wspush]:-}" ]; then
+        echo
+        echo "reload p90 (median over runs): file write $(fmt "$(median "${EXTRA[reload_p90,wspush]:-}")") ms," \
+            "SIGHUP $(fmt "$(median "${EXTRA[reload_hup_p90,wspush]:-}")") ms; $RELOAD_SAMPLES samples per run;" \
+            "the file-write figure includes the server's 30 ms debounce;" \
+            "every reload kept every connection: $([ -n "${EXTRA[reload_lost,wspush]:-}" ] && echo NO || echo yes)"
     fi
 }
 

@@ -6,6 +6,8 @@
 //         as the ws README's broadcast example does.
 // /receive?msg=TEXT  sends TEXT to every /ws client and answers {"sent": n}.
 // /index  "Hello world".
+// WS_DEFLATE=1 in the environment enables permessage-deflate (`perMessageDeflate: true`, ws's
+// defaults: context takeover both ways, threshold 1 KiB); ws's server default is off.
 'use strict';
 const http = require('http');
 const { WebSocketServer, WebSocket } = require('ws');
@@ -42,7 +44,7 @@ const server = http.createServer((req, res) => {
   }
 });
 
-const wss = new WebSocketServer({ noServer: true });
+const wss = new WebSocketServer({ noServer: true, perMessageDeflate: process.env.WS_DEFLATE === '1' });
 
 server.on('upgrade', (req, socket, head) => {
   const path = req.url.split('?')[0];

@@ -18,9 +18,13 @@ handler that pushes to every client -- with its bugs fixed:
 - Tornado refuses cross-origin upgrades by default; the demo meant to accept them
   (check_origin returns True), like handlers/echo.lua.
 
+WS_DEFLATE=1 in the environment enables permessage-deflate on /ws (get_compression_options
+returns {}: Tornado's defaults, context takeover both ways); Tornado's default is off.
+
 /pub is the fan-out variant used by the benchmark: each message on it is broadcast to every /ws
 client.
 """
+import os
 import sys
 
 import tornado.httpserver
@@ -68,6 +72,9 @@ class ReceiveHandler(tornado.web.RequestHandler):
 class WebSocketHandler(tornado.websocket.WebSocketHandler):
     def check_origin(self, origin):
         return True
+
+    def get_compression_options(self):
+        return {} if os.environ.get("WS_DEFLATE") == "1" else None
 
     def open(self):
         clients.add(self)
