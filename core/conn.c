@@ -809,7 +809,7 @@ void ws_conn_accept(ws_server_t *s)
     c->srv = s;
     c->id = ++s->next_id;
     c->state = WS_CONN_HTTP;
-    c->handler_ref = -2; /* LUA_NOREF */
+    c->handler_ref = c->obj_ref = -2; /* LUA_NOREF */
     c->close_code = WS_CLOSE_ABNORMAL;
     c->max_buffered = s->cfg.max_buffered;
     c->max_message = s->cfg.max_message;

@@ -63,6 +63,7 @@ struct ws_conn_s {
 
     /* Lua side (opaque to the core) */
     int handler_ref;             /* registry ref of the route's handler table */
+    int obj_ref;                 /* registry ref of the connection's Lua object */
     uint32_t gen;                /* script generation handler_ref belongs to */
     char *route_key;             /* route key, to find the handler again after a reload */
     char *subprotocol;

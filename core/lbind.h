@@ -14,6 +14,9 @@
 
 typedef struct ws_ltimer_s ws_ltimer_t;
 
+/* WebSocket events, in the order of ws__event_names. */
+enum { WS_EV_OPEN, WS_EV_MESSAGE, WS_EV_PING, WS_EV_PONG, WS_EV_DRAIN, WS_EV_CLOSE, WS_EV_COUNT };
+
 struct ws_lhost_s {
     lua_State *L;
     ws_server_t *srv;
@@ -21,6 +24,7 @@ struct ws_lhost_s {
     int app_ref;      /* the compiled routes of the current script */
     int conns_ref;    /* table: id -> connection object (the connection table) */
     int json_ref;     /* cjson.encode */
+    int ev_ref[WS_EV_COUNT]; /* the event names as Lua strings: looked up without hashing */
     uint32_t gen;     /* generation of the script serving now */
     uint32_t load_gen;/* generation of the script being loaded (gen, or gen + 1 during a reload) */
     int hooks_ref;    /* on_reload functions registered by the script being loaded */

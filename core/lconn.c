@@ -178,10 +178,11 @@ static const luaL_Reg methods[] = {
     {"subscribe", m_subscribe}, {"unsubscribe", m_unsubscribe}, {"topics", m_topics},
     {"buffered", m_buffered}, {"is_open", m_is_open}, {NULL, NULL}};
 
-/* Methods first, then the fields table. */
+/* Methods first, then the fields table. Only the VM calls this, on our own
+ * userdata: __metatable hides the metatable, so no script can call it on
+ * anything else, and it skips check_box (it runs on every conn:method()). */
 static int mm_index(lua_State *L)
 {
-    check_box(L, 1);
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL)
         return 1;
@@ -238,6 +239,8 @@ void ws__lconn_register(lua_State *L)
     lua_setfield(L, mt, "__tostring");
     lua_pushliteral(L, "wspush.conn");
     lua_setfield(L, -2, "__name");
+    lua_pushliteral(L, "wspush.conn");
+    lua_setfield(L, -2, "__metatable");
     lua_pop(L, 1);
 }
 
@@ -268,15 +271,14 @@ void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req)
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->conns_ref);
     lua_pushvalue(L, -2);
     lua_rawseti(L, -2, b->id);
-    lua_pop(L, 2);
+    lua_pop(L, 1);
+    /* Every event pushes the object: one registry index, not a table lookup by id. */
+    c->obj_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 void ws__lconn_push(ws_lhost_t *lh, ws_conn_t *c)
 {
-    lua_State *L = lh->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->conns_ref);
-    lua_rawgeti(L, -1, (lua_Integer)c->id);
-    lua_remove(L, -2);
+    lua_rawgeti(lh->L, LUA_REGISTRYINDEX, c->obj_ref);
 }
 
 void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c)
@@ -291,4 +293,6 @@ void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c)
     lua_pushnil(L);
     lua_rawseti(L, -2, (lua_Integer)c->id);
     lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, c->obj_ref);
+    c->obj_ref = LUA_NOREF;
 }

@@ -237,6 +237,12 @@ ws_lhost_t *ws_lhost_new(ws_server_t *srv, const char *script, char *err, size_t
     lh->shared_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
     lh->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    static const char *const ev_names[WS_EV_COUNT] = {"open",    "on_message", "on_ping",
+                                                      "on_pong", "on_drain",   "on_close"};
+    for (int i = 0; i < WS_EV_COUNT; i++) {
+        lua_pushstring(L, ev_names[i]);
+        lh->ev_ref[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
 
     if ((lh->server_ref = require_ref(L, "wspush.server", NULL, err, errlen)) == LUA_NOREF ||
         (lh->json_ref = require_ref(L, "cjson", "encode", err, errlen)) == LUA_NOREF)
@@ -739,7 +745,7 @@ static int rebind(ws_lhost_t *lh, ws_conn_t *c)
 
 /* Push handler[name] and the connection object; 0 (nothing pushed) when the
  * handler has no such function. */
-static int push_event(ws_lhost_t *lh, ws_conn_t *c, const char *name)
+static int push_event(ws_lhost_t *lh, ws_conn_t *c, int ev)
 {
     lua_State *L = lh->L;
     if (c->gen != lh->gen && !rebind(lh, c))
@@ -749,7 +755,8 @@ static int push_event(ws_lhost_t *lh, ws_conn_t *c, const char *name)
         lua_pop(L, 1);
         return 0;
     }
-    if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->ev_ref[ev]);
+    if (lua_gettable(L, -2) != LUA_TFUNCTION) {
         lua_pop(L, 2);
         return 0;
     }
@@ -781,13 +788,13 @@ static void call_event(ws_lhost_t *lh, ws_conn_t *c, const char *name, int nargs
 
 void ws_lhost_open(ws_lhost_t *lh, ws_conn_t *c)
 {
-    if (push_event(lh, c, "open"))
+    if (push_event(lh, c, WS_EV_OPEN))
         call_event(lh, c, "open", 0);
 }
 
 void ws_lhost_message(ws_lhost_t *lh, ws_conn_t *c, const uint8_t *data, size_t len, int binary)
 {
-    if (!push_event(lh, c, "on_message"))
+    if (!push_event(lh, c, WS_EV_MESSAGE))
         return;
     lua_pushlstring(lh->L, (const char *)data, len);
     lua_pushboolean(lh->L, binary);
@@ -797,7 +804,7 @@ void ws_lhost_message(ws_lhost_t *lh, ws_conn_t *c, const uint8_t *data, size_t 
 void ws_lhost_control(ws_lhost_t *lh, ws_conn_t *c, unsigned op, const uint8_t *data, size_t len)
 {
     const char *name = op == 0x9 ? "on_ping" : "on_pong";
-    if (!push_event(lh, c, name))
+    if (!push_event(lh, c, op == 0x9 ? WS_EV_PING : WS_EV_PONG))
         return;
     lua_pushlstring(lh->L, (const char *)data, len);
     call_event(lh, c, name, 1);
@@ -805,14 +812,14 @@ void ws_lhost_control(ws_lhost_t *lh, ws_conn_t *c, unsigned op, const uint8_t *
 
 void ws_lhost_drain(ws_lhost_t *lh, ws_conn_t *c)
 {
-    if (push_event(lh, c, "on_drain"))
+    if (push_event(lh, c, WS_EV_DRAIN))
         call_event(lh, c, "on_drain", 0);
 }
 
 void ws_lhost_closed(ws_lhost_t *lh, ws_conn_t *c)
 {
     lua_State *L = lh->L;
-    if (push_event(lh, c, "on_close")) {
+    if (push_event(lh, c, WS_EV_CLOSE)) {
         lua_pushinteger(L, c->close_code);
         lua_pushstring(L, c->close_reason ? c->close_reason : "");
         event_call(lh, c, "on_close", 2);
