@@ -47,6 +47,14 @@ ws_lhost_t *ws__lhost_of(lua_State *L);
  * the stack then holds nothing of the call. */
 int ws__lhost_pcall(ws_lhost_t *lh, int nargs, int nres, const char *what);
 
+/* The message argument at index i of send/publish: a string, or a table sent
+ * as JSON text; *op is WS_OP_BINARY when the argument after it is true (and
+ * the data a string), else WS_OP_TEXT. Returns NULL when text is not valid
+ * UTF-8. Raises for other types. */
+const char *ws__lmessage(lua_State *L, int i, size_t *len, unsigned *op);
+/* Push nil, "invalid UTF-8 (send it as binary)"; returns 2. */
+int ws__lbad_utf8(lua_State *L);
+
 /* "wspush.conn" userdata. */
 void ws__lconn_register(lua_State *L);
 /* Create the Lua object of c, its fields (path, query, params, headers,

@@ -47,32 +47,45 @@ static int closed(lua_State *L)
     return 2;
 }
 
+const char *ws__lmessage(lua_State *L, int i, size_t *len, unsigned *op)
+{
+    int binary = lua_toboolean(L, i + 1);
+    const char *data;
+    if (lua_type(L, i) == LUA_TTABLE) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ws__lhost_of(L)->json_ref);
+        lua_pushvalue(L, i);
+        lua_call(L, 1, 1); /* cjson raises on tables it cannot encode: a programming error */
+        data = lua_tolstring(L, -1, len);
+        binary = 0;
+    } else {
+        data = luaL_checklstring(L, i, len);
+    }
+    *op = binary ? WS_OP_BINARY : WS_OP_TEXT;
+    if (!binary && !ws_utf8_valid((const uint8_t *)data, *len))
+        return NULL;
+    return data;
+}
+
+int ws__lbad_utf8(lua_State *L)
+{
+    lua_pushnil(L);
+    lua_pushliteral(L, "invalid UTF-8 (send it as binary)");
+    return 2;
+}
+
 static int m_send(lua_State *L)
 {
     ws_conn_t *c = open_conn(L);
-    int binary = lua_toboolean(L, 3);
     size_t len;
-    const char *data;
-    if (lua_type(L, 2) == LUA_TTABLE) {
-        ws_lhost_t *lh = ws__lhost_of(L);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, lh->json_ref);
-        lua_pushvalue(L, 2);
-        lua_call(L, 1, 1); /* cjson raises on tables it cannot encode: a programming error */
-        data = lua_tolstring(L, -1, &len);
-        binary = 0;
-    } else {
-        data = luaL_checklstring(L, 2, &len);
-    }
+    unsigned op;
+    const char *data = ws__lmessage(L, 2, &len, &op);
     if (!c)
         return closed(L);
-    if (!binary && !ws_utf8_valid((const uint8_t *)data, len)) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "invalid UTF-8 (send it as binary)");
-        return 2;
-    }
+    if (!data)
+        return ws__lbad_utf8(L);
     /* A third argument false sends the message uncompressed (already compressed data). */
     unsigned flags = !lua_isnoneornil(L, 4) && !lua_toboolean(L, 4) ? WS_SEND_PLAIN : 0;
-    if (ws_conn_send(c, binary ? WS_OP_BINARY : WS_OP_TEXT, data, len, flags) != 0) {
+    if (ws_conn_send(c, op, data, len, flags) != 0) {
         /* Backpressure: the policy dropped the message or is closing the connection. */
         c->want_drain = 1;
         lua_pushnil(L);

@@ -6,12 +6,10 @@
 #include <string.h>
 
 #include "conn.h"
-#include "frame.h"
 #include "handshake.h"
 #include "lbind.h"
 #include "log.h"
 #include "server.h"
-#include "utf8.h"
 
 #define TIMER_MT "wspush.timer"
 
@@ -33,26 +31,12 @@ static int l_publish(lua_State *L)
 {
     ws_lhost_t *lh = ws__lhost_of(L);
     size_t tl, dl;
+    unsigned op;
     const char *topic = luaL_checklstring(L, 1, &tl);
-    int binary = lua_toboolean(L, 3);
-    const char *data;
-    if (lua_type(L, 2) == LUA_TTABLE) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, lh->json_ref);
-        lua_pushvalue(L, 2);
-        lua_call(L, 1, 1);
-        data = lua_tolstring(L, -1, &dl);
-        binary = 0;
-    } else {
-        data = luaL_checklstring(L, 2, &dl);
-    }
-    if (!binary && !ws_utf8_valid((const uint8_t *)data, dl)) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "invalid UTF-8 (publish it as binary)");
-        return 2;
-    }
-    size_t n = ws_pubsub_publish(&lh->srv->pubsub, topic, tl, binary ? WS_OP_BINARY : WS_OP_TEXT,
-                                 data, dl);
-    lua_pushinteger(L, (lua_Integer)n);
+    const char *data = ws__lmessage(L, 2, &dl, &op);
+    if (!data)
+        return ws__lbad_utf8(L);
+    lua_pushinteger(L, (lua_Integer)ws_pubsub_publish(&lh->srv->pubsub, topic, tl, op, data, dl));
     return 1;
 }
 
