@@ -9,296 +9,11 @@
 #include "frame.h"
 #include "handshake.h"
 #include "lhost.h"
+#include "outq.h"
 #include "utf8.h"
 #include "log.h"
 
-#define IOV_MAX_WRITE 64
-
-/* A write in flight: the uv request and the chunks it owns until it
- * completes. Only a connection whose socket is full has one, so they live
- * outside ws_conn_t (idle connections stay small) and are recycled. */
-typedef struct ws_wreq_s {
-    uv_write_t req;
-    ws_conn_t *c;
-    size_t n;
-    struct ws_wreq_s *next_free;
-    ws_chunk_t *chunks[IOV_MAX_WRITE];
-} ws_wreq_t;
-
-#define WREQ_FREE_MAX 64
-static ws_wreq_t *wreq_free;
-static size_t wreq_nfree;
-
-static ws_wreq_t *wreq_new(ws_conn_t *c)
-{
-    ws_wreq_t *w = wreq_free;
-    if (w) {
-        wreq_free = w->next_free;
-        wreq_nfree--;
-    } else {
-        w = ws_malloc(sizeof *w);
-    }
-    w->c = c;
-    w->n = 0;
-    return w;
-}
-
-/* Release the chunks of a finished write and recycle it. */
-static void wreq_done(ws_wreq_t *w)
-{
-    for (size_t i = 0; i < w->n; i++)
-        ws_chunk_unref(w->chunks[i]);
-    if (wreq_nfree < WREQ_FREE_MAX) {
-        w->next_free = wreq_free;
-        wreq_free = w;
-        wreq_nfree++;
-    } else {
-        free(w);
-    }
-}
-
-static void finish(ws_conn_t *c);
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
-
-/* --- output queue --- */
-
-static void push_chunk(ws_conn_t *c, ws_chunk_t *k)
-{
-    if (c->qn == c->qcap) {
-        c->qcap = c->qcap ? c->qcap * 2 : 4;
-        c->q = ws_realloc(c->q, c->qcap * sizeof *c->q);
-    }
-    c->q[c->qn++] = k;
-    c->queued += k->len;
-    ws_server_mark_dirty(c->srv, c);
-}
-
-/* Room for n private bytes at the end of the queue. Appending to the last
- * chunk when we are its only owner coalesces small frames into one write. */
-static uint8_t *reserve(ws_conn_t *c, size_t n)
-{
-    ws_chunk_t *t = c->qn ? c->q[c->qn - 1] : NULL;
-    if (!t || t->refs != 1 || t->cap - t->len < n) {
-        t = ws_chunk_new(n);
-        push_chunk(c, t);
-    }
-    uint8_t *p = t->data + t->len;
-    t->len += n;
-    c->queued += n;
-    ws_server_mark_dirty(c->srv, c);
-    return p;
-}
-
-/* Drop queued chunks from the front (the oldest) until n more bytes fit, or
- * all of them when all is set. A chunk partly written already stays: the
- * frame it began must be finished. Chunks hold whole frames only, so what
- * remains is still a valid frame stream. Returns 1 if n bytes now fit. */
-static int drop_queued(ws_conn_t *c, size_t n, int all)
-{
-    size_t i = c->qoff ? 1 : 0, kept = i;
-    for (; i < c->qn; i++) {
-        if (!all && ws_conn_buffered(c) + n <= c->max_buffered)
-            break;
-        c->queued -= c->q[i]->len;
-        ws_chunk_unref(c->q[i]);
-    }
-    memmove(c->q + kept, c->q + i, (c->qn - i) * sizeof *c->q);
-    c->qn -= i - kept;
-    return ws_conn_buffered(c) + n <= c->max_buffered;
-}
-
-/* Apply the backpressure policy before queueing a data frame of n bytes.
- * A message always fits into an empty queue, so one larger than the limit
- * can still be sent: the limit bounds the backlog, not the message size. */
-static int make_room(ws_conn_t *c, size_t n)
-{
-    size_t b = ws_conn_buffered(c);
-    if (b == 0 || b + n <= c->max_buffered)
-        return 0;
-    switch (c->backpressure) {
-    case WS_BP_DROP_OLDEST:
-        if (c->deflate && !c->deflate->params.server_no_context_takeover) {
-            /* With deflate context every queued message may refer back to the
-             * one before: dropping one breaks all that follow. Drop them all
-             * and start the compressor afresh. */
-            drop_queued(c, 0, 1);
-            ws_deflate_forget(c->deflate);
-            return ws_conn_buffered(c) + n <= c->max_buffered || ws_conn_buffered(c) == 0 ? 0 : WS_EFULL;
-        }
-        return drop_queued(c, n, 0) ? 0 : WS_EFULL;
-    case WS_BP_DROP:
-        return WS_EFULL;
-    default: {
-        /* The peer is not reading: what is queued will never matter, free it now. */
-        static const char msg[] = "too slow: send buffer full";
-        drop_queued(c, 0, 1);
-        ws_conn_close(c, WS_CLOSE_POLICY, msg, sizeof msg - 1);
-        return WS_EFULL;
-    }
-    }
-}
-
-static void write_raw(ws_conn_t *c, const void *data, size_t len)
-{
-    if (len)
-        memcpy(reserve(c, len), data, len);
-}
-
-/* Queue one whole frame; op may carry WS_FRAME_RSV1 (a compressed message). */
-static void write_frame(ws_conn_t *c, unsigned op, const void *data, size_t len)
-{
-    uint8_t hdr[WS_FRAME_HDR_MAX];
-    size_t hl = ws_frame_write_header(hdr, WS_FRAME_FIN | op, len, NULL);
-    uint8_t *p = reserve(c, hl + len);
-    memcpy(p, hdr, hl);
-    if (len)
-        memcpy(p + hl, data, len);
-}
-
 static uint64_t now_ms(ws_conn_t *c) { return uv_now(c->srv->loop); }
-
-size_t ws_conn_buffered(const ws_conn_t *c) { return c->queued + c->inflight; }
-
-static void release(ws_chunk_t **arr, size_t *n)
-{
-    for (size_t i = 0; i < *n; i++)
-        ws_chunk_unref(arr[i]);
-    *n = 0;
-}
-
-/* Drop the first `done` bytes of the queue. */
-static void consume(ws_conn_t *c, size_t done)
-{
-    size_t i = 0;
-    c->queued -= done;
-    while (i < c->qn && done >= c->q[i]->len - c->qoff) {
-        done -= c->q[i]->len - c->qoff;
-        c->qoff = 0;
-        ws_chunk_unref(c->q[i++]);
-    }
-    c->qoff += done;
-    memmove(c->q, c->q + i, (c->qn - i) * sizeof *c->q);
-    c->qn -= i;
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    ws_conn_t *c = req->data;
-    free(req);
-    /* After our FIN we only wait for the peer's; a failed shutdown means the
-     * peer is gone already (or the handle is closing: UV_ECANCELED). */
-    if (status < 0 && c->state != WS_CONN_CLOSED)
-        finish(c);
-}
-
-/* Everything is written and the connection is to end: send FIN and wait
- * (bounded by the deadline) for the peer to close its side, so our last bytes
- * are not destroyed by a reset. */
-static void end_tcp(ws_conn_t *c)
-{
-    if (c->shutdown || c->state == WS_CONN_CLOSED)
-        return;
-    /* A completed close handshake: both close frames are through and the
-     * peer sends nothing more, so closing now cannot reset unread data. */
-    if (c->close_sent && c->close_received) {
-        finish(c);
-        return;
-    }
-    c->shutdown = 1;
-    uv_shutdown_t *req = ws_malloc(sizeof *req);
-    req->data = c;
-    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
-        free(req);
-        finish(c);
-    }
-}
-
-static void on_write(uv_write_t *req, int status)
-{
-    ws_wreq_t *w = (ws_wreq_t *)req;
-    ws_conn_t *c = w->c;
-    wreq_done(w);
-    c->w = NULL;
-    c->inflight = 0;
-    if (c->state == WS_CONN_CLOSED)
-        return;
-    if (status < 0) {
-        finish(c);
-        return;
-    }
-    ws_conn_flush(c);
-}
-
-/* The queue is empty: tell a handler that was waiting for it (on_drain). */
-static void drained(ws_conn_t *c)
-{
-    if (c->want_drain && c->state == WS_CONN_OPEN) {
-        c->want_drain = 0;
-        ws_lhost_drain(c->srv->lh, c);
-    }
-}
-
-void ws_conn_flush(ws_conn_t *c)
-{
-    if (c->state == WS_CONN_CLOSED || c->w)
-        return;
-    if (c->qn == 0) {
-        if (c->end_after_write)
-            end_tcp(c);
-        else
-            drained(c);
-        return;
-    }
-    uv_buf_t iov[IOV_MAX_WRITE];
-    size_t n = c->qn < IOV_MAX_WRITE ? c->qn : IOV_MAX_WRITE;
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t off = i == 0 ? c->qoff : 0;
-        iov[i] = uv_buf_init((char *)c->q[i]->data + off, (unsigned)(c->q[i]->len - off));
-        total += c->q[i]->len - off;
-    }
-    /* Most writes fit in the socket buffer: try first, queue only the rest. */
-    int r = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
-    if (r == UV_EAGAIN || r == UV_ENOSYS)
-        r = 0;
-    if (r < 0) {
-        finish(c);
-        return;
-    }
-    if ((size_t)r == total && n == c->qn) {
-        consume(c, (size_t)r);
-        if (c->end_after_write)
-            end_tcp(c);
-        else
-            drained(c);
-        return;
-    }
-    consume(c, (size_t)r);
-    /* Hand the first chunks to one uv_write; they stay alive in it until it completes. */
-    n = c->qn < IOV_MAX_WRITE ? c->qn : IOV_MAX_WRITE;
-    ws_wreq_t *w = wreq_new(c);
-    total = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t off = i == 0 ? c->qoff : 0;
-        iov[i] = uv_buf_init((char *)c->q[i]->data + off, (unsigned)(c->q[i]->len - off));
-        total += c->q[i]->len - off;
-        w->chunks[i] = c->q[i];
-    }
-    w->n = n;
-    memmove(c->q, c->q + n, (c->qn - n) * sizeof *c->q);
-    c->qn -= n;
-    c->qoff = 0;
-    c->queued -= total;
-    c->inflight = total;
-    c->w = w;
-    c->want_drain = c->is_ws;
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write) < 0) {
-        c->w = NULL;
-        wreq_done(w);
-        c->inflight = 0;
-        finish(c);
-    }
-}
 
 /* --- lifecycle --- */
 
@@ -313,8 +28,7 @@ static void on_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     s->nconns--;
-    release(c->q, &c->qn);
-    free(c->q);
+    ws__outq_free(c);
     if (c->http) {
         ws_http_free(c->http);
         free(c->http);
@@ -332,7 +46,7 @@ static void on_closed(uv_handle_t *h)
 }
 
 /* Close the TCP connection now. Lua hears of it (on_close) here, exactly once. */
-static void finish(ws_conn_t *c)
+void ws__conn_finish(ws_conn_t *c)
 {
     if (c->state == WS_CONN_CLOSED)
         return;
@@ -355,7 +69,7 @@ void ws_conn_abort(ws_conn_t *c, unsigned code)
 {
     if (!c->close_received && !c->close_sent)
         c->close_code = code;
-    finish(c);
+    ws__conn_finish(c);
 }
 
 static void set_deadline(ws_conn_t *c)
@@ -380,7 +94,7 @@ void ws_conn_sweep(ws_conn_t *c, uint64_t now)
             if (c->http_partial)
                 http_error(c, 408, "request not received in time", NULL);
             else
-                finish(c);
+                ws__conn_finish(c);
         }
         return;
     }
@@ -398,7 +112,7 @@ void ws_conn_sweep(ws_conn_t *c, uint64_t now)
                 return;
             }
         } else if (now - c->t_rx >= (uint64_t)(cfg->ping_interval * 1000)) {
-            write_frame(c, WS_OP_PING, NULL, 0);
+            ws__outq_frame(c, WS_OP_PING, NULL, 0);
             c->t_ping = now;
         }
     }
@@ -414,7 +128,7 @@ void ws_conn_shutdown(ws_conn_t *c, const char *reason)
         ws_conn_close(c, WS_CLOSE_GOING_AWAY, reason, strlen(reason));
     } else if (c->state == WS_CONN_HTTP) {
         if (c->qn == 0 && !c->w) {
-            finish(c);
+            ws__conn_finish(c);
         } else {
             c->end_after_write = 1;
             set_deadline(c);
@@ -444,7 +158,7 @@ static void send_close_frame(ws_conn_t *c, unsigned code, const char *reason, si
         memcpy(payload + 2, reason, len);
         n = 2 + len;
     }
-    write_frame(c, WS_OP_CLOSE, payload, n);
+    ws__outq_frame(c, WS_OP_CLOSE, payload, n);
     c->close_sent = 1;
     c->state = WS_CONN_CLOSING;
     set_deadline(c);
@@ -482,7 +196,7 @@ int ws_conn_send(ws_conn_t *c, unsigned op, const void *data, size_t len, unsign
     if (c->state != WS_CONN_OPEN)
         return WS_EINVAL;
     if (op < WS_OP_CLOSE) {
-        int r = make_room(c, len + WS_FRAME_HDR_MAX);
+        int r = ws__outq_make_room(c, len + WS_FRAME_HDR_MAX);
         if (r)
             return r;
         c->t_msg = now_ms(c);
@@ -491,13 +205,13 @@ int ws_conn_send(ws_conn_t *c, unsigned op, const void *data, size_t len, unsign
             z->len = 0;
             /* WS_ENOMEM (the zlib memory cap) means: send it plain. */
             if (ws_deflate_compress(c->deflate, data, len, z) == 0) {
-                write_frame(c, op | WS_FRAME_RSV1, z->data, z->len);
+                ws__outq_frame(c, op | WS_FRAME_RSV1, z->data, z->len);
                 ws_buf_reset(z, 1 << 20);
                 return 0;
             }
         }
     }
-    write_frame(c, op, data, len);
+    ws__outq_frame(c, op, data, len);
     return 0;
 }
 
@@ -505,11 +219,11 @@ int ws_conn_send_chunk(ws_conn_t *c, ws_chunk_t *frame)
 {
     if (c->state != WS_CONN_OPEN)
         return WS_EINVAL;
-    int r = make_room(c, frame->len);
+    int r = ws__outq_make_room(c, frame->len);
     if (r)
         return r;
     c->t_msg = now_ms(c);
-    push_chunk(c, ws_chunk_ref(frame));
+    ws__outq_push(c, ws_chunk_ref(frame));
     return 0;
 }
 
@@ -568,7 +282,7 @@ static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t
         break;
     case WS_OP_PING:
         if (c->state == WS_CONN_OPEN) {
-            write_frame(c, WS_OP_PONG, data, len);
+            ws__outq_frame(c, WS_OP_PONG, data, len);
             ws_lhost_control(lh, c, op, data, len);
         }
         break;
@@ -605,9 +319,9 @@ static void http_error(ws_conn_t *c, int status, const char *reason, const char 
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                      "Content-Length: %zu\r\nConnection: close\r\n%s\r\n",
                      status, ws_http_status_text(status), rlen + 1, extra ? extra : "");
-    write_raw(c, head, (size_t)n);
-    write_raw(c, reason, rlen);
-    write_raw(c, "\n", 1);
+    ws__outq_raw(c, head, (size_t)n);
+    ws__outq_raw(c, reason, rlen);
+    ws__outq_raw(c, "\n", 1);
     c->end_after_write = 1;
     set_deadline(c);
 }
@@ -694,7 +408,7 @@ static void upgrade(ws_conn_t *c, const ws_hs_request_t *req)
         http_error(c, 500, "response too large", NULL);
         return;
     }
-    write_raw(c, resp, (size_t)n);
+    ws__outq_raw(c, resp, (size_t)n);
     ws_http_free(c->http);
     free(c->http);
     c->http = NULL;
@@ -728,7 +442,7 @@ static void request(ws_conn_t *c)
     /* After an upgrade to anything but WebSocket the bytes that follow are not HTTP. */
     int keep = c->http->keep_alive && !c->http->upgrade && !c->srv->stopping;
     ws_lhost_http(c->srv->lh, c, c->http, &req, keep, &resp);
-    write_raw(c, resp.data, resp.len);
+    ws__outq_raw(c, resp.data, resp.len);
     ws_buf_free(&resp);
     if (!keep) {
         c->end_after_write = 1;

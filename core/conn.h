@@ -120,6 +120,10 @@ void ws_conn_flush(ws_conn_t *c);
 /* Enforce close deadlines (called by the server's periodic sweep). */
 void ws_conn_sweep(ws_conn_t *c, uint64_t now);
 
+/* Close the TCP connection now; Lua hears of it (on_close) here, once.
+ * Internal to conn.c and outq.c: others use ws_conn_abort or ws_conn_close. */
+void ws__conn_finish(ws_conn_t *c);
+
 /* Close the TCP connection now, without a close handshake. */
 void ws_conn_abort(ws_conn_t *c, unsigned code);
 

@@ -1,0 +1,299 @@
+/* Requests from the Lua side: a plain HTTP request answered by a route's
+ * function, and the routing, origin and subprotocol decisions of an upgrade
+ * (plus the route's own limits). The routing itself is lua/wspush/server.lua. */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conn.h"
+#include "lbind.h"
+#include "log.h"
+
+/* Push a table describing the request: method, path, rawquery, headers
+ * (lower-case names, repeated ones joined with ", "), body, remote. */
+static void push_request(lua_State *L, ws_conn_t *c, ws_http_t *h, const ws_hs_request_t *req)
+{
+    size_t ulen, blen;
+    const char *url = ws_http_url(h, &ulen);
+    const char *body = ws_http_body(h, &blen);
+    lua_createtable(L, 0, 8);
+    lua_pushlstring(L, req->method, req->method_len);
+    lua_setfield(L, -2, "method");
+    /* The fragment is not part of the request; an absolute-form target
+     * (http://host/path, RFC 7230 5.3.2) is routed by its path. */
+    const char *hash = memchr(url, '#', ulen);
+    size_t end = hash ? (size_t)(hash - url) : ulen;
+    size_t start = 0;
+    if (end > 7 && (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0)) {
+        const char *auth = (const char *)memchr(url, '/', end) + 2;
+        const char *slash = memchr(auth, '/', end - (size_t)(auth - url));
+        const char *qm = memchr(auth, '?', end - (size_t)(auth - url));
+        start = slash && (!qm || slash < qm) ? (size_t)(slash - url)
+                : qm                        ? (size_t)(qm - url)
+                                            : end;
+    }
+    const char *q = memchr(url + start, '?', end - start);
+    size_t pend = q ? (size_t)(q - url) : end;
+    if (pend > start)
+        lua_pushlstring(L, url + start, pend - start);
+    else
+        lua_pushliteral(L, "/");
+    lua_setfield(L, -2, "path");
+    if (q) {
+        lua_pushlstring(L, q + 1, end - (size_t)(q - url) - 1);
+        lua_setfield(L, -2, "rawquery");
+    }
+    lua_createtable(L, 0, (int)req->nheaders);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        char name[256];
+        size_t n = req->headers[i].name_len < sizeof name ? req->headers[i].name_len : sizeof name;
+        for (size_t k = 0; k < n; k++)
+            name[k] = (char)tolower((unsigned char)req->headers[i].name[k]);
+        lua_pushlstring(L, name, n);
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, -3) == LUA_TSTRING) {
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, req->headers[i].value, req->headers[i].value_len);
+            lua_concat(L, 3);
+        } else {
+            lua_pop(L, 1);
+            lua_pushlstring(L, req->headers[i].value, req->headers[i].value_len);
+        }
+        lua_rawset(L, -3);
+    }
+    lua_setfield(L, -2, "headers");
+    lua_pushlstring(L, body, blen);
+    lua_setfield(L, -2, "body");
+    lua_pushstring(L, c->remote);
+    lua_setfield(L, -2, "remote");
+}
+
+static int header_safe(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+            return 0;
+    return 1;
+}
+
+static void format_response(ws_buf_t *resp, int status, const char *body, size_t blen,
+                            lua_State *L, int headers, int keep_alive, int head_only)
+{
+    char line[256];
+    snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, ws_http_status_text(status));
+    ws_buf_append_str(resp, line);
+    if (headers && lua_istable(L, headers)) {
+        lua_pushnil(L);
+        while (lua_next(L, headers)) {
+            size_t kl, vl;
+            if (lua_type(L, -2) == LUA_TSTRING && (lua_type(L, -1) == LUA_TSTRING ||
+                                                   lua_type(L, -1) == LUA_TNUMBER)) {
+                const char *k = lua_tolstring(L, -2, &kl);
+                const char *v = lua_tolstring(L, -1, &vl);
+                /* We frame the body ourselves; a handler's value would desync the stream. */
+                if (strcasecmp(k, "content-length") != 0 && strcasecmp(k, "connection") != 0 &&
+                    strcasecmp(k, "transfer-encoding") != 0 && header_safe(k, kl) &&
+                    header_safe(v, vl)) {
+                    ws_buf_append(resp, k, kl);
+                    ws_buf_append(resp, ": ", 2);
+                    ws_buf_append(resp, v, vl);
+                    ws_buf_append(resp, "\r\n", 2);
+                } else if (!header_safe(k, kl) || !header_safe(v, vl)) {
+                    ws_log_warn("response header '%s' dropped: contains CR, LF or NUL", k);
+                }
+            }
+            lua_pop(L, 1);
+        }
+    }
+    snprintf(line, sizeof line, "Content-Length: %zu\r\n%s\r\n", blen,
+             keep_alive ? "" : "Connection: close\r\n");
+    ws_buf_append_str(resp, line);
+    if (!head_only)
+        ws_buf_append(resp, body, blen);
+}
+
+void ws_lhost_http(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_request_t *req,
+                   int keep_alive, ws_buf_t *resp)
+{
+    lua_State *L = lh->L;
+    int top = lua_gettop(L);
+    int head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
+    lua_getfield(L, -1, "http");
+    lua_remove(L, -2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->app_ref);
+    push_request(L, c, h, req);
+    char what[300];
+    size_t ulen;
+    const char *url = ws_http_url(h, &ulen);
+    snprintf(what, sizeof what, "HTTP handler %.*s %.*s", (int)req->method_len, req->method,
+             (int)(ulen > 200 ? 200 : ulen), url);
+    if (ws__lhost_pcall(lh, 2, 3, what) != 0) {
+        const char *msg = "Internal Server Error\n";
+        format_response(resp, 500, msg, strlen(msg), L, 0, keep_alive, head);
+        lua_settop(L, top);
+        return;
+    }
+    int status = (int)luaL_optinteger(L, top + 1, 200);
+    if (status < 100 || status > 999)
+        status = 500;
+    size_t blen = 0;
+    const char *body = lua_tolstring(L, top + 2, &blen);
+    if (!body)
+        body = "";
+    format_response(resp, status, body, blen, L, top + 3, keep_alive, head);
+    lua_settop(L, top);
+}
+
+/* A number field of the handler table, or def. */
+static double opt_number(lua_State *L, int handler, const char *name, double def)
+{
+    double v = def;
+    if (lua_getfield(L, handler, name) == LUA_TNUMBER)
+        v = lua_tonumber(L, -1);
+    else if (!lua_isnil(L, -1))
+        ws_log_warn("route option %s must be a number; using %g", name, def);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Per-route limits: a WebSocket handler table may override the server's
+ * max_message, max_buffered, backpressure, idle_timeout, rate_limit and
+ * rate_burst for its connections. */
+static void route_limits(lua_State *L, int handler, ws_conn_t *c)
+{
+    double v;
+    if ((v = opt_number(L, handler, "max_message", (double)c->max_message)) >= 1)
+        c->max_message = (size_t)v;
+    if ((v = opt_number(L, handler, "max_buffered", (double)c->max_buffered)) >= 1)
+        c->max_buffered = (size_t)v;
+    if ((v = opt_number(L, handler, "idle_timeout", c->idle_ms / 1000.0)) >= 0)
+        c->idle_ms = (uint32_t)(v * 1000);
+    if ((v = opt_number(L, handler, "rate_limit", c->rate)) >= 0)
+        c->rate = (float)v;
+    if ((v = opt_number(L, handler, "rate_burst", c->burst)) >= 1)
+        c->burst = c->tokens = (float)v;
+    if (lua_getfield(L, handler, "backpressure") == LUA_TSTRING) {
+        const char *p = lua_tostring(L, -1);
+        if (strcmp(p, "close") == 0)
+            c->backpressure = WS_BP_CLOSE;
+        else if (strcmp(p, "drop") == 0)
+            c->backpressure = WS_BP_DROP;
+        else if (strcmp(p, "drop-oldest") == 0)
+            c->backpressure = WS_BP_DROP_OLDEST;
+        else
+            ws_log_warn("route option backpressure must be close, drop or drop-oldest, not '%s'", p);
+    }
+    lua_pop(L, 1);
+}
+
+/* handler.compression: false turns permessage-deflate off for the route; a
+ * table sets level, threshold, window_bits, mem_level, context_takeover. */
+static void route_compression(lua_State *L, int handler, ws_deflate_config_t *d)
+{
+    int t = lua_getfield(L, handler, "compression");
+    if (t == LUA_TBOOLEAN) {
+        d->enabled = d->enabled && lua_toboolean(L, -1);
+    } else if (t == LUA_TTABLE) {
+        int tab = lua_gettop(L);
+        double v;
+        if ((v = opt_number(L, tab, "level", d->level)) >= 0 && v <= 9)
+            d->level = (int)v;
+        else
+            ws_log_warn("route option compression.level must be 0-9; using %d", d->level);
+        if ((v = opt_number(L, tab, "threshold", (double)d->threshold)) >= 0 && v < 1e15)
+            d->threshold = (size_t)v;
+        else
+            ws_log_warn("route option compression.threshold must be >= 0; using %zu", d->threshold);
+        if ((v = opt_number(L, tab, "window_bits", d->server_max_window_bits)) >= 9 && v <= 15)
+            d->server_max_window_bits = (int)v;
+        else
+            ws_log_warn("route option compression.window_bits must be 9-15; using %d",
+                        d->server_max_window_bits);
+        if ((v = opt_number(L, tab, "mem_level", d->mem_level)) >= 1 && v <= 9)
+            d->mem_level = (int)v;
+        else
+            ws_log_warn("route option compression.mem_level must be 1-9; using %d", d->mem_level);
+        if (lua_getfield(L, tab, "context_takeover") == LUA_TBOOLEAN) {
+            int keep = lua_toboolean(L, -1);
+            d->server_no_context_takeover = d->client_no_context_takeover = !keep;
+            d->release_idle = !keep;
+        }
+        lua_pop(L, 1);
+    } else if (t != LUA_TNIL) {
+        ws_log_warn("route option compression must be a boolean or a table");
+    }
+    lua_pop(L, 1);
+}
+
+int ws_lhost_upgrade(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_request_t *req,
+                     const ws_hs_result_t *hs, ws_deflate_config_t *dcfg,
+                     ws_buf_t *extra_headers, ws_buf_t *reason)
+{
+    lua_State *L = lh->L;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
+    lua_getfield(L, -1, "upgrade");
+    lua_remove(L, -2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->app_ref);
+    push_request(L, c, h, req);
+    int req_idx = lua_gettop(L);
+    lua_newtable(L);
+    size_t pos = 0, tl;
+    const char *tok;
+    int n = 0;
+    while (hs->protocols && ws_token_next(hs->protocols, hs->protocols_len, &pos, &tok, &tl)) {
+        lua_pushlstring(L, tok, tl);
+        lua_rawseti(L, -2, ++n);
+    }
+    lua_pushvalue(L, req_idx); /* keep the request: it becomes the connection's fields */
+    lua_insert(L, top + 1);
+    if (ws__lhost_pcall(lh, 3, 4, "WebSocket upgrade") != 0) {
+        ws_buf_append_str(reason, "internal error");
+        lua_settop(L, top);
+        return 500;
+    }
+    /* stack: req, r1, r2, r3, r4 */
+    if (!lua_istable(L, top + 2)) {
+        int status = (int)luaL_optinteger(L, top + 3, 404);
+        const char *why = lua_tostring(L, top + 4);
+        ws_buf_append_str(reason, why ? why : ws_http_status_text(status));
+        if (lua_istable(L, top + 5)) {
+            lua_pushnil(L);
+            while (lua_next(L, top + 5)) {
+                size_t kl, vl;
+                const char *k = lua_tolstring(L, -2, &kl);
+                const char *v = lua_tolstring(L, -1, &vl);
+                if (k && v && header_safe(k, kl) && header_safe(v, vl)) {
+                    ws_buf_append(extra_headers, k, kl);
+                    ws_buf_append(extra_headers, ": ", 2);
+                    ws_buf_append(extra_headers, v, vl);
+                    ws_buf_append(extra_headers, "\r\n", 2);
+                }
+                lua_pop(L, 1);
+            }
+        }
+        lua_settop(L, top);
+        return status >= 400 && status <= 599 ? status : 500;
+    }
+    size_t kl, sl;
+    const char *key = lua_tolstring(L, top + 3, &kl);
+    const char *sub = lua_tolstring(L, top + 4, &sl);
+    if (sub && !header_safe(sub, sl)) {
+        ws_buf_append_str(reason, "invalid subprotocol");
+        lua_settop(L, top);
+        return 500;
+    }
+    c->route_key = key ? ws_strndup(key, kl) : NULL;
+    c->subprotocol = sub ? ws_strndup(sub, sl) : NULL;
+    c->gen = lh->gen;
+    route_limits(L, top + 2, c);
+    route_compression(L, top + 2, dcfg);
+    lua_pushvalue(L, top + 2);
+    c->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    ws__lconn_new(lh, c, top + 1);
+    lua_settop(L, top);
+    return 0;
+}
+
