@@ -107,6 +107,10 @@ if has_server tornado; then
     fi
 fi
 
+# wsbench's io_uring backend needs liburing-dev at build time; without it wsbench builds with
+# epoll only (more generator CPU per message: see README.md).
+ensure_packages liburing-dev || log "liburing-dev missing: wsbench uses epoll"
+
 # --- build ----------------------------------------------------------------------------------
 
 if [ "$DO_BUILD" = 1 ]; then

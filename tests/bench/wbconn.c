@@ -2,6 +2,7 @@
 #include "wbconn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,12 +12,24 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef WB_HAVE_URING
+#include <liburing.h>
+#include <poll.h>
+#include <sys/mman.h>
+#endif
+
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
 #define RBUF_SIZE (256 * 1024)
 #define MAX_EVENTS 1024
+
+static void handle_event(wb_loop_t *loop, wb_conn_t *c, uint32_t events);
+static void consume(wb_loop_t *loop, wb_conn_t *c, uint8_t *buf, size_t len);
+static void fail(wb_loop_t *loop, wb_conn_t *c, const char *why);
+static void mark_dirty(wb_loop_t *loop, wb_conn_t *c);
+static void *xrealloc(void *p, size_t n);
 
 uint64_t wb_now(void)
 {
@@ -35,7 +48,324 @@ static void *xrealloc(void *p, size_t n)
     return q;
 }
 
-int wb_loop_init(wb_loop_t *loop, const char *host_header)
+/* --- io_uring backend --- */
+
+#ifdef WB_HAVE_URING
+/* Provided-buffer ring: multishot recvs pick a buffer per completion; each is given back as soon
+ * as its bytes are parsed, so the ring only runs dry (ENOBUFS, the recv is re-armed) when one
+ * wakeup brings more than BR_COUNT completions. */
+#define BR_COUNT 2048u
+#define BR_SIZE (16u * 1024u)
+#define BR_GROUP 1
+#define UR_SQ 1024u
+#define UR_CQ 16384u
+#define CQE_BATCH 256u
+
+/* user_data: a connection pointer (8-aligned) with the operation in its low bits. */
+enum { UD_RECV = 1, UD_SEND = 2, UD_EPOLL = 3, UD_MASK = 7 };
+
+struct wb_uring {
+    struct io_uring ring;
+    struct io_uring_buf_ring *br;
+    size_t br_bytes;
+    uint8_t *bufs;
+    int epoll_armed;
+};
+
+int wb_uring_compiled(void)
+{
+    return 1;
+}
+
+static struct io_uring_sqe *get_sqe(wb_loop_t *loop)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->uring->ring);
+    if (sqe == NULL) { /* the SQ is full: submit what is there (no wait) and retry */
+        io_uring_submit(&loop->uring->ring);
+        sqe = io_uring_get_sqe(&loop->uring->ring);
+        if (sqe == NULL) {
+            fprintf(stderr, "wsbench: io_uring submission queue stuck\n");
+            abort();
+        }
+    }
+    return sqe;
+}
+
+static int uring_init(wb_loop_t *loop)
+{
+    struct wb_uring *u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        return -ENOMEM;
+    struct io_uring_params p;
+    /* DEFER_TASKRUN: the kernel completes recvs and sends only when we wait, so one
+     * io_uring_enter() does a whole batch (kernel 6.1+); without it, plain flags. */
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    p.cq_entries = UR_CQ;
+    int r = io_uring_queue_init_params(UR_SQ, &u->ring, &p);
+    if (r < 0) {
+        memset(&p, 0, sizeof(p));
+        p.flags = IORING_SETUP_CQSIZE;
+        p.cq_entries = UR_CQ;
+        r = io_uring_queue_init_params(UR_SQ, &u->ring, &p);
+    }
+    if (r < 0) {
+        free(u);
+        return r;
+    }
+    u->br_bytes = BR_COUNT * sizeof(struct io_uring_buf);
+    void *br = mmap(NULL, u->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    u->bufs = br == MAP_FAILED ? NULL : malloc((size_t)BR_COUNT * BR_SIZE);
+    if (br == MAP_FAILED || u->bufs == NULL) {
+        r = -ENOMEM;
+        goto err;
+    }
+    u->br = br;
+    io_uring_buf_ring_init(u->br);
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (uint64_t)(uintptr_t)u->br;
+    reg.ring_entries = BR_COUNT;
+    reg.bgid = BR_GROUP;
+    r = io_uring_register_buf_ring(&u->ring, &reg, 0);
+    if (r < 0)
+        goto err;
+    for (unsigned i = 0; i < BR_COUNT; i++)
+        io_uring_buf_ring_add(u->br, u->bufs + (size_t)i * BR_SIZE, BR_SIZE, (unsigned short)i,
+                              io_uring_buf_ring_mask(BR_COUNT), (int)i);
+    io_uring_buf_ring_advance(u->br, BR_COUNT);
+    loop->uring = u;
+    return 0;
+err:
+    io_uring_queue_exit(&u->ring);
+    if (br != MAP_FAILED)
+        munmap(br, u->br_bytes);
+    free(u->bufs);
+    free(u);
+    return r;
+}
+
+static void uring_exit(wb_loop_t *loop)
+{
+    struct wb_uring *u = loop->uring;
+    if (u == NULL)
+        return;
+    io_uring_queue_exit(&u->ring); /* cancels what is still in flight */
+    munmap(u->br, u->br_bytes);
+    free(u->bufs);
+    free(u);
+    loop->uring = NULL;
+}
+
+static void arm_recv(wb_loop_t *loop, wb_conn_t *c)
+{
+    struct io_uring_sqe *sqe = get_sqe(loop);
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BR_GROUP;
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | UD_RECV);
+}
+
+static void arm_epoll(wb_loop_t *loop)
+{
+    struct io_uring_sqe *sqe = get_sqe(loop);
+    io_uring_prep_poll_multishot(sqe, loop->epfd, POLLIN);
+    io_uring_sqe_set_data64(sqe, UD_EPOLL);
+    loop->uring->epoll_armed = 1;
+}
+
+static void submit_send(wb_loop_t *loop, wb_conn_t *c)
+{
+    struct io_uring_sqe *sqe = get_sqe(loop);
+    io_uring_prep_send(sqe, c->fd, c->sbuf + c->s_off, c->s_len - c->s_off, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | UD_SEND);
+    c->sending = 1;
+    loop->syscalls_write++;
+}
+
+/* Hands the queued bytes to the kernel: `out` becomes the send buffer, the idle send buffer
+ * becomes `out` (the kernel reads sbuf until the send completes, so it is never reallocated
+ * while a send is in flight). */
+static void flush_uring(wb_loop_t *loop, wb_conn_t *c)
+{
+    if (c->sending || c->out_off == c->out_len)
+        return;
+    uint8_t *b = c->sbuf;
+    uint32_t cap = c->s_cap;
+    c->sbuf = c->out;
+    c->s_cap = c->out_cap;
+    c->s_off = c->out_off;
+    c->s_len = c->out_len;
+    c->out = b;
+    c->out_cap = cap;
+    c->out_off = c->out_len = 0;
+    submit_send(loop, c);
+}
+
+/* After the handshake: off epoll, blocking (io_uring then waits by poll instead of failing with
+ * EAGAIN), one multishot recv from now on. */
+static void to_uring(wb_loop_t *loop, wb_conn_t *c)
+{
+    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    int fl = fcntl(c->fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
+    c->uring = 1;
+    c->want_out = 0;
+    arm_recv(loop, c);
+    if (c->out_off < c->out_len)
+        mark_dirty(loop, c);
+}
+
+static void give_back(wb_loop_t *loop, unsigned bid)
+{
+    struct wb_uring *u = loop->uring;
+    io_uring_buf_ring_add(u->br, u->bufs + (size_t)bid * BR_SIZE, BR_SIZE, (unsigned short)bid,
+                          io_uring_buf_ring_mask(BR_COUNT), 0);
+    io_uring_buf_ring_advance(u->br, 1);
+}
+
+static void on_recv(wb_loop_t *loop, wb_conn_t *c, int res, unsigned flags)
+{
+    if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+        unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+        loop->syscalls_read++;
+        if (c->state == WB_OPEN) {
+            uint8_t *data = loop->uring->bufs + (size_t)bid * BR_SIZE;
+            if (c->pend_len == 0) {
+                consume(loop, c, data, (size_t)res);
+            } else { /* complete the partial frame in `pend` */
+                size_t len = (size_t)c->pend_len + (size_t)res;
+                if (len > c->pend_cap) {
+                    c->pend = xrealloc(c->pend, len);
+                    c->pend_cap = (uint32_t)len;
+                }
+                memcpy(c->pend + c->pend_len, data, (size_t)res);
+                c->pend_len = 0;
+                consume(loop, c, c->pend, len);
+            }
+        }
+        give_back(loop, bid);
+    }
+    if (flags & IORING_CQE_F_MORE)
+        return;
+    /* The multishot recv ended: out of buffers (re-arm), end of stream, or an error. */
+    if (c->state != WB_OPEN)
+        return;
+    if (res > 0 || res == -ENOBUFS || res == -EINTR)
+        arm_recv(loop, c);
+    else
+        fail(loop, c, res == 0 ? "server closed the connection" : strerror(-res));
+}
+
+static void on_send(wb_loop_t *loop, wb_conn_t *c, int res)
+{
+    c->sending = 0;
+    if (c->state == WB_CLOSED) {
+        free(c->sbuf); /* left by wb_conn_close while the kernel still had it */
+        c->sbuf = NULL;
+        c->s_cap = 0;
+        return;
+    }
+    if (res < 0) {
+        fail(loop, c, strerror(-res));
+        return;
+    }
+    c->s_off += (uint32_t)res;
+    if (c->s_off < c->s_len) {
+        submit_send(loop, c); /* short send: the rest first, in order */
+        return;
+    }
+    c->s_off = c->s_len = 0;
+    if (c->out_off < c->out_len)
+        mark_dirty(loop, c);
+}
+
+static void on_epoll(wb_loop_t *loop, unsigned flags)
+{
+    if (!(flags & IORING_CQE_F_MORE))
+        loop->uring->epoll_armed = 0;
+    struct epoll_event evs[MAX_EVENTS];
+    int n = epoll_wait(loop->epfd, evs, MAX_EVENTS, 0);
+    for (int i = 0; i < n; i++)
+        handle_event(loop, evs[i].data.ptr, evs[i].events);
+}
+
+static int uring_run_once(wb_loop_t *loop, int timeout_ms)
+{
+    struct wb_uring *u = loop->uring;
+    if (!u->epoll_armed)
+        arm_epoll(loop);
+    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                   .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+    struct io_uring_cqe *cqe = NULL;
+    int r;
+    if (loop->batch > 1) {
+        /* Sleep until `batch` completions are due or batch_us passed: fewer wakeups, and
+         * more bytes per recv; then, if nothing at all came, the plain wait. */
+        struct __kernel_timespec bts = {.tv_sec = 0, .tv_nsec = (long long)loop->batch_us * 1000};
+        r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, loop->batch, &bts, NULL);
+        if (r == -ETIME && io_uring_cq_ready(&u->ring) == 0)
+            r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+    } else {
+        /* Submits the sends prepared since the last call and waits, in one io_uring_enter(). */
+        r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+    }
+    if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+        return r;
+    loop->now = wb_now();
+    int total = 0;
+    for (;;) {
+        struct io_uring_cqe *cqes[CQE_BATCH];
+        unsigned n = io_uring_peek_batch_cqe(&u->ring, cqes, CQE_BATCH);
+        if (n == 0)
+            break;
+        /* Copy out first: handling a completion may submit, which may post more. */
+        struct {
+            uint64_t ud;
+            int res;
+            unsigned flags;
+        } ev[CQE_BATCH];
+        for (unsigned i = 0; i < n; i++) {
+            ev[i].ud = cqes[i]->user_data;
+            ev[i].res = cqes[i]->res;
+            ev[i].flags = cqes[i]->flags;
+        }
+        io_uring_cq_advance(&u->ring, n);
+        for (unsigned i = 0; i < n; i++) {
+            unsigned kind = (unsigned)(ev[i].ud & UD_MASK);
+            wb_conn_t *c = (wb_conn_t *)(uintptr_t)(ev[i].ud & ~(uint64_t)UD_MASK);
+            if (kind == UD_RECV)
+                on_recv(loop, c, ev[i].res, ev[i].flags);
+            else if (kind == UD_SEND)
+                on_send(loop, c, ev[i].res);
+            else if (kind == UD_EPOLL)
+                on_epoll(loop, ev[i].flags);
+        }
+        total += (int)n;
+    }
+    if (total > 0)
+        loop->wakeups++;
+    wb_loop_flush(loop);
+    return total;
+}
+#else
+struct wb_uring {
+    int unused;
+};
+
+int wb_uring_compiled(void)
+{
+    return 0;
+}
+#endif
+
+const char *wb_loop_backend(const wb_loop_t *loop)
+{
+    return loop->uring ? "io_uring" : "epoll";
+}
+
+int wb_loop_init(wb_loop_t *loop, const char *host_header, int use_uring)
 {
     memset(loop, 0, sizeof(*loop));
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -46,11 +376,20 @@ int wb_loop_init(wb_loop_t *loop, const char *host_header)
     loop->rng = (uint32_t)wb_now() | 1u;
     loop->host_header = host_header;
     loop->now = wb_now();
+#ifdef WB_HAVE_URING
+    if (use_uring && uring_init(loop) < 0)
+        loop->uring = NULL; /* the kernel refused (io_uring_disabled, seccomp...): epoll */
+#else
+    (void)use_uring;
+#endif
     return 0;
 }
 
 void wb_loop_close(wb_loop_t *loop)
 {
+#ifdef WB_HAVE_URING
+    uring_exit(loop);
+#endif
     if (loop->epfd >= 0)
         close(loop->epfd);
     free(loop->rbuf);
@@ -134,6 +473,13 @@ void wb_loop_flush(wb_loop_t *loop)
     for (size_t i = 0; i < loop->ndirty; i++) {
         wb_conn_t *c = loop->dirty[i];
         c->dirty = 0;
+#ifdef WB_HAVE_URING
+        if (c->uring) {
+            if (c->state == WB_OPEN)
+                flush_uring(loop, c);
+            continue;
+        }
+#endif
         if (c->state == WB_HANDSHAKE || c->state == WB_OPEN)
             flush_conn(loop, c);
     }
@@ -231,13 +577,24 @@ err:;
 void wb_conn_close(wb_loop_t *loop, wb_conn_t *c)
 {
     (void)loop;
-    if (c->fd >= 0)
+    if (c->fd >= 0) {
+        /* io_uring holds its own reference to the socket: shutdown ends the multishot recv
+         * and any send now; their completions find the connection closed and are ignored. */
+        if (c->uring)
+            shutdown(c->fd, SHUT_RDWR);
         close(c->fd);
+    }
     c->fd = -1;
     free(c->pend);
     free(c->out);
     c->pend = c->out = NULL;
     c->pend_len = c->pend_cap = c->out_off = c->out_len = c->out_cap = 0;
+    if (!c->sending) { /* otherwise the send's completion frees it */
+        free(c->sbuf);
+        c->sbuf = NULL;
+        c->s_cap = 0;
+    }
+    c->s_off = c->s_len = 0;
     c->state = WB_CLOSED;
 }
 
@@ -317,6 +674,28 @@ static size_t parse_handshake(wb_loop_t *loop, wb_conn_t *c, uint8_t *buf, size_
     return (size_t)(end + 4 - buf);
 }
 
+/* Parses buf[0, len) (the handshake response, then frames) and keeps the unparsed tail (a
+ * partial frame) in `pend`; `buf` may be `pend` itself. */
+static void consume(wb_loop_t *loop, wb_conn_t *c, uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+    if (c->state == WB_HANDSHAKE)
+        off = parse_handshake(loop, c, buf, len);
+    if (c->state == WB_OPEN)
+        off += parse_frames(loop, c, buf + off, len - off);
+    if (c->state == WB_CLOSED)
+        return;
+    /* Keep only the partial frame; most wakeups end on a frame boundary and copy nothing. */
+    size_t rest = len - off;
+    if (rest > c->pend_cap) { /* never when buf is pend: then len <= pend_cap */
+        c->pend = xrealloc(c->pend, rest);
+        c->pend_cap = (uint32_t)rest;
+    }
+    if (rest)
+        memmove(c->pend, buf + off, rest);
+    c->pend_len = (uint32_t)rest;
+}
+
 static void handle_read(wb_loop_t *loop, wb_conn_t *c)
 {
     for (int round = 0; round < 4 && c->state != WB_CLOSED; round++) {
@@ -335,22 +714,15 @@ static void handle_read(wb_loop_t *loop, wb_conn_t *c)
             fail(loop, c, "server closed the connection");
             return;
         }
-        size_t len = have + (size_t)n, off = 0;
-        if (c->state == WB_HANDSHAKE)
-            off = parse_handshake(loop, c, loop->rbuf, len);
-        if (c->state == WB_OPEN)
-            off += parse_frames(loop, c, loop->rbuf + off, len - off);
+        consume(loop, c, loop->rbuf, have + (size_t)n);
         if (c->state == WB_CLOSED)
             return;
-        /* Keep only the partial frame; most wakeups end on a frame boundary and copy nothing. */
-        size_t rest = len - off;
-        if (rest > c->pend_cap) {
-            c->pend = xrealloc(c->pend, rest);
-            c->pend_cap = (uint32_t)rest;
+#ifdef WB_HAVE_URING
+        if (loop->uring && c->state == WB_OPEN) {
+            to_uring(loop, c); /* the socket's later bytes come from its multishot recv */
+            return;
         }
-        if (rest)
-            memmove(c->pend, loop->rbuf + off, rest);
-        c->pend_len = (uint32_t)rest;
+#endif
         if ((size_t)n < loop->rcap - have)
             return; /* drained the socket */
     }
@@ -380,6 +752,10 @@ static void handle_event(wb_loop_t *loop, wb_conn_t *c, uint32_t events)
 
 int wb_loop_run_once(wb_loop_t *loop, int timeout_ms)
 {
+#ifdef WB_HAVE_URING
+    if (loop->uring)
+        return uring_run_once(loop, timeout_ms);
+#endif
     struct epoll_event evs[MAX_EVENTS];
     int n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout_ms);
     if (n < 0)

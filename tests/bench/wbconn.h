@@ -1,10 +1,18 @@
-/* wbconn: the load generator's client side of RFC 6455 on one epoll loop.
+/* wbconn: the load generator's client side of RFC 6455 on one loop, io_uring or epoll.
  *
- * One thread, level-triggered epoll, one shared read buffer. A wakeup reads every ready socket
- * once into the shared buffer and parses all complete frames in place; only a partial frame is
- * copied into the connection's own `pend` buffer. Frames queued while handling a wakeup are
- * appended to the connection's output buffer and written with one write() per connection at the
- * end of the wakeup (a cork), so K messages in flight cost one send syscall, not K. */
+ * One thread. Connects and upgrade handshakes always run on level-triggered epoll with one shared
+ * read buffer. With the io_uring backend (built when liburing is found, used unless
+ * wb_loop_init() is told otherwise or the kernel refuses), a connection moves to io_uring as soon
+ * as its 101 arrived: one multishot recv per connection fills buffers from a provided-buffer ring,
+ * and the sends queued during a wakeup are submitted together with the next wait, so a wakeup of
+ * any size costs one io_uring_enter() instead of one read() per ready socket, one write() per
+ * connection and one epoll_wait(). The epoll instance is itself polled through the ring.
+ *
+ * Either way, complete frames are parsed in place (in the shared buffer or the ring's buffer);
+ * only a partial frame is copied into the connection's own `pend` buffer. Frames queued while
+ * handling a wakeup are appended to the connection's output buffer and sent with one write (or
+ * one io_uring send) per connection at the end of the wakeup (a cork), so K messages in flight
+ * cost one send, not K. */
 #ifndef WB_CONN_H
 #define WB_CONN_H
 
@@ -29,6 +37,11 @@ typedef struct wb_conn {
     uint32_t pend_len, pend_cap;
     uint8_t *out;      /* queued outbound bytes (owned); [out_off, out_len) unsent */
     uint32_t out_off, out_len, out_cap;
+    /* io_uring backend: bytes of the send in flight (owned; swapped with `out`). */
+    uint8_t uring;     /* served by io_uring (after the handshake) */
+    uint8_t sending;   /* a send of sbuf[s_off, s_len) is in flight */
+    uint8_t *sbuf;
+    uint32_t s_off, s_len, s_cap;
 } wb_conn_t;
 
 typedef struct wb_loop wb_loop_t;
@@ -56,14 +69,27 @@ struct wb_loop {
     wb_loop_message_cb on_message;
     wb_loop_close_cb on_close;
     void *data;
+    struct wb_uring *uring; /* NULL: epoll backend */
+    /* io_uring: wait for `batch` completions or `batch_us` before handling a wakeup (0 or 1:
+     * handle each wakeup at once). */
+    unsigned batch, batch_us;
+    /* reads / writes: read() and write() syscalls, or io_uring recv completions and sends;
+     * wakeups: epoll_wait() or io_uring_enter() calls that returned events. */
     uint64_t syscalls_read, syscalls_write, wakeups;
 };
 
 /* Monotonic clock in nanoseconds. */
 uint64_t wb_now(void);
 
-/* Prepares `loop` (epoll instance, 256 KiB read buffer). Returns 0 or -errno. */
-int wb_loop_init(wb_loop_t *loop, const char *host_header);
+/* Prepares `loop` (epoll instance, 256 KiB read buffer and, when `use_uring` and available, an
+ * io_uring with a provided-buffer ring). Returns 0 or -errno. */
+int wb_loop_init(wb_loop_t *loop, const char *host_header, int use_uring);
+
+/* "io_uring" or "epoll": the backend wb_loop_init() chose. */
+const char *wb_loop_backend(const wb_loop_t *loop);
+
+/* 1 when wsbench was built with liburing. */
+int wb_uring_compiled(void);
 
 /* Releases the epoll instance and the read buffer; connections are the caller's to close. */
 void wb_loop_close(wb_loop_t *loop);
@@ -81,8 +107,9 @@ void wb_conn_send(wb_loop_t *loop, wb_conn_t *c, int opcode, const uint8_t *p, s
 /* Closes the socket and frees the buffers; `c` itself stays the caller's. No callback. */
 void wb_conn_close(wb_loop_t *loop, wb_conn_t *c);
 
-/* Waits up to `timeout_ms` for events, handles them, and writes every connection that has
- * queued bytes. Returns the number of events, or -errno from epoll_wait (EINTR is 0). */
+/* Waits up to `timeout_ms` for events, handles them, and writes (or, with io_uring, prepares
+ * the sends of) every connection that has queued bytes. Returns the number of events, or -errno
+ * from epoll_wait / io_uring_enter (EINTR and a timeout are 0). */
 int wb_loop_run_once(wb_loop_t *loop, int timeout_ms);
 
 /* Writes every connection with queued bytes now. */
