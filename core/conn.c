@@ -17,16 +17,43 @@ static uint64_t now_ms(ws_conn_t *c) { return uv_now(c->srv->loop); }
 
 /* --- lifecycle --- */
 
+/* The server keeps open WebSocket connections apart from the others (HTTP,
+ * closing): the others have deadlines checked every sweep, open ones only
+ * need the slower heartbeat sweep. */
+static void link(ws_conn_t *c, ws_conn_t **list)
+{
+    c->list = list;
+    c->prev = NULL;
+    c->next = *list;
+    if (*list)
+        (*list)->prev = c;
+    *list = c;
+}
+
+static void unlink(ws_conn_t *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        *c->list = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+}
+
+/* Leaving state OPEN: back on the list the fast sweep visits. */
+static void leave_open(ws_conn_t *c)
+{
+    if (c->list == &c->srv->open) {
+        unlink(c);
+        link(c, &c->srv->conns);
+    }
+}
+
 static void on_closed(uv_handle_t *h)
 {
     ws_conn_t *c = (ws_conn_t *)h;
     ws_server_t *s = c->srv;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    unlink(c);
     s->nconns--;
     ws__outq_free(c);
     if (c->http) {
@@ -50,6 +77,7 @@ void ws__conn_finish(ws_conn_t *c)
 {
     if (c->state == WS_CONN_CLOSED)
         return;
+    leave_open(c);
     c->state = WS_CONN_CLOSED;
     if (c->ip_counted) {
         char ip[sizeof c->remote];
@@ -160,6 +188,7 @@ static void send_close_frame(ws_conn_t *c, unsigned code, const char *reason, si
     }
     ws__outq_frame(c, WS_OP_CLOSE, payload, n);
     c->close_sent = 1;
+    leave_open(c);
     c->state = WS_CONN_CLOSING;
     set_deadline(c);
 }
@@ -420,6 +449,8 @@ static void upgrade(ws_conn_t *c, const ws_hs_request_t *req)
         c->reader.max_message = c->max_message + (c->max_message >> 8) + 1024;
     }
     c->state = WS_CONN_OPEN;
+    unlink(c);
+    link(c, &s->open);
     c->is_ws = 1;
     c->srv->nopen++;
     ws_iptab_inc(&s->ips, ip);
@@ -533,10 +564,7 @@ void ws_conn_accept(ws_server_t *s)
     c->burst = c->tokens = (float)s->cfg.rate_burst;
     c->t_rx = uv_now(s->loop);
     c->t_http = c->t_rx + (uint64_t)(s->cfg.handshake_timeout * 1000);
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
+    link(c, &s->conns);
     s->nconns++;
     uv_tcp_nodelay(&c->tcp, 1);
 

@@ -46,7 +46,8 @@ struct ws_conn_s {
     unsigned ip_counted : 1;     /* counted in the server's per-address table */
     unsigned backpressure : 2;   /* ws_backpressure_t */
 
-    ws_conn_t *next, *prev;      /* server->conns */
+    ws_conn_t *next, *prev;      /* on server->open (state OPEN) or server->conns (the rest) */
+    ws_conn_t **list;            /* which of the two */
     ws_conn_t *dirty_next;       /* server->dirty */
 
     ws_http_t *http;             /* HTTP phase only */

@@ -35,14 +35,40 @@ static void flush_all(ws_server_t *s)
 static void on_prepare(uv_prepare_t *h) { flush_all(h->data); }
 static void on_check(uv_check_t *h) { flush_all(h->data); }
 
+static void sweep_list(ws_conn_t *c, uint64_t now)
+{
+    for (ws_conn_t *next; c; c = next) {
+        next = c->next;
+        ws_conn_sweep(c, now);
+    }
+}
+
+/* Deadlines of HTTP and closing connections every tick; the heartbeat of
+ * open ones (pings, idle) only as often as its settings need, so a server
+ * holding many idle connections does not walk all of them ten times a second. */
 static void on_sweep(uv_timer_t *t)
 {
     ws_server_t *s = t->data;
     uint64_t now = uv_now(s->loop);
-    for (ws_conn_t *c = s->conns, *next; c; c = next) {
-        next = c->next;
-        ws_conn_sweep(c, now);
+    sweep_list(s->conns, now);
+    if (now >= s->next_slow) {
+        s->next_slow = now + s->slow_ms;
+        sweep_list(s->open, now);
     }
+}
+
+/* A quarter of the shortest heartbeat setting, between one tick and a second. */
+static uint64_t slow_period(const ws_config_t *cfg)
+{
+    double p = 1.0;
+    if (cfg->ping_interval > 0) {
+        p = cfg->ping_interval / 4 < p ? cfg->ping_interval / 4 : p;
+        p = cfg->ping_timeout / 4 < p ? cfg->ping_timeout / 4 : p;
+    }
+    if (cfg->idle_timeout > 0 && cfg->idle_timeout / 4 < p)
+        p = cfg->idle_timeout / 4;
+    uint64_t ms = (uint64_t)(p * 1000);
+    return ms < SWEEP_MS ? SWEEP_MS : ms;
 }
 
 static void on_connection(uv_stream_t *l, int status)
@@ -74,6 +100,10 @@ static void stop_handles(ws_server_t *s)
 
 static void abort_all(ws_server_t *s)
 {
+    /* Aborting moves an open connection onto conns (where it stays, CLOSED,
+     * until its handle is closed): empty open first, then walk conns. */
+    while (s->open)
+        ws_conn_abort(s->open, WS_CLOSE_GOING_AWAY);
     for (ws_conn_t *c = s->conns, *next; c; c = next) {
         next = c->next;
         ws_conn_abort(c, WS_CLOSE_GOING_AWAY);
@@ -114,6 +144,9 @@ static void on_signal(uv_signal_t *h, int signum)
     ws_reload_close(&s->reload);
     ws_lhost_shutdown(s->lh);
     ws_lhost_stop(s->lh);
+    /* Closing moves open connections onto conns: walk open until it is empty. */
+    while (s->open)
+        ws_conn_shutdown(s->open, "server shutting down");
     for (ws_conn_t *c = s->conns, *next; c; c = next) {
         next = c->next;
         ws_conn_shutdown(c, "server shutting down");
@@ -170,6 +203,7 @@ int ws_server_init(ws_server_t *s, uv_loop_t *loop, const ws_config_t *cfg, char
         goto fail;
     }
 
+    s->slow_ms = slow_period(cfg);
     uv_timer_init(loop, &s->sweep);
     s->sweep.data = s;
     uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);

@@ -30,9 +30,12 @@ typedef struct ws_server_s {
     ws_deflate_config_t deflate_cfg; /* permessage-deflate, from the command line */
     ws_buf_t zin, zout; /* scratch for one inflated / compressed message at a time */
 
-    ws_conn_t *conns;   /* every live connection, HTTP or WebSocket (intrusive list) */
+    ws_conn_t *conns;   /* live connections not OPEN: HTTP, closing (intrusive list) */
+    ws_conn_t *open;    /* open WebSocket connections (intrusive list) */
     ws_conn_t *dirty;   /* connections with queued output to flush (intrusive list) */
-    size_t nconns;      /* entries in conns */
+    size_t nconns;      /* entries in conns and open */
+    uint64_t slow_ms;   /* period of the heartbeat sweep over open connections */
+    uint64_t next_slow; /* loop time of the next one */
     size_t nopen;       /* WebSocket connections in state OPEN */
     uint64_t next_id;
     int stopping;       /* 1 during a graceful shutdown, 2 once the loop may end */
