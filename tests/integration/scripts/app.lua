@@ -3,36 +3,8 @@
 -- server's own table->JSON feature, which is tested separately).
 local wspush = require "wspush"
 
----------------------------------------------------------------------------
--- tiny JSON encoder
-local function esc(s)
-  return (s:gsub('[%c"\\]', function(c)
-    local m = { ['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
-    return m[c] or string.format('\\u%04x', c:byte())
-  end))
-end
-local function enc(v)
-  local t = type(v)
-  if v == nil then return "null"
-  elseif t == "boolean" then return tostring(v)
-  elseif t == "number" then
-    if math.type(v) == "integer" then return string.format("%d", v) end
-    return string.format("%.17g", v)
-  elseif t == "string" then return '"' .. esc(v) .. '"'
-  elseif t == "table" then
-    if v[1] ~= nil or next(v) == nil then
-      local out = {}
-      for i = 1, #v do out[i] = enc(v[i]) end
-      return "[" .. table.concat(out, ",") .. "]"
-    end
-    local out = {}
-    for k, x in pairs(v) do out[#out + 1] = enc(tostring(k)) .. ":" .. enc(x) end
-    table.sort(out)
-    return "{" .. table.concat(out, ",") .. "}"
-  else return enc(tostring(v)) end
-end
-local JSON = { ["Content-Type"] = "application/json" }
-local function reply(v) return enc(v), 200, JSON end
+local testjson = require "testjson"
+local enc, reply = testjson.encode, testjson.reply
 
 ---------------------------------------------------------------------------
 -- server-side state
