@@ -44,6 +44,33 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: load tests (many connections, big messages)")
 
 
+def report(capsys, msg):
+    """Print a figure so that it shows in the test output even without -s."""
+    with capsys.disabled():
+        print("\n[figure] " + msg, flush=True)
+
+
+def proc_status(pid, field):
+    """A size field of /proc/PID/status (VmRSS, VmHWM, ...), in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s in /proc/%d/status" % (field, pid))
+
+
+def rss_kb(pid):
+    return proc_status(pid, "VmRSS")
+
+
+def bin_is_sanitized():
+    """True when the server binary is an ASan build (RSS figures mean little then)."""
+    try:
+        return b"__asan_init" in BIN.read_bytes()
+    except OSError:
+        return False
+
+
 def scaled(seconds):
     return seconds * SCALE
 

@@ -18,7 +18,7 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 
 import rawws
 from rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, build_frame
-from conftest import HERE, SCRIPTS, scaled
+from conftest import HERE, SCRIPTS, proc_status, scaled
 
 APP = SCRIPTS / "deflate_app.lua"
 NODE_PATH = "/usr/share/nodejs"
@@ -160,14 +160,6 @@ def expect_close(c, code, timeout=5):
         code, f.close_code, f.close_reason, before)
     c.wait_eof(timeout=scaled(timeout))
     return f
-
-
-def proc_status(pid, field):
-    with open("/proc/%d/status" % pid) as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no %s in /proc/%d/status" % (field, pid))
 
 
 def sanitized(pid):
@@ -496,7 +488,7 @@ def test_inflate_bomb_is_1009_and_memory_stays_small(spawn, inflated, limit):
     with connect(s.port, "/echo") as c:     # warm up: a normal compressed exchange
         c.send_binary(deflate(b"w" * 5000), rsv=RSV1)
         assert recv_plain(c) == (OP_BINARY, True, b"w" * 5000)
-    hwm0 = proc_status(pid, "VmHWM")
+    hwm0 = proc_status(pid, "VmHWM") * 1024
     with connect(s.port, "/echo", timeout=10) as c:
         c.send_binary(bomb, rsv=RSV1)
         expect_close(c, 1009, timeout=10)
@@ -506,7 +498,7 @@ def test_inflate_bomb_is_1009_and_memory_stays_small(spawn, inflated, limit):
         c.send_frame(OP_BINARY, bomb[:half], fin=False, rsv=RSV1)
         c.send_frame(OP_CONT, bomb[half:], fin=True)
         expect_close(c, 1009, timeout=10)
-    grew = proc_status(pid, "VmHWM") - hwm0
+    grew = proc_status(pid, "VmHWM") * 1024 - hwm0
     assert grew < 12 << 20, "server peak RSS grew by %d KiB for a bomb capped at %s" % (grew >> 10, limit)
     assert s.alive()
     with connect(s.port, "/echo") as c:     # the server is fine
@@ -614,13 +606,13 @@ def test_idle_compressed_connections_hold_no_zlib_memory(spawn):
                 c.send_binary(deflate(msg), rsv=RSV1)
                 assert recv_plain(c)[2] == msg
                 conns.append(c)
-            rss0 = proc_status(s.proc.pid, "VmRSS")
+            rss0 = proc_status(s.proc.pid, "VmRSS") * 1024
             for _ in range(n):
                 c = connect(s.port, path)
                 conns.append(c)
                 c.send_binary(deflate(msg), rsv=RSV1)
                 assert recv_plain(c)[2] == msg
-            return (proc_status(s.proc.pid, "VmRSS") - rss0) / n
+            return (proc_status(s.proc.pid, "VmRSS") * 1024 - rss0) / n
         finally:
             for c in conns:
                 c.close()

@@ -73,19 +73,12 @@ import time
 import pytest
 
 import rawws
-from conftest import BIN, SANITIZE_LOG, SCRIPTS, scaled, wait_for
+from conftest import SANITIZE_LOG, SCRIPTS, bin_is_sanitized, report, rss_kb, scaled, wait_for
 
 SCRIPT = SCRIPTS / "fanout_stuck.lua"
 
 
-def _is_sanitized():
-    try:
-        return b"__asan_init" in BIN.read_bytes()
-    except OSError:
-        return False
-
-
-SANITIZED = SANITIZE_LOG or _is_sanitized()
+SANITIZED = SANITIZE_LOG or bin_is_sanitized()
 
 N_TOTAL = int(os.environ.get("WSPUSH_FANOUT_N") or 10000)
 N_STUCK = 50
@@ -111,19 +104,6 @@ pytestmark = [
 # RSS bound (see the module docstring): max_buffered + one message in flight per
 # stuck connection, plus slack.
 RSS_BOUND_KB = (N_STUCK * (MAX_BUFFERED + BULK_SIZE) >> 10) + 8 * 1024
-
-
-def report(capsys, msg):
-    with capsys.disabled():
-        print("\n[figure] " + msg, flush=True)
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
 
 
 @pytest.fixture

@@ -24,33 +24,12 @@ import pytest
 
 import rawws
 from rawws import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, build_frame
-from conftest import BIN, SCRIPTS, scaled, wait_for
+from conftest import SCRIPTS, bin_is_sanitized, report, rss_kb, scaled, wait_for
 
 SCRIPT = SCRIPTS / "live_liveness.lua"
 
 
-def _is_sanitized():
-    try:
-        return b"__asan_init" in BIN.read_bytes()
-    except OSError:
-        return False
-
-
-SANITIZED = _is_sanitized()
-
-
-def report(capsys, msg):
-    """Print a figure so that it shows in the test output even without -s."""
-    with capsys.disabled():
-        print("\n[figure] " + msg, flush=True)
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
+SANITIZED = bin_is_sanitized()
 
 
 def cpu_seconds(pid):

@@ -21,7 +21,7 @@ import pytest
 
 import rawws
 from rawws import OP_TEXT
-from conftest import scaled, script_line, wait_for
+from conftest import report, scaled, script_line, wait_for
 
 # The script. @V@ is its version tag, @PREFIX@ the reply prefix, @EXTRA@ more
 # top-level code, @WSKEY@ the WebSocket route.
@@ -88,12 +88,6 @@ end)
 def render(v, prefix=None, extra="", wskey="/ws"):
     return (TEMPLATE.replace("@V@", v).replace("@PREFIX@", prefix if prefix is not None else v + "> ")
             .replace("@EXTRA@", extra).replace("@WSKEY@", wskey))
-
-
-def report(capsys, msg):
-    """Print a figure so that it shows in the test output even without -s."""
-    with capsys.disabled():
-        print("\n[figure] " + msg, flush=True)
 
 
 RELOADED_RE = r"reloaded \S*live\.lua \(([^)]*)\) in ([0-9.]+) ms; (\d+) connections kept"
