@@ -276,28 +276,28 @@ local function check_http(method, path, query, ctype, body, h)
     check(type(k) == "string" and k:match("^[!#$%%&'*+%-.^_`|~%w]+$"), "header name %q", tostring(k))
     check(type(v) == "string" and not v:find("[\r\n%z]"), "header %s value %q", k, tostring(v))
   end
+  local mt = ctype and ctype:match("^%s*([^;%s]+)")
+  mt = mt and mt:lower()
+  local json_type = mt and (mt == "application/json" or mt:match("%+json$"))
   if h == nil then
     check(status == 404 or status == 405, "no route but status %d", status)
   elseif type(h) == "table" then
     check(status == 426 or status == 405 or status == 400, "WebSocket route answered %d", status)
+  elseif status == 400 then
+    -- A JSON body that does not parse is refused before any HTTP handler runs.
+    check(json_type and body ~= "", "%q answered 400", path)
   elseif h == routes["/static/*path"] then
     check(status == 403 or status == 404, "static answered %d for %q", status, path)
   elseif h == echo then
-    local mt = ctype and ctype:match("^%s*([^;%s]+)")
-    mt = mt and mt:lower()
-    if status == 400 then
-      check(mt and body ~= "" and (mt == "application/json" or mt:match("%+json$")), "echo answered 400")
-    else
-      check(status == 200, "echo answered %d", status)
-      local got = cjson.decode(rbody)
-      local want = {}
-      for k, v in pairs(req.params) do want[tostring(k)] = v end -- JSON keys are strings
-      same_table(got.params, want, "echoed params")
-      same_table(got.query, req.query, "echoed query")
-      check(got.path == path and got.method == method, "echoed path/method")
-      if mt == "application/x-www-form-urlencoded" then
-        same_table(got.form or {}, http.decode_form(body), "echoed form")
-      end
+    check(status == 200, "echo answered %d", status)
+    local got = cjson.decode(rbody)
+    local want = {}
+    for k, v in pairs(req.params) do want[tostring(k)] = v end -- JSON keys are strings
+    same_table(got.params, want, "echoed params")
+    same_table(got.query, req.query, "echoed query")
+    check(got.path == path and got.method == method, "echoed path/method")
+    if mt == "application/x-www-form-urlencoded" then
+      same_table(got.form or {}, http.decode_form(body), "echoed form")
     end
   else
     check(status == 200 and rbody == table.concat(req.params, "\n"), "echo_text")
