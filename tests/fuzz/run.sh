@@ -2,6 +2,7 @@
 # Run every libFuzzer target for a bounded time each (CI-style).
 #   tests/fuzz/run.sh [seconds]       default 60 s per target
 # Environment: BUILD (default build-fuzz), JOBS (parallel targets, default 1),
+# SEED (libFuzzer -seed: the same mutations each run, as CI wants; unset = random),
 # TARGETS (space-separated subset). Builds with clang if BUILD is missing.
 # New corpus entries go to $BUILD/fuzz-corpus/<target> (the checked-in seeds
 # are read, never written). A crash stops that target; its input is left as
@@ -37,7 +38,7 @@ run_one() {
     mkdir -p "$work" "$art"
     log="$BUILD/fuzz-$t.log"
     # shellcheck disable=SC2046
-    if "$BUILD/fuzz_$t" $(dict_for "$t") -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
+    if "$BUILD/fuzz_$t" $(dict_for "$t") ${SEED:+-seed=$SEED} -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$art/" \
         "$work" "$ROOT/tests/fuzz/corpus/$t" >"$log" 2>&1; then
         st=ok
