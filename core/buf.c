@@ -90,8 +90,8 @@ void ws_buf_free(ws_buf_t *b)
 }
 
 /* Recycled standard chunks: enough to absorb bursts without holding memory
- * for long when traffic stops (64 x 16 KiB = 1 MiB at most). */
-#define FREE_MAX 64
+ * for long when traffic stops (16 x 16 KiB = 256 KiB at most). */
+#define FREE_MAX 16
 static ws_chunk_t *free_list[FREE_MAX];
 static size_t free_n;
 

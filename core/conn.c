@@ -20,6 +20,28 @@ static uint64_t now_ms(ws_conn_t *c) { return uv_now(c->srv->loop); }
 /* The server keeps open WebSocket connections apart from the others (HTTP,
  * closing): the others have deadlines checked every sweep, open ones only
  * need the slower heartbeat sweep. */
+/* HTTP parsers (1.8 KB each) live only until the upgrade. Recycling them,
+ * instead of freeing, keeps them from leaving holes between the connections
+ * allocated during a burst of handshakes: fragmentation that would stay in
+ * the RSS for as long as those connections live. */
+#define HTTP_POOL_MAX 64
+static ws_http_t *http_pool[HTTP_POOL_MAX];
+static size_t http_pooled;
+
+static ws_http_t *http_new(void)
+{
+    return http_pooled ? http_pool[--http_pooled] : ws_malloc(sizeof(ws_http_t));
+}
+
+static void http_release(ws_http_t *h)
+{
+    ws_http_free(h);
+    if (http_pooled < HTTP_POOL_MAX)
+        http_pool[http_pooled++] = h;
+    else
+        free(h);
+}
+
 static void link(ws_conn_t *c, ws_conn_t **list)
 {
     c->list = list;
@@ -57,15 +79,13 @@ static void on_closed(uv_handle_t *h)
     s->nconns--;
     ws__outq_free(c);
     if (c->http) {
-        ws_http_free(c->http);
-        free(c->http);
+        http_release(c->http);
     }
     ws_msg_reader_free(&c->reader);
     if (c->deflate) {
         ws_deflate_close(c->deflate);
         free(c->deflate);
     }
-    free(c->route_key);
     free(c->subprotocol);
     free(c->close_reason);
     free(c);
@@ -80,7 +100,7 @@ void ws__conn_finish(ws_conn_t *c)
     leave_open(c);
     c->state = WS_CONN_CLOSED;
     if (c->ip_counted) {
-        char ip[sizeof c->remote];
+        char ip[WS_REMOTE_MAX];
         ws_conn_ip(c, ip, sizeof ip);
         ws_iptab_dec(&c->srv->ips, ip);
     }
@@ -107,6 +127,9 @@ static void set_deadline(ws_conn_t *c)
 }
 
 static void http_error(ws_conn_t *c, int status, const char *reason, const char *extra);
+
+/* How long a connection must be quiet before its buffers are released. */
+#define IDLE_TRIM_MS 1000
 
 void ws_conn_sweep(ws_conn_t *c, uint64_t now)
 {
@@ -147,6 +170,14 @@ void ws_conn_sweep(ws_conn_t *c, uint64_t now)
     if (c->idle_ms && now - c->t_msg >= c->idle_ms) {
         static const char msg[] = "idle timeout";
         ws_conn_close(c, WS_CLOSE_GOING_AWAY, msg, sizeof msg - 1);
+        return;
+    }
+    /* A quiet connection holds no buffers: they come back on the next use. */
+    if (now - c->t_rx >= IDLE_TRIM_MS && now - c->t_msg >= IDLE_TRIM_MS) {
+        int released = ws_msg_reader_trim(&c->reader);
+        released |= ws__outq_trim(c);
+        if (released)
+            ws_log_debug("conn %llu: idle, buffers released", (unsigned long long)c->id);
     }
 }
 
@@ -166,12 +197,17 @@ void ws_conn_shutdown(ws_conn_t *c, const char *reason)
 
 void ws_conn_ip(const ws_conn_t *c, char *out, size_t len)
 {
-    const char *r = c->remote;
-    const char *end = strrchr(r, ':');
-    size_t n = end ? (size_t)(end - r) : strlen(r);
-    if (n >= 2 && r[0] == '[')
-        r++, n -= 2;
-    snprintf(out, len, "%.*s", (int)n, r);
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (c->peer_family)
+        uv_inet_ntop(c->peer_family, c->peer_addr, ip, sizeof ip);
+    snprintf(out, len, "%s", ip);
+}
+
+void ws_conn_remote(const ws_conn_t *c, char *out, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN];
+    ws_conn_ip(c, ip, sizeof ip);
+    snprintf(out, len, c->peer_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, c->peer_port);
 }
 
 static void send_close_frame(ws_conn_t *c, unsigned code, const char *reason, size_t len)
@@ -408,7 +444,7 @@ static void upgrade(ws_conn_t *c, const ws_hs_request_t *req)
         http_error(c, 503, "too many connections", "Retry-After: 1\r\n");
         return;
     }
-    char ip[sizeof c->remote];
+    char ip[WS_REMOTE_MAX];
     ws_conn_ip(c, ip, sizeof ip);
     if (s->cfg.max_per_ip > 0 && ws_iptab_count(&s->ips, ip) >= (uint32_t)s->cfg.max_per_ip) {
         http_error(c, 503, "too many connections from your address", "Retry-After: 1\r\n");
@@ -438,8 +474,7 @@ static void upgrade(ws_conn_t *c, const ws_hs_request_t *req)
         return;
     }
     ws__outq_raw(c, resp, (size_t)n);
-    ws_http_free(c->http);
-    free(c->http);
+    http_release(c->http);
     c->http = NULL;
     ws_msg_reader_init(&c->reader, c->max_message, on_frame, c);
     if (c->deflate) {
@@ -536,6 +571,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || c->state == WS_CONN_CLOSED)
         return;
     c->t_rx = now_ms(c);
+    c->srv->reads++;
     if (c->state == WS_CONN_HTTP && !c->http_partial) {
         c->http_partial = 1;
         c->t_http = c->t_rx + (uint64_t)(c->srv->cfg.handshake_timeout * 1000);
@@ -570,20 +606,21 @@ void ws_conn_accept(ws_server_t *s)
 
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    char ip[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        } else {
-            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+            memcpy(c->peer_addr, &a->sin6_addr, 16);
+            c->peer_port = ntohs(a->sin6_port);
+            c->peer_family = AF_INET6;
+        } else if (ss.ss_family == AF_INET) {
+            const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+            memcpy(c->peer_addr, &a->sin_addr, 4);
+            c->peer_port = ntohs(a->sin_port);
+            c->peer_family = AF_INET;
         }
     }
-    snprintf(c->remote, sizeof c->remote, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
 
-    c->http = ws_malloc(sizeof *c->http);
+    c->http = http_new();
     ws_http_init(c->http, s->cfg.max_header, s->cfg.max_body);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }

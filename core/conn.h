@@ -45,6 +45,8 @@ struct ws_conn_s {
     unsigned http_partial : 1;   /* part of an HTTP request has arrived */
     unsigned ip_counted : 1;     /* counted in the server's per-address table */
     unsigned backpressure : 2;   /* ws_backpressure_t */
+    uint8_t peer_family;         /* AF_INET, AF_INET6, or 0 when unknown */
+    uint16_t peer_port;
 
     ws_conn_t *next, *prev;      /* on server->open (state OPEN) or server->conns (the rest) */
     ws_conn_t **list;            /* which of the two */
@@ -66,7 +68,9 @@ struct ws_conn_s {
     int handler_ref;             /* registry ref of the route's handler table */
     int obj_ref;                 /* registry ref of the connection's Lua object */
     uint32_t gen;                /* script generation handler_ref belongs to */
-    char *route_key;             /* route key, to find the handler again after a reload */
+    unsigned close_code;         /* what on_close reports */
+    const char *route_key;       /* route key, to find the handler again after a reload
+                                    (shared: see ws__lhost_route_key) */
     char *subprotocol;
 
     /* Liveness, in loop milliseconds (uv_now). */
@@ -82,14 +86,15 @@ struct ws_conn_s {
     float rate, burst, tokens;   /* inbound messages/s token bucket; rate 0 = off */
     uint64_t t_tokens;
 
-    unsigned close_code;         /* what on_close reports */
     char *close_reason;
     uint64_t deadline;           /* loop time (ms) by which the TCP close must happen; 0 = none */
 
     ws_sub_t **subs;             /* topic memberships */
-    size_t nsubs, subcap;
+    uint32_t nsubs, subcap;
 
-    char remote[64];
+    /* The peer's address in binary (16 bytes, not the 50 of its text):
+     * ws_conn_remote and ws_conn_ip format it when asked. */
+    uint8_t peer_addr[16];
 };
 
 /* Accept one pending connection on the server's listener. */
@@ -134,5 +139,9 @@ void ws_conn_shutdown(ws_conn_t *c, const char *reason);
 
 /* Client address without the port ("127.0.0.1", "::1"), into out. */
 void ws_conn_ip(const ws_conn_t *c, char *out, size_t len);
+
+/* Client address with the port ("127.0.0.1:50412", "[::1]:50412"), into out. */
+#define WS_REMOTE_MAX 64
+void ws_conn_remote(const ws_conn_t *c, char *out, size_t len);
 
 #endif

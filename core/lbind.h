@@ -37,7 +37,13 @@ struct ws_lhost_s {
     char *script;
     char *script_dir;
     ws_ltimer_t *timers; /* live timers (intrusive list) */
+    struct ws_rkey_s *route_keys; /* one copy of each route key, shared by its connections */
 };
+
+/* A route key as one copy shared by all connections on the route (route keys
+ * are few and connections many); released by ws__lhost_free_route_keys. */
+const char *ws__lhost_route_key(ws_lhost_t *lh, const char *key, size_t len);
+void ws__lhost_free_route_keys(ws_lhost_t *lh);
 
 /* The host owning L. */
 ws_lhost_t *ws__lhost_of(lua_State *L);

@@ -1,6 +1,6 @@
 /* The "wspush.conn" userdata: a box holding a pointer to the C connection,
  * cleared when the connection closes, so a reference kept in Lua is inert
- * and never touches freed memory. Its fields live in a uservalue table. */
+ * and never touches freed memory. Its fields are user values (see ws__lconn_new). */
 #include <string.h>
 
 #include "conn.h"
@@ -15,6 +15,9 @@ typedef struct {
     ws_conn_t *c; /* NULL once closed */
     lua_Integer id;
 } box_t;
+
+/* The box's user values. */
+enum { UV_PATH = 1, UV_HEADERS, UV_EXTRA, UV_N = UV_EXTRA };
 
 /* Every function of this file has the metatable as upvalue 1: comparing
  * against it is cheaper than luaL_checkudata's lookup by name, and this runs
@@ -191,6 +194,17 @@ static const luaL_Reg methods[] = {
     {"subscribe", m_subscribe}, {"unsubscribe", m_unsubscribe}, {"topics", m_topics},
     {"buffered", m_buffered}, {"is_open", m_is_open}, {NULL, NULL}};
 
+/* Push the extra-fields table of the box at i, making it if need be. */
+static void push_extra(lua_State *L, int i)
+{
+    if (lua_getiuservalue(L, i, UV_EXTRA) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, i, UV_EXTRA);
+}
+
 /* Methods first, then the fields table. Only the VM calls this, on our own
  * userdata: __metatable hides the metatable, so no script can call it on
  * anything else, and it skips check_box (it runs on every conn:method()). */
@@ -199,14 +213,35 @@ static int mm_index(lua_State *L)
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL)
         return 1;
-    lua_getiuservalue(L, 1, 1);
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, -2) == LUA_TNIL && lua_type(L, 2) == LUA_TSTRING &&
-        strcmp(lua_tostring(L, 2), "data") == 0) {
+    if (lua_getiuservalue(L, 1, UV_EXTRA) == LUA_TTABLE) {
+        lua_pushvalue(L, 2);
+        if (lua_rawget(L, -2) != LUA_TNIL)
+            return 1;
+    }
+    const char *k = lua_tostring(L, 2);
+    if (!k || lua_type(L, 2) != LUA_TSTRING)
+        return 0;
+    box_t *b = lua_touserdata(L, 1);
+    if (strcmp(k, "path") == 0) {
+        lua_getiuservalue(L, 1, UV_PATH);
+    } else if (strcmp(k, "headers") == 0) {
+        lua_getiuservalue(L, 1, UV_HEADERS);
+    } else if (strcmp(k, "id") == 0) {
+        lua_pushinteger(L, b->id);
+    } else if (strcmp(k, "remote") == 0) {
+        if (!b->c)
+            return 0;
+        char r[WS_REMOTE_MAX];
+        ws_conn_remote(b->c, r, sizeof r);
+        lua_pushstring(L, r);
+    } else if (strcmp(k, "data") == 0 || strcmp(k, "query") == 0 || strcmp(k, "params") == 0) {
+        push_extra(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, 2);
         lua_pushvalue(L, -2);
-        lua_rawset(L, -5);
+        lua_rawset(L, -4);
+    } else {
+        return 0;
     }
     return 1;
 }
@@ -219,7 +254,7 @@ static int mm_newindex(lua_State *L)
     if (!k || strcmp(k, "data") != 0)
         return luaL_error(L, "conn.%s is read-only (use conn.data for your own state)",
                           k ? k : "?");
-    lua_getiuservalue(L, 1, 1);
+    push_extra(L, 1);
     lua_pushvalue(L, 2);
     lua_pushvalue(L, 3);
     lua_rawset(L, -3);
@@ -257,32 +292,56 @@ void ws__lconn_register(lua_State *L)
     lua_pop(L, 1);
 }
 
+/* Is the value at i a table with no entries? */
+static int empty_table(lua_State *L, int i)
+{
+    if (!lua_istable(L, i))
+        return 0;
+    i = lua_absindex(L, i);
+    lua_pushnil(L);
+    if (lua_next(L, i)) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    return 1;
+}
+
 void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req)
 {
-    /* The fields are copied out of the request into a table sized for them:
-     * the request's method, body and raw query are not kept, and conn.data is
-     * made on first use. Idle connections are most of a server's memory. */
-    static const char *const kept[] = {"path", "query", "params", "headers", "remote"};
+    /* Idle connections are most of a server's memory, so a connection keeps
+     * only what cannot be made later: path and headers as user values, and
+     * query, params and subprotocol in the extra table when they have
+     * something. conn.id is in the box, conn.remote comes from the C
+     * connection until it closes, and conn.data and an empty query or params
+     * table are made on first use (mm_index). */
+    static const char *const extra[] = {"query", "params"};
     lua_State *L = lh->L;
     req = lua_absindex(L, req);
-    box_t *b = lua_newuserdatauv(L, sizeof *b, 1);
+    box_t *b = lua_newuserdatauv(L, sizeof *b, UV_N);
+    int box = lua_gettop(L);
     b->c = c;
     b->id = (lua_Integer)c->id;
     luaL_setmetatable(L, CONN_MT);
-    lua_createtable(L, 0, 8);
-    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
-        lua_getfield(L, req, kept[i]);
-        lua_setfield(L, -2, kept[i]);
+    lua_getfield(L, req, "path");
+    lua_setiuservalue(L, box, UV_PATH);
+    lua_getfield(L, req, "headers");
+    lua_setiuservalue(L, box, UV_HEADERS);
+    for (int i = 0; i < 2; i++) {
+        if (lua_getfield(L, req, extra[i]) != LUA_TNIL && !empty_table(L, -1)) {
+            push_extra(L, box);
+            lua_insert(L, -2);
+            lua_setfield(L, -2, extra[i]);
+        }
+        lua_pop(L, 1);
     }
-    lua_pushinteger(L, b->id);
-    lua_setfield(L, -2, "id");
     if (c->subprotocol) {
+        push_extra(L, box);
         lua_pushstring(L, c->subprotocol);
         lua_setfield(L, -2, "subprotocol");
+        lua_pop(L, 1);
     }
-    lua_setiuservalue(L, -2, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->conns_ref);
-    lua_pushvalue(L, -2);
+    lua_pushvalue(L, box);
     lua_rawseti(L, -2, b->id);
     lua_pop(L, 1);
     /* Every event pushes the object: one registry index, not a table lookup by id. */
@@ -300,6 +359,13 @@ void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c)
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->conns_ref);
     if (lua_rawgeti(L, -1, (lua_Integer)c->id) == LUA_TUSERDATA) {
         box_t *b = lua_touserdata(L, -1);
+        /* conn.remote must answer after the close too: fix it in the fields. */
+        push_extra(L, lua_gettop(L));
+        char r[WS_REMOTE_MAX];
+        ws_conn_remote(c, r, sizeof r);
+        lua_pushstring(L, r);
+        lua_setfield(L, -2, "remote");
+        lua_pop(L, 1);
         b->c = NULL;
     }
     lua_pop(L, 1);

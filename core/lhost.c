@@ -258,6 +258,12 @@ fail:
     return NULL;
 }
 
+int ws_lhost_collect_step(ws_lhost_t *lh)
+{
+    /* As if 1 MiB had been allocated: a few ms of work at most. */
+    return lua_gc(lh->L, LUA_GCSTEP, 1024);
+}
+
 void ws_lhost_free(ws_lhost_t *lh)
 {
     if (!lh)
@@ -268,6 +274,7 @@ void ws_lhost_free(ws_lhost_t *lh)
     free(lh->script_dir);
     free(lh->project_dirs[0]);
     free(lh->project_dirs[1]);
+    ws__lhost_free_route_keys(lh);
     free(lh);
 }
 

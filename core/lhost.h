@@ -22,6 +22,8 @@ typedef struct ws_lhost_s ws_lhost_t;
  * NULL and a one-line message in err (with file:line for Lua errors). */
 ws_lhost_t *ws_lhost_new(ws_server_t *srv, const char *script, char *err, size_t errlen);
 void ws_lhost_free(ws_lhost_t *lh);
+/* One bounded step of the Lua collector; 1 when it ended a cycle. */
+int ws_lhost_collect_step(ws_lhost_t *lh);
 
 /* Server shutdown: stop every timer so the loop can end. */
 void ws_lhost_stop(ws_lhost_t *lh);

@@ -3,6 +3,7 @@
  * (plus the route's own limits). The routing itself is lua/wspush/server.lua. */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -12,7 +13,8 @@
 
 /* Push a table describing the request: method, path, rawquery, headers
  * (lower-case names, repeated ones joined with ", "), body, remote. */
-static void push_request(lua_State *L, ws_conn_t *c, ws_http_t *h, const ws_hs_request_t *req)
+static void push_request(lua_State *L, ws_conn_t *c, ws_http_t *h, const ws_hs_request_t *req,
+                         int skip)
 {
     size_t ulen, blen;
     const char *url = ws_http_url(h, &ulen);
@@ -44,13 +46,23 @@ static void push_request(lua_State *L, ws_conn_t *c, ws_http_t *h, const ws_hs_r
         lua_pushlstring(L, q + 1, end - (size_t)(q - url) - 1);
         lua_setfield(L, -2, "rawquery");
     }
-    lua_createtable(L, 0, (int)req->nheaders);
+    /* Sized by insertion when headers are skipped: a table sized for all of
+     * them would keep empty slots for the connection's lifetime. */
+    lua_createtable(L, 0, skip ? 0 : (int)req->nheaders);
     for (size_t i = 0; i < req->nheaders; i++) {
         char name[256];
         size_t n = req->headers[i].name_len < sizeof name ? req->headers[i].name_len : sizeof name;
         for (size_t k = 0; k < n; k++)
             name[k] = (char)tolower((unsigned char)req->headers[i].name[k]);
         lua_pushlstring(L, name, n);
+        if (skip) {
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, skip) != LUA_TNIL) {
+                lua_pop(L, 2);
+                continue;
+            }
+            lua_pop(L, 1);
+        }
         lua_pushvalue(L, -1);
         if (lua_rawget(L, -3) == LUA_TSTRING) {
             lua_pushliteral(L, ", ");
@@ -65,7 +77,9 @@ static void push_request(lua_State *L, ws_conn_t *c, ws_http_t *h, const ws_hs_r
     lua_setfield(L, -2, "headers");
     lua_pushlstring(L, body, blen);
     lua_setfield(L, -2, "body");
-    lua_pushstring(L, c->remote);
+    char r[WS_REMOTE_MAX];
+    ws_conn_remote(c, r, sizeof r);
+    lua_pushstring(L, r);
     lua_setfield(L, -2, "remote");
 }
 
@@ -123,7 +137,7 @@ void ws_lhost_http(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_reque
     lua_getfield(L, -1, "http");
     lua_remove(L, -2);
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->app_ref);
-    push_request(L, c, h, req);
+    push_request(L, c, h, req, 0);
     char what[300];
     size_t ulen;
     const char *url = ws_http_url(h, &ulen);
@@ -227,6 +241,36 @@ static void route_compression(lua_State *L, int handler, ws_deflate_config_t *d)
     lua_pop(L, 1);
 }
 
+struct ws_rkey_s {
+    struct ws_rkey_s *next;
+    size_t len;
+    char key[];
+};
+
+const char *ws__lhost_route_key(ws_lhost_t *lh, const char *key, size_t len)
+{
+    struct ws_rkey_s *k;
+    for (k = lh->route_keys; k; k = k->next)
+        if (k->len == len && memcmp(k->key, key, len) == 0)
+            return k->key;
+    k = ws_malloc(sizeof *k + len + 1);
+    k->len = len;
+    memcpy(k->key, key, len);
+    k->key[len] = '\0';
+    k->next = lh->route_keys;
+    lh->route_keys = k;
+    return k->key;
+}
+
+void ws__lhost_free_route_keys(ws_lhost_t *lh)
+{
+    while (lh->route_keys) {
+        struct ws_rkey_s *k = lh->route_keys;
+        lh->route_keys = k->next;
+        free(k);
+    }
+}
+
 int ws_lhost_upgrade(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_request_t *req,
                      const ws_hs_result_t *hs, ws_deflate_config_t *dcfg,
                      ws_buf_t *extra_headers, ws_buf_t *reason)
@@ -237,7 +281,14 @@ int ws_lhost_upgrade(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_req
     lua_getfield(L, -1, "upgrade");
     lua_remove(L, -2);
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->app_ref);
-    push_request(L, c, h, req);
+    /* The handshake's own headers, which the core has checked, are left out
+     * of req.headers: it becomes conn.headers, kept as long as the connection. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
+    lua_getfield(L, -1, "HANDSHAKE_ONLY");
+    lua_remove(L, -2);
+    int skip = lua_gettop(L);
+    push_request(L, c, h, req, lua_istable(L, skip) ? skip : 0);
+    lua_remove(L, skip);
     int req_idx = lua_gettop(L);
     lua_newtable(L);
     size_t pos = 0, tl;
@@ -285,7 +336,7 @@ int ws_lhost_upgrade(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_req
         lua_settop(L, top);
         return 500;
     }
-    c->route_key = key ? ws_strndup(key, kl) : NULL;
+    c->route_key = key ? ws__lhost_route_key(lh, key, kl) : NULL;
     c->subprotocol = sub ? ws_strndup(sub, sl) : NULL;
     c->gen = lh->gen;
     route_limits(L, top + 2, c);

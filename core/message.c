@@ -1,6 +1,9 @@
 #include "message.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include "buf.h"
 
 #include "error.h"
 
@@ -24,6 +27,17 @@ void ws_msg_reader_init(ws_msg_reader_t *r, size_t max_message, ws_msg_cb cb, vo
 void ws_msg_reader_free(ws_msg_reader_t *r)
 {
     ws_buf_free(&r->_msg);
+    free(r->_ctrl);
+    r->_ctrl = NULL;
+}
+
+int ws_msg_reader_trim(ws_msg_reader_t *r)
+{
+    if (r->_phase != PH_HDR || r->_hdr_len != 0 || r->_msg_op != 0 || r->_err)
+        return 0;
+    int had = r->_msg.cap > 0 || r->_ctrl;
+    ws_msg_reader_free(r);
+    return had;
 }
 
 static int fail(ws_msg_reader_t *r, int err)
@@ -54,8 +68,9 @@ static int deliver(ws_msg_reader_t *r, unsigned op, unsigned flags, uint8_t *dat
 {
     /* An empty message may have no storage behind it; callees get a real
      * pointer anyway so that memcpy(dst, data, 0) and the like stay defined. */
+    static uint8_t none;
     if (n == 0)
-        data = r->_ctrl;
+        data = &none;
     return r->cb ? r->cb(r->ud, op, flags, data, n) : 0;
 }
 
@@ -122,6 +137,8 @@ static int frame_chunk(ws_msg_reader_t *r, uint8_t *p, size_t n)
     if (h->masked)
         ws_frame_mask(p, n, h->mask, r->_done);
     if (is_control(h->opcode)) {
+        if (!r->_ctrl)
+            r->_ctrl = ws_malloc(125); /* RFC 6455 5.5: control payloads are at most 125 bytes */
         memcpy(r->_ctrl + r->_done, p, n);
         return 0;
     }
@@ -172,12 +189,12 @@ long ws_msg_feed(ws_msg_reader_t *r, uint8_t *buf, size_t len)
             /* Headers always go through _hdr: it costs at most 14 bytes of copy
              * and makes a header split across feeds the same case as a whole one. */
             size_t take = len - pos;
-            if (take > WS_FRAME_HDR_MAX - r->_hdr_len)
-                take = WS_FRAME_HDR_MAX - r->_hdr_len;
+            if (take > (size_t)(WS_FRAME_HDR_MAX - r->_hdr_len))
+                take = (size_t)(WS_FRAME_HDR_MAX - r->_hdr_len);
             memcpy(r->_hdr + r->_hdr_len, buf + pos, take);
             rc = ws_frame_parse_header(r->_hdr, r->_hdr_len + take, r->rsv_allowed, 1, &r->_fh);
             if (rc == WS_EAGAIN) {
-                r->_hdr_len += take;
+                r->_hdr_len = (uint8_t)(r->_hdr_len + take);
                 pos += take;
                 break;
             }

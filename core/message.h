@@ -34,22 +34,23 @@ typedef int (*ws_msg_cb)(void *ud, unsigned op, unsigned flags, uint8_t *data, s
 typedef struct {
     /* configuration (set before feeding) */
     size_t max_message;    /* largest message, reassembled; larger -> WS_ETOOBIG */
-    unsigned rsv_allowed;  /* WS_FRAME_RSV1 when permessage-deflate is negotiated, else 0 */
     ws_msg_cb cb;
     void *ud;
+    unsigned rsv_allowed;  /* WS_FRAME_RSV1 when permessage-deflate is negotiated, else 0 */
 
-    /* private state */
+    /* private state (ordered to leave no padding: every connection has one) */
     int _err;              /* sticky error after a violation */
     int _phase;            /* header / payload */
-    uint8_t _hdr[WS_FRAME_HDR_MAX];
-    size_t _hdr_len;
-    ws_frame_hdr_t _fh;    /* current frame */
-    uint64_t _done;        /* payload bytes of the current frame already consumed */
     unsigned _msg_op;      /* opcode of the message in progress (0: none) */
     unsigned _msg_flags;
     ws_utf8_t _utf8;
+    uint8_t _hdr[WS_FRAME_HDR_MAX];
+    uint8_t _hdr_len;
+    ws_frame_hdr_t _fh;    /* current frame */
+    uint64_t _done;        /* payload bytes of the current frame already consumed */
     ws_buf_t _msg;         /* reassembly of a fragmented or split data message */
-    uint8_t _ctrl[125];    /* a control frame split across feeds */
+    uint8_t *_ctrl;        /* a control frame split across feeds: 125 bytes made on
+                              first need, so that idle readers stay small */
 } ws_msg_reader_t;
 
 /* Initialise with the given limit; cb receives ud. The caller may adjust rsv_allowed after. */
@@ -57,6 +58,10 @@ void ws_msg_reader_init(ws_msg_reader_t *r, size_t max_message, ws_msg_cb cb, vo
 
 /* Release the reassembly buffer. The reader may be re-initialised after. */
 void ws_msg_reader_free(ws_msg_reader_t *r);
+
+/* Release the buffers of an idle reader (no message or control frame in
+ * progress); they are made again when needed. Returns 1 if it released any. */
+int ws_msg_reader_trim(ws_msg_reader_t *r);
 
 /* Feed buf[0..len). buf is modified (unmasked in place).
  * Returns the number of bytes consumed: len, or fewer when the callback asked

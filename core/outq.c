@@ -297,4 +297,13 @@ void ws__outq_free(ws_conn_t *c)
     release(c->q, &c->qn);
     free(c->q);
     c->q = NULL;
+    c->qcap = 0;
+}
+
+int ws__outq_trim(ws_conn_t *c)
+{
+    if (c->qn != 0 || c->w || !c->q)
+        return 0;
+    ws__outq_free(c);
+    return 1;
 }

@@ -22,5 +22,8 @@ void ws__outq_frame(ws_conn_t *c, unsigned op, const void *data, size_t len);
 int ws__outq_make_room(ws_conn_t *c, size_t n);
 /* Release everything queued (the connection is being freed). */
 void ws__outq_free(ws_conn_t *c);
+/* Release the queue's array when nothing is queued or being written.
+ * Returns 1 if there was one to release. */
+int ws__outq_trim(ws_conn_t *c);
 
 #endif

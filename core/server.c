@@ -2,6 +2,9 @@
 
 #include <stdio.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "conn.h"
 #include "error.h"
@@ -43,6 +46,25 @@ static void sweep_list(ws_conn_t *c, uint64_t now)
     }
 }
 
+/* Memory after a burst: once the server was quiet for a whole slow period,
+ * finish the Lua collector's cycle a bounded step per period (no long pause
+ * with many connections) and then hand free heap pages back, so that RSS
+ * follows the live connections down instead of staying at the burst's peak. */
+static void give_back_memory(ws_server_t *s)
+{
+    if (s->reads != s->reads_seen) {
+        s->reads_seen = s->reads;
+        s->mem_dirty = 1;
+        return;
+    }
+    if (s->mem_dirty && ws_lhost_collect_step(s->lh)) {
+#ifdef __GLIBC__
+        malloc_trim(0);
+#endif
+        s->mem_dirty = 0;
+    }
+}
+
 /* Deadlines of HTTP and closing connections every tick; the heartbeat of
  * open ones (pings, idle) only as often as its settings need, so a server
  * holding many idle connections does not walk all of them ten times a second. */
@@ -54,6 +76,7 @@ static void on_sweep(uv_timer_t *t)
     if (now >= s->next_slow) {
         s->next_slow = now + s->slow_ms;
         sweep_list(s->open, now);
+        give_back_memory(s);
     }
 }
 

@@ -48,6 +48,8 @@ typedef struct ws_server_s {
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     int read_busy;      /* the shared read buffer is lent to a read callback */
+    uint64_t reads, reads_seen; /* socket reads, and their count at the last slow sweep */
+    int mem_dirty;      /* there was traffic since memory was last given back */
     uint8_t rbuf[WS_READ_BUF];
 } ws_server_t;
 

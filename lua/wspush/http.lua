@@ -46,12 +46,27 @@ local HMT = {
   __newindex = function(t, k, v) rawset(t, type(k) == "string" and k:lower() or k, v) end,
 }
 
---- A case-insensitive copy of a headers table (t may be nil).
-function M.headers(t)
+--- A case-insensitive copy of a headers table (t may be nil), without the
+-- lowercase names that are keys of skip (when given).
+function M.headers(t, skip)
   local h = setmetatable({}, HMT)
-  for k, v in pairs(t or {}) do h[k] = v end
+  for k, v in pairs(t or {}) do
+    if not (skip and skip[k]) then h[k] = v end
+  end
   return h
 end
+
+--- Make a headers table whose names are all lowercase (the core's, for one)
+-- case-insensitive in place, without copying it.
+function M.case_insensitive(t) return setmetatable(t, HMT) end
+
+--- The headers that only serve the WebSocket handshake: the core checks them
+-- and leaves them out of an upgrade's req.headers, which becomes
+-- conn.headers, so that idle connections do not carry them.
+M.HANDSHAKE_ONLY = {
+  upgrade = true, connection = true, ["sec-websocket-key"] = true,
+  ["sec-websocket-version"] = true, ["sec-websocket-extensions"] = true,
+}
 
 local function has_header(h, name)
   for k in pairs(h) do

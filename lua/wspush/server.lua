@@ -18,6 +18,9 @@ local cjson = require "cjson"
 
 local S = {}
 
+-- Read by the core (lreq.c) when it builds an upgrade request.
+S.HANDSHAKE_ONLY = http.HANDSHAKE_ONLY
+
 local REASONS = {
   [400] = "Bad Request", [403] = "Forbidden", [404] = "Not Found",
   [405] = "Method Not Allowed", [426] = "Upgrade Required",
@@ -38,7 +41,7 @@ end
 -- Fill req.query/params/headers; returns handler, key (nil for the
 -- catch-all) or nil, status, allow.
 local function route(app, req)
-  req.headers = http.headers(req.headers)
+  req.headers = http.case_insensitive(req.headers or {})
   req.query = http.decode_query(req.rawquery)
   local h, params, key = app.router:match(req.method, req.path)
   if not h then return nil, params, key end -- params is the status here
@@ -103,6 +106,14 @@ function S.upgrade(app, req, protocols)
       if not offered then
         error("select_subprotocol returned '" .. tostring(sub) .. "', which the client did not offer")
       end
+    end
+  end
+  -- req.headers becomes conn.headers: the core left the handshake's own
+  -- headers out; a request made in Lua (wspush.testing) may still have them.
+  for name in pairs(http.HANDSHAKE_ONLY) do
+    if rawget(req.headers, name) ~= nil then
+      req.headers = http.headers(req.headers, http.HANDSHAKE_ONLY)
+      break
     end
   end
   return h, key, sub

@@ -105,6 +105,33 @@ def test_client_answering_pings_stays_for_several_intervals_and_on_pong_runs(spa
     assert stats(s)["pongs"] >= 6
 
 
+def fragmented_and_split_ping(c, text):
+    """A text message in two fragments with a ping between them, the ping's
+    payload split across two TCP writes: the reader needs both its buffers."""
+    half = len(text) // 2
+    ping = build_frame(OP_PING, b"split-ping")
+    c.send(build_frame(OP_TEXT, text[:half].encode(), fin=False) + ping[:8])
+    time.sleep(0.05)  # two TCP segments; nothing to wait for on our side
+    c.send(ping[8:] + build_frame(0, text[half:].encode()))
+    frames = [c.recv_frame(timeout=scaled(3)) for _ in range(2)]
+    assert [(f.opcode, f.payload) for f in frames] == [
+        (OP_PONG, b"split-ping"), (OP_TEXT, text.encode())], frames
+
+
+def test_idle_connection_releases_its_buffers_and_still_works(spawn):
+    """The sweep releases the read and write buffers of a quiet connection (an
+    idle connection holds none); the next fragmented message and split
+    control frame must work as before."""
+    s = start(spawn, "--log-level", "debug")
+    with rawws.upgrade(s.port, "/echo") as c:
+        cid = conn_id(c)
+        fragmented_and_split_ping(c, "before the idle period")
+        s.wait_log(r"conn %d: idle, buffers released" % cid, timeout=5)
+        fragmented_and_split_ping(c, "after the buffers were released")
+        mark = s.log_mark()
+        s.wait_log(r"conn %d: idle, buffers released" % cid, timeout=5, since=mark)
+
+
 def test_client_ignoring_pings_is_closed_within_interval_plus_timeout(spawn, capsys):
     s = start(spawn, "--ping-interval", INTERVAL, "--ping-timeout", TIMEOUT)
     with rawws.upgrade(s.port, "/echo") as c:

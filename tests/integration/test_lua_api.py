@@ -1,6 +1,7 @@
 """The Lua API (docs/api.md) seen from real clients."""
 import asyncio
 import json
+import re
 
 import pytest
 import websockets
@@ -169,6 +170,21 @@ def test_conn_fields_id_path_query_headers_remote(app):
     assert info["remote"] == "%s:%d" % (local[0], local[1])
     assert info["subprotocol"] == "none"
     assert info["data_is_table"] is True
+    assert info["query_is_table"] is True and info["params_is_table"] is True
+
+
+def test_conn_without_query_has_empty_tables_and_no_handshake_headers(app):
+    """conn.query/params are made on first use when empty, and conn.headers
+    leaves out the handshake's own headers (an idle connection's memory)."""
+    async def go():
+        async with connect(app, "/state", user_agent_header="wspush-tests/1.0") as ws:
+            await ws.send("info")
+            return json.loads(await recv(ws))
+    info = run(go())
+    assert info["query"] in ({}, []), "no entries (the test encoder writes an empty table as [])"
+    assert info["query_is_table"] is True and info["params_is_table"] is True
+    assert info["handshake_headers"] == ["absent"] * 4, info["handshake_headers"]
+    assert info["ua"] == "wspush-tests/1.0", "the other headers stay"
 
 
 def test_conn_subprotocol_is_negotiated(app):
@@ -305,6 +321,7 @@ def test_kept_conn_after_close_is_inert(app):
     assert j["have"] is True
     assert str(j["id"]) == cid, "conn.id must still answer after close"
     assert j["path"] == "/keep"
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", j["remote"]), "conn.remote must still answer after close"
     assert j["send"] == ["nil", "closed"], j
     assert j["close"] == ["nil", "closed"], j
     assert j["ping"] == ["nil", "closed"], j

@@ -50,6 +50,13 @@ function state.on_message(conn, msg, is_binary)
       remote = conn.remote,
       subprotocol = conn.subprotocol or "none",
       data_is_table = type(conn.data) == "table",
+      -- made on first use when empty: must still be tables, the same each time
+      query_is_table = type(conn.query) == "table" and conn.query == conn.query,
+      params_is_table = type(conn.params) == "table" and conn.params == conn.params,
+      handshake_headers = {
+        conn.headers["sec-websocket-key"] or "absent", conn.headers.upgrade or "absent",
+        conn.headers.connection or "absent", conn.headers["sec-websocket-version"] or "absent",
+      },
     }))
   elseif msg == "json" then
     conn:send({ hello = "world", n = 42, list = { 1, 2, 3 }, nested = { ok = true } })
@@ -150,6 +157,7 @@ return {
       have = true,
       id = kept.id,
       path = kept.path,
+      remote = kept.remote,
       send = { tostring(s1), tostring(s2) },
       close = { tostring(c1), tostring(c2) },
       ping = { tostring(p1), tostring(p2) },
