@@ -440,10 +440,8 @@ static int rebind(ws_lhost_t *lh, ws_conn_t *c)
         lua_pushnil(L);
     ws__lconn_push(lh, c);
     if (lua_type(L, -1) == LUA_TUSERDATA) {
-        lua_getiuservalue(L, -1, 1);
-        lua_getfield(L, -1, "path");
-        lua_replace(L, -3);
-        lua_pop(L, 1);
+        lua_getfield(L, -1, "path"); /* conn.path, through __index */
+        lua_replace(L, -2);
     }
     if (ws__lhost_pcall(lh, 3, 1, "rebinding a connection after reload") != 0)
         lua_pushnil(L);

@@ -83,3 +83,32 @@ def test_editing_the_script_reloads_it_without_a_signal(live):
         wait_for(lambda: version(live) == "v3", timeout=10, desc="version v3 after editing the file")
         c.send_text("c")
         assert c.recv_text() == "v3:c:v1"
+
+
+CATCH_ALL = """\
+local ws = {{}}
+function ws.on_message(conn, msg) conn:send("{v}:" .. conn.path .. ":" .. msg) end
+return {{
+  ["/version"] = function(req) return "{v}" end,
+  ["*"] = function(method, path)
+    if path:match("^/rooms/") then return ws end
+  end,
+}}
+"""
+
+
+def test_reload_rebinds_a_catch_all_connection_by_its_path(live):
+    """A connection routed by the catch-all has no route key: after a reload
+    the catch-all is asked again with the connection's path."""
+    live.script_path.write_text(CATCH_ALL.format(v="v1"))
+    live.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: version(live) == "v1" and live.http("/rooms/x").status == 426,
+             timeout=10, desc="catch-all script v1")
+    with rawws.upgrade(live.port, "/rooms/blue") as c:
+        c.send_text("a")
+        assert c.recv_text() == "v1:/rooms/blue:a"
+        live.script_path.write_text(CATCH_ALL.format(v="v2"))
+        live.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: version(live) == "v2", timeout=10, desc="version v2 after SIGHUP")
+        c.send_text("b")
+        assert c.recv_text() == "v2:/rooms/blue:b", "the same connection, rebound through the catch-all"
