@@ -44,7 +44,7 @@ static void http_release(ws_http_t *h)
 
 static void link(ws_conn_t *c, ws_conn_t **list)
 {
-    c->list = list;
+    c->on_open_list = list == &c->srv->open;
     c->prev = NULL;
     c->next = *list;
     if (*list)
@@ -57,7 +57,7 @@ static void unlink(ws_conn_t *c)
     if (c->prev)
         c->prev->next = c->next;
     else
-        *c->list = c->next;
+        *(c->on_open_list ? &c->srv->open : &c->srv->conns) = c->next;
     if (c->next)
         c->next->prev = c->prev;
 }
@@ -65,7 +65,7 @@ static void unlink(ws_conn_t *c)
 /* Leaving state OPEN: back on the list the fast sweep visits. */
 static void leave_open(ws_conn_t *c)
 {
-    if (c->list == &c->srv->open) {
+    if (c->on_open_list) {
         unlink(c);
         link(c, &c->srv->conns);
     }
@@ -469,6 +469,9 @@ static void upgrade(ws_conn_t *c, const ws_hs_request_t *req)
     const char *exts = negotiate_deflate(c, req, &dcfg, ext, sizeof ext);
     char resp[512];
     long n = ws_handshake_response(resp, sizeof resp, hs.accept, c->subprotocol, exts);
+    /* Lua keeps it (conn.subprotocol); the connection needs it no more. */
+    free(c->subprotocol);
+    c->subprotocol = NULL;
     if (n < 0) {
         http_error(c, 500, "response too large", NULL);
         return;
@@ -491,6 +494,7 @@ static void upgrade(ws_conn_t *c, const ws_hs_request_t *req)
     ws_iptab_inc(&s->ips, ip);
     c->ip_counted = 1;
     c->t_msg = c->t_tokens = now_ms(c);
+    c->t_ping = 0; /* shares its place with t_http, which the HTTP phase used */
     ws_lhost_open(c->srv->lh, c);
 }
 
@@ -590,7 +594,7 @@ void ws_conn_accept(ws_server_t *s)
     c->srv = s;
     c->id = ++s->next_id;
     c->state = WS_CONN_HTTP;
-    c->handler_ref = c->obj_ref = -2; /* LUA_NOREF */
+    c->handler_ref = -2; /* LUA_NOREF */
     c->close_code = WS_CLOSE_ABNORMAL;
     c->max_buffered = s->cfg.max_buffered;
     c->max_message = s->cfg.max_message;

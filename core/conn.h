@@ -44,12 +44,13 @@ struct ws_conn_s {
                                     refused send) */
     unsigned http_partial : 1;   /* part of an HTTP request has arrived */
     unsigned ip_counted : 1;     /* counted in the server's per-address table */
+    unsigned on_open_list : 1;   /* next/prev link server->open, not server->conns */
     unsigned backpressure : 2;   /* ws_backpressure_t */
     uint8_t peer_family;         /* AF_INET, AF_INET6, or 0 when unknown */
     uint16_t peer_port;
+    unsigned close_code;         /* what on_close reports */
 
     ws_conn_t *next, *prev;      /* on server->open (state OPEN) or server->conns (the rest) */
-    ws_conn_t **list;            /* which of the two */
     ws_conn_t *dirty_next;       /* server->dirty */
 
     ws_http_t *http;             /* HTTP phase only */
@@ -58,26 +59,27 @@ struct ws_conn_s {
 
     /* Output: chunks queued, then handed to one uv_write at a time. */
     ws_chunk_t **q;
-    size_t qn, qcap;
+    uint32_t qn, qcap;
     size_t qoff;                 /* bytes of q[0] already written by a partial try_write */
     size_t queued;               /* bytes in q not yet written */
     struct ws_wreq_s *w;         /* the write in flight, or NULL (see conn.c) */
     size_t inflight;             /* bytes of the write in flight */
 
     /* Lua side (opaque to the core) */
-    int handler_ref;             /* registry ref of the route's handler table */
-    int obj_ref;                 /* registry ref of the connection's Lua object */
+    int handler_ref;             /* registry ref of the handler table: route->handler_ref
+                                    (not ours), or our own for a catch-all connection */
     uint32_t gen;                /* script generation handler_ref belongs to */
-    unsigned close_code;         /* what on_close reports */
-    const char *route_key;       /* route key, to find the handler again after a reload
-                                    (shared: see ws__lhost_route_key) */
-    char *subprotocol;
+    struct ws_route_s *route;    /* the route, shared by its connections (its key and
+                                    handler); NULL when routed by the catch-all */
+    char *subprotocol;           /* during the upgrade only */
 
     /* Liveness, in loop milliseconds (uv_now). */
     uint64_t t_rx;               /* last bytes received */
     uint64_t t_msg;              /* last data message either way (idle timeout) */
-    uint64_t t_ping;             /* when our unanswered ping left; 0 = none */
-    uint64_t t_http;             /* HTTP phase: close (408) when the request is not whole by then */
+    union {                      /* one per phase: a connection is in one or the other */
+        uint64_t t_http;         /* HTTP phase: close (408) when the request is not whole by then */
+        uint64_t t_ping;         /* open: when our unanswered ping left; 0 = none */
+    };
 
     /* Limits, from the command line or the route's handler table. */
     size_t max_buffered;

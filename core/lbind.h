@@ -37,13 +37,23 @@ struct ws_lhost_s {
     char *script;
     char *script_dir;
     ws_ltimer_t *timers; /* live timers (intrusive list) */
-    struct ws_rkey_s *route_keys; /* one copy of each route key, shared by its connections */
+    struct ws_route_s *routes; /* routes with connections, each shared by its connections */
+    unsigned upgrades;  /* WebSocket upgrades accepted, for the collector's pace (lreq.c) */
 };
 
-/* A route key as one copy shared by all connections on the route (route keys
- * are few and connections many); released by ws__lhost_free_route_keys. */
-const char *ws__lhost_route_key(ws_lhost_t *lh, const char *key, size_t len);
-void ws__lhost_free_route_keys(ws_lhost_t *lh);
+/* A route as its connections share it (routes are few and connections many):
+ * its key, and one registry ref of its handler table for script generation
+ * gen, found again once per route after a reload instead of once per
+ * connection. Kept until ws__lhost_free_routes. */
+struct ws_route_s {
+    struct ws_route_s *next;
+    int handler_ref;  /* LUA_NOREF when the script of generation gen lacks the route */
+    uint32_t gen;
+    size_t len;
+    char key[];
+};
+struct ws_route_s *ws__lhost_route(ws_lhost_t *lh, const char *key, size_t len);
+void ws__lhost_free_routes(ws_lhost_t *lh);
 
 /* The host owning L. */
 ws_lhost_t *ws__lhost_of(lua_State *L);

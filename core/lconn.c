@@ -340,17 +340,20 @@ void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req)
         lua_setfield(L, -2, "subprotocol");
         lua_pop(L, 1);
     }
+    /* The connection table is the only reference: a second one (a registry
+     * ref) would cost every connection another slot. */
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->conns_ref);
     lua_pushvalue(L, box);
     lua_rawseti(L, -2, b->id);
-    lua_pop(L, 1);
-    /* Every event pushes the object: one registry index, not a table lookup by id. */
-    c->obj_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 2);
 }
 
 void ws__lconn_push(ws_lhost_t *lh, ws_conn_t *c)
 {
-    lua_rawgeti(lh->L, LUA_REGISTRYINDEX, c->obj_ref);
+    lua_State *L = lh->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->conns_ref);
+    lua_rawgeti(L, -1, (lua_Integer)c->id);
+    lua_remove(L, -2);
 }
 
 void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c)
@@ -372,6 +375,4 @@ void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c)
     lua_pushnil(L);
     lua_rawseti(L, -2, (lua_Integer)c->id);
     lua_pop(L, 1);
-    luaL_unref(L, LUA_REGISTRYINDEX, c->obj_ref);
-    c->obj_ref = LUA_NOREF;
 }

@@ -274,7 +274,7 @@ void ws_lhost_free(ws_lhost_t *lh)
     free(lh->script_dir);
     free(lh->project_dirs[0]);
     free(lh->project_dirs[1]);
-    ws__lhost_free_route_keys(lh);
+    ws__lhost_free_routes(lh);
     free(lh);
 }
 
@@ -430,30 +430,42 @@ void ws_lhost_stop(ws_lhost_t *lh) { ws__ltimers_close_all(lh); }
 static int rebind(ws_lhost_t *lh, ws_conn_t *c)
 {
     lua_State *L = lh->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
-    lua_getfield(L, -1, "resolve");
-    lua_remove(L, -2);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->app_ref);
-    if (c->route_key)
-        lua_pushstring(L, c->route_key);
-    else
-        lua_pushnil(L);
-    ws__lconn_push(lh, c);
-    if (lua_type(L, -1) == LUA_TUSERDATA) {
-        lua_getfield(L, -1, "path"); /* conn.path, through __index */
-        lua_replace(L, -2);
+    struct ws_route_s *r = c->route;
+    if (!r || r->gen != lh->gen) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
+        lua_getfield(L, -1, "resolve");
+        lua_remove(L, -2);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, lh->app_ref);
+        if (r) {
+            lua_pushlstring(L, r->key, r->len);
+            lua_pushnil(L);
+        } else {
+            lua_pushnil(L);
+            ws__lconn_push(lh, c);
+            lua_getfield(L, -1, "path"); /* conn.path, through __index */
+            lua_replace(L, -2);
+        }
+        if (ws__lhost_pcall(lh, 3, 1, "rebinding a connection after reload") != 0)
+            lua_pushnil(L);
+        /* A route's handler is found once for all its connections. */
+        int *ref = r ? &r->handler_ref : &c->handler_ref;
+        luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+        if (lua_istable(L, -1)) {
+            *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        } else {
+            lua_pop(L, 1);
+            *ref = LUA_NOREF;
+        }
+        if (r)
+            r->gen = lh->gen;
     }
-    if (ws__lhost_pcall(lh, 3, 1, "rebinding a connection after reload") != 0)
-        lua_pushnil(L);
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
+    c->handler_ref = r ? r->handler_ref : c->handler_ref;
+    c->gen = lh->gen;
+    if (c->handler_ref == LUA_NOREF) {
         static const char msg[] = "endpoint removed by a reload";
         ws_conn_close(c, WS_CLOSE_GOING_AWAY, msg, sizeof msg - 1);
         return 0;
     }
-    luaL_unref(L, LUA_REGISTRYINDEX, c->handler_ref);
-    c->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    c->gen = lh->gen;
     return 1;
 }
 
@@ -486,7 +498,7 @@ static int event_call(ws_lhost_t *lh, ws_conn_t *c, const char *name, int nargs)
     if (pcall_tb(lh, nargs + 1, 0) == LUA_OK)
         return 0;
     char buf[8192];
-    ws_log_error("%s (%s, conn %llu): %s", name, c->route_key ? c->route_key : "*",
+    ws_log_error("%s (%s, conn %llu): %s", name, c->route ? c->route->key : "*",
                  (unsigned long long)c->id, unshorten(lh, lua_tostring(lh->L, -1), buf, sizeof buf));
     lua_pop(lh->L, 1);
     return -1;
@@ -539,6 +551,7 @@ void ws_lhost_closed(ws_lhost_t *lh, ws_conn_t *c)
         event_call(lh, c, "on_close", 2);
     }
     ws__lconn_detach(lh, c);
-    luaL_unref(L, LUA_REGISTRYINDEX, c->handler_ref);
+    if (!c->route) /* a route's ref is the route's */
+        luaL_unref(L, LUA_REGISTRYINDEX, c->handler_ref);
     c->handler_ref = LUA_NOREF;
 }

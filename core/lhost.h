@@ -50,7 +50,7 @@ void ws_lhost_http(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_reque
 
 /* Route and authorise an upgrade whose protocol checks passed (hs). Returns 0
  * when accepted: the Lua connection object exists, c->handler_ref,
- * c->route_key and c->subprotocol are set, and the route's own settings are
+ * c->route and c->subprotocol are set, and the route's own settings are
  * applied to c's limits and to dcfg (compression). Otherwise returns the HTTP status
  * to answer and appends the extra response headers to extra_headers and a
  * short reason to reason. */

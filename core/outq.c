@@ -151,9 +151,9 @@ void ws__outq_frame(ws_conn_t *c, unsigned op, const void *data, size_t len)
 
 size_t ws_conn_buffered(const ws_conn_t *c) { return c->queued + c->inflight; }
 
-static void release(ws_chunk_t **arr, size_t *n)
+static void release(ws_chunk_t **arr, uint32_t *n)
 {
-    for (size_t i = 0; i < *n; i++)
+    for (uint32_t i = 0; i < *n; i++)
         ws_chunk_unref(arr[i]);
     *n = 0;
 }
