@@ -205,7 +205,8 @@ static void push_extra(lua_State *L, int i)
     lua_setiuservalue(L, i, UV_EXTRA);
 }
 
-/* Methods first, then the fields table. Only the VM calls this, on our own
+/* Methods first, then the extra table, then the fields kept elsewhere (user
+ * values, the box, the C connection). Only the VM calls this, on our own
  * userdata: __metatable hides the metatable, so no script can call it on
  * anything else, and it skips check_box (it runs on every conn:method()). */
 static int mm_index(lua_State *L)
@@ -218,9 +219,9 @@ static int mm_index(lua_State *L)
         if (lua_rawget(L, -2) != LUA_TNIL)
             return 1;
     }
-    const char *k = lua_tostring(L, 2);
-    if (!k || lua_type(L, 2) != LUA_TSTRING)
+    if (lua_type(L, 2) != LUA_TSTRING)
         return 0;
+    const char *k = lua_tostring(L, 2);
     box_t *b = lua_touserdata(L, 1);
     if (strcmp(k, "path") == 0) {
         lua_getiuservalue(L, 1, UV_PATH);
