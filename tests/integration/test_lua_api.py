@@ -1,5 +1,6 @@
 """The Lua API (docs/api.md) seen from real clients."""
 import asyncio
+import functools
 import json
 import re
 
@@ -7,24 +8,14 @@ import pytest
 import websockets
 
 import rawws
+import pushlib
 from conftest import SCRIPTS, scaled, script_line, wait_for
+from pushlib import connect, recv
 
 APP = SCRIPTS / "app.lua"
 
-
-def run(coro, timeout=10):
-    return asyncio.run(asyncio.wait_for(coro, scaled(timeout)))
-
-
-def connect(server, path, **kw):
-    kw.setdefault("compression", None)
-    kw.setdefault("open_timeout", scaled(10))
-    kw.setdefault("close_timeout", scaled(5))
-    return websockets.connect(server.url + path, **kw)
-
-
-async def recv(ws, timeout=5):
-    return await asyncio.wait_for(ws.recv(), scaled(timeout))
+# These tests keep their own 10 s deadline (pushlib's default is 20 s).
+run = functools.partial(pushlib.run, timeout=10)
 
 
 def closes(server, cid):
