@@ -40,6 +40,13 @@ def version(server):
     return r.body.decode() if r.status == 200 else None
 
 
+def hup_reload(server, text, ready, desc):
+    """Write the script, send SIGHUP and wait until ready() says the new one serves."""
+    server.script_path.write_text(text)
+    server.proc.send_signal(signal.SIGHUP)
+    wait_for(ready, timeout=10, desc=desc)
+
+
 @pytest.fixture
 def live(spawn, tmp_path):
     path = tmp_path / "live.lua"
@@ -54,9 +61,8 @@ def test_sighup_reload_swaps_handlers_and_keeps_connections(live):
         assert c.recv_text() == "hello v1"
         c.send_text("a")
         assert c.recv_text() == "v1:a:v1"
-        live.script_path.write_text(TEMPLATE.format(v="v2"))
-        live.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: version(live) == "v2", timeout=10, desc="version v2 after SIGHUP")
+        hup_reload(live, TEMPLATE.format(v="v2"), lambda: version(live) == "v2",
+                   "version v2 after SIGHUP")
         # same TCP connection, new handler, conn.data kept
         c.send_text("b")
         assert c.recv_text() == "v2:b:v1"
@@ -100,15 +106,13 @@ return {{
 def test_reload_rebinds_a_catch_all_connection_by_its_path(live):
     """A connection routed by the catch-all has no route key: after a reload
     the catch-all is asked again with the connection's path."""
-    live.script_path.write_text(CATCH_ALL.format(v="v1"))
-    live.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: version(live) == "v1" and live.http("/rooms/x").status == 426,
-             timeout=10, desc="catch-all script v1")
+    hup_reload(live, CATCH_ALL.format(v="v1"),
+               lambda: version(live) == "v1" and live.http("/rooms/x").status == 426,
+               "catch-all script v1")
     with rawws.upgrade(live.port, "/rooms/blue") as c:
         c.send_text("a")
         assert c.recv_text() == "v1:/rooms/blue:a"
-        live.script_path.write_text(CATCH_ALL.format(v="v2"))
-        live.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: version(live) == "v2", timeout=10, desc="version v2 after SIGHUP")
+        hup_reload(live, CATCH_ALL.format(v="v2"), lambda: version(live) == "v2",
+                   "version v2 after SIGHUP")
         c.send_text("b")
         assert c.recv_text() == "v2:/rooms/blue:b", "the same connection, rebound through the catch-all"
