@@ -213,6 +213,16 @@ def abort(writer):
     writer.transport.abort()
 
 
+def hang_up(st, rng, kind, writer, p_rst):
+    """End a misbehaving connection with an RST (probability p_rst) or a FIN, and count which."""
+    if rng.random() < p_rst:
+        abort(writer)
+        st.mis[kind + ":rst"] += 1
+    else:
+        writer.close()
+        st.mis[kind + ":fin"] += 1
+
+
 async def read_server_close(reader, timeout):
     """Read server frames until a close frame or EOF; return the close code,
     'eof' or 'timeout'."""
@@ -410,12 +420,7 @@ async def misbehaving(st, rng, kind):
             hs = handshake_bytes(port)
             writer.write(hs[:rng.randint(1, len(hs) - 3)])
             await asyncio.sleep(rng.uniform(0.05, 1.5))
-            if rng.random() < 0.5:
-                abort(writer)
-                st.mis[kind + ":rst"] += 1
-            else:
-                writer.close()
-                st.mis[kind + ":fin"] += 1
+            hang_up(st, rng, kind, writer, 0.5)
             return
         if kind == "garbage_http":
             reader, writer = await raw_connect(port)
@@ -447,12 +452,7 @@ async def misbehaving(st, rng, kind):
             full = frame(0x2 if rng.random() < 0.5 else 0x1, payload)
             writer.write(full[:rng.randint(1, len(full) - 1)])
             await asyncio.sleep(rng.uniform(0, 1.0))
-            if rng.random() < 0.5:
-                abort(writer)
-                st.mis[kind + ":rst"] += 1
-            else:
-                writer.close()
-                st.mis[kind + ":fin"] += 1
+            hang_up(st, rng, kind, writer, 0.5)
         elif kind == "non_reader":
             # pile up echo replies and pushes the client never reads
             msg = frame(0x1, b"r" * 8000)
@@ -460,12 +460,7 @@ async def misbehaving(st, rng, kind):
                 writer.write(msg)
             hold = min(rng.uniform(1, 5), max(0.0, st.deadline - now()))
             await asyncio.sleep(hold)
-            if rng.random() < 0.7:
-                abort(writer)
-                st.mis[kind + ":rst"] += 1
-            else:
-                writer.close()
-                st.mis[kind + ":fin"] += 1
+            hang_up(st, rng, kind, writer, 0.7)
         elif kind == "garbage_frame":
             r = rng.random()
             if r < 0.33:
