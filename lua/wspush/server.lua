@@ -108,14 +108,6 @@ function S.upgrade(app, req, protocols)
       end
     end
   end
-  -- req.headers becomes conn.headers: the core left the handshake's own
-  -- headers out; a request made in Lua (wspush.testing) may still have them.
-  for name in pairs(http.HANDSHAKE_ONLY) do
-    if rawget(req.headers, name) ~= nil then
-      req.headers = http.headers(req.headers, http.HANDSHAKE_ONLY)
-      break
-    end
-  end
   return h, key, sub
 end
 

@@ -207,8 +207,8 @@ function App:connect(target, opts)
   local path, rawquery = parse_target(target, opts.query)
   local req = {
     method = "GET", path = path, rawquery = rawquery, body = "",
-    headers = lower_headers(opts.headers, { host = "localhost:8000", upgrade = "websocket",
-                                             connection = "Upgrade", ["sec-websocket-version"] = "13" }),
+    -- As the core builds it: without the handshake's own headers, which it checks.
+    headers = http.headers(lower_headers(opts.headers, { host = "localhost:8000" }), http.HANDSHAKE_ONLY),
     remote = opts.remote or "127.0.0.1:50000",
   }
   local h, key, sub = server.upgrade(self.compiled, req, opts.protocols or {})

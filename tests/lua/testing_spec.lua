@@ -14,6 +14,22 @@ describe("testing", function()
     assert.equal("spec", c.conn.headers["user-agent"])
   end)
 
+  it("leaves the handshake's own headers out, as the core does", function()
+    local sent = { Upgrade = "websocket", Connection = "Upgrade",
+                   ["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ==", ["X-Kept"] = "yes" }
+    for _, path in ipairs({ "/ws", "/seen" }) do
+      local c = assert(app:connect(path, { headers = sent }))
+      -- conn.headers, and the req.headers check_origin got (route /seen)
+      for _, h in ipairs({ c.conn.headers, path == "/seen" and _G.seen_headers or nil }) do
+        assert.is_nil(h.upgrade)
+        assert.is_nil(h.connection)
+        assert.is_nil(h["sec-websocket-key"])
+        assert.equal("yes", h["X-Kept"])
+        assert.equal("localhost:8000", h.host)
+      end
+    end
+  end)
+
   it("returns nil, status, reason when the upgrade is refused", function()
     assert.same({ nil, 404, "Not Found" }, { app:connect("/nowhere") })
     local refused = { app:connect("/strict", { headers = { origin = "http://evil.example" } }) }
