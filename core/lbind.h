@@ -54,6 +54,9 @@ struct ws_route_s {
 };
 struct ws_route_s *ws__lhost_route(ws_lhost_t *lh, const char *key, size_t len);
 void ws__lhost_free_routes(ws_lhost_t *lh);
+/* Replace *ref by a registry ref of the handler table on top of the stack
+ * (popped), or by LUA_NOREF when it is not a table; the old ref is released. */
+void ws__lhost_set_handler(lua_State *L, int *ref);
 
 /* The host owning L. */
 ws_lhost_t *ws__lhost_of(lua_State *L);

@@ -448,18 +448,12 @@ static int rebind(ws_lhost_t *lh, ws_conn_t *c)
         if (ws__lhost_pcall(lh, 3, 1, "rebinding a connection after reload") != 0)
             lua_pushnil(L);
         /* A route's handler is found once for all its connections. */
-        int *ref = r ? &r->handler_ref : &c->handler_ref;
-        luaL_unref(L, LUA_REGISTRYINDEX, *ref);
-        if (lua_istable(L, -1)) {
-            *ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        } else {
-            lua_pop(L, 1);
-            *ref = LUA_NOREF;
-        }
+        ws__lhost_set_handler(L, r ? &r->handler_ref : &c->handler_ref);
         if (r)
             r->gen = lh->gen;
     }
-    c->handler_ref = r ? r->handler_ref : c->handler_ref;
+    if (r)
+        c->handler_ref = r->handler_ref;
     c->gen = lh->gen;
     if (c->handler_ref == LUA_NOREF) {
         static const char msg[] = "endpoint removed by a reload";

@@ -260,6 +260,17 @@ struct ws_route_s *ws__lhost_route(ws_lhost_t *lh, const char *key, size_t len)
     return r;
 }
 
+void ws__lhost_set_handler(lua_State *L, int *ref)
+{
+    luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+    if (lua_istable(L, -1)) {
+        *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+        lua_pop(L, 1);
+        *ref = LUA_NOREF;
+    }
+}
+
 void ws__lhost_free_routes(ws_lhost_t *lh)
 {
     while (lh->routes) {
@@ -341,13 +352,12 @@ int ws_lhost_upgrade(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_req
     route_compression(L, top + 2, dcfg);
     if (!c->route) {
         lua_pushvalue(L, top + 2);
-        c->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        ws__lhost_set_handler(L, &c->handler_ref);
     } else {
         /* Within one generation a route key always gives the same handler. */
         if (c->route->gen != lh->gen || c->route->handler_ref == LUA_NOREF) {
-            luaL_unref(L, LUA_REGISTRYINDEX, c->route->handler_ref);
             lua_pushvalue(L, top + 2);
-            c->route->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+            ws__lhost_set_handler(L, &c->route->handler_ref);
             c->route->gen = lh->gen;
         }
         c->handler_ref = c->route->handler_ref;
