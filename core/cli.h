@@ -38,6 +38,7 @@ typedef struct {
     int compression_memlevel;/* --compression-memlevel N, default 8 */
     int compression_context; /* --compression-context: keep context between messages */
     size_t compression_max_memory; /* --compression-max-memory BYTES, default 256 MiB */
+    int io_uring;            /* --io-uring / --no-io-uring, default on */
 } ws_config_t;
 
 /* What happens when a connection's outbound queue is over its limit. */

@@ -110,6 +110,7 @@ void ws__conn_finish(ws_conn_t *c)
         ws_lhost_closed(c->srv->lh, c);
     }
     uv_read_stop((uv_stream_t *)&c->tcp);
+    ws__outq_cancel(c);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 

@@ -1,7 +1,10 @@
 /* The outbound side of a connection: frames queue as refcounted chunks
  * (a published frame is one chunk shared by every subscriber), small ones
  * coalesce, the backpressure policy bounds the queue, and a flush writes it
- * with one try_write and, for what the socket did not take, one uv_write. */
+ * with one send (through the server's io_uring, submitted with every other
+ * connection's of the turn, or a try_write without one) and, for what the
+ * socket did not take, one uv_write. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,36 +13,55 @@
 #include "frame.h"
 #include "lhost.h"
 #include "outq.h"
+#include "ring.h"
 
 #define IOV_MAX_WRITE 64
 
-/* A write in flight: the uv request and the chunks it owns until it
- * completes. Only a connection whose socket is full has one, so they live
- * outside ws_conn_t (idle connections stay small) and are recycled. */
+/* A write in flight: a ring send or a uv_write, and the chunks it owns until
+ * it completes. Only a connection with a write in flight has one, so they
+ * live outside ws_conn_t (idle connections stay small). With the ring every
+ * connection written in a turn has one at once (a publish to 10k subscribers:
+ * 10k), so the small ones are pooled; the pool is emptied when the server
+ * goes quiet (ws__outq_release_pool). */
 typedef struct ws_wreq_s {
-    uv_write_t req;
-    ws_conn_t *c;
-    size_t n;
+    struct msghdr msg;           /* the ring send's */
+    uv_write_t *uv;              /* the slow path's request, made when first needed */
+    ws_conn_t *c;                /* NULL once the connection is freed (ring send) */
     struct ws_wreq_s *next_free;
-    ws_chunk_t *chunks[IOV_MAX_WRITE];
+    uint32_t n, cap;
+    int ring;                    /* a ring send, not a uv_write */
+    ws_chunk_t **chunks;         /* [cap], after iov */
+    uv_buf_t iov[];              /* [cap]; laid out as struct iovec on Unix (libuv's promise) */
 } ws_wreq_t;
 
-#define WREQ_FREE_MAX 64
-static ws_wreq_t *wreq_free;
-static size_t wreq_nfree;
+/* Most writes carry a few chunks (small frames coalesce into one). */
+#define WREQ_SMALL 8
+#define WREQ_POOL_MAX 16384
+static ws_wreq_t *wreq_pool;
+static size_t wreq_npool;
 
-static ws_wreq_t *wreq_new(ws_conn_t *c)
+static ws_wreq_t *wreq_new(ws_conn_t *c, size_t n)
 {
-    ws_wreq_t *w = wreq_free;
-    if (w) {
-        wreq_free = w->next_free;
-        wreq_nfree--;
+    ws_wreq_t *w = wreq_pool;
+    if (n <= WREQ_SMALL && w) {
+        wreq_pool = w->next_free;
+        wreq_npool--;
     } else {
-        w = ws_malloc(sizeof *w);
+        uint32_t cap = n <= WREQ_SMALL ? WREQ_SMALL : (uint32_t)n;
+        w = ws_malloc(sizeof *w + cap * (sizeof *w->iov + sizeof *w->chunks));
+        w->cap = cap;
+        w->uv = NULL;
+        w->chunks = (ws_chunk_t **)(w->iov + cap);
     }
     w->c = c;
     w->n = 0;
     return w;
+}
+
+static void wreq_free(ws_wreq_t *w)
+{
+    free(w->uv);
+    free(w);
 }
 
 /* Release the chunks of a finished write and recycle it. */
@@ -47,13 +69,23 @@ static void wreq_done(ws_wreq_t *w)
 {
     for (size_t i = 0; i < w->n; i++)
         ws_chunk_unref(w->chunks[i]);
-    if (wreq_nfree < WREQ_FREE_MAX) {
-        w->next_free = wreq_free;
-        wreq_free = w;
-        wreq_nfree++;
+    if (w->cap == WREQ_SMALL && wreq_npool < WREQ_POOL_MAX) {
+        w->next_free = wreq_pool;
+        wreq_pool = w;
+        wreq_npool++;
     } else {
-        free(w);
+        wreq_free(w);
     }
+}
+
+void ws__outq_release_pool(void)
+{
+    while (wreq_pool) {
+        ws_wreq_t *w = wreq_pool;
+        wreq_pool = w->next_free;
+        wreq_free(w);
+    }
+    wreq_npool = 0;
 }
 
 void ws__outq_push(ws_conn_t *c, ws_chunk_t *k)
@@ -205,22 +237,6 @@ static void end_tcp(ws_conn_t *c)
     }
 }
 
-static void on_write(uv_write_t *req, int status)
-{
-    ws_wreq_t *w = (ws_wreq_t *)req;
-    ws_conn_t *c = w->c;
-    wreq_done(w);
-    c->w = NULL;
-    c->inflight = 0;
-    if (c->state == WS_CONN_CLOSED)
-        return;
-    if (status < 0) {
-        ws__conn_finish(c);
-        return;
-    }
-    ws_conn_flush(c);
-}
-
 /* The queue is empty: tell a handler that was waiting for it (on_drain). */
 static void drained(ws_conn_t *c)
 {
@@ -230,15 +246,123 @@ static void drained(ws_conn_t *c)
     }
 }
 
+/* Nothing is queued: end the connection if it was to end, or tell Lua. */
+static void idle(ws_conn_t *c)
+{
+    if (c->end_after_write)
+        end_tcp(c);
+    else
+        drained(c);
+}
+
+static void on_write(uv_write_t *req, int status);
+
+/* Move the first chunks of the queue into w, which owns them until it completes. */
+static ws_wreq_t *take(ws_conn_t *c)
+{
+    size_t n = c->qn < IOV_MAX_WRITE ? c->qn : IOV_MAX_WRITE;
+    ws_wreq_t *w = wreq_new(c, n);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t off = i == 0 ? c->qoff : 0;
+        w->iov[i] = uv_buf_init((char *)c->q[i]->data + off, (unsigned)(c->q[i]->len - off));
+        total += c->q[i]->len - off;
+        w->chunks[i] = c->q[i];
+    }
+    w->n = n;
+    memmove(c->q, c->q + n, (c->qn - n) * sizeof *c->q);
+    c->qn -= (uint32_t)n;
+    c->qoff = 0;
+    c->queued -= total;
+    c->inflight = total;
+    c->w = w;
+    return w;
+}
+
+/* The socket is full: libuv waits for room and writes iov[0..n) of w. */
+static void wait_write(ws_conn_t *c, ws_wreq_t *w, uv_buf_t *iov, size_t n)
+{
+    w->ring = 0;
+    c->want_drain = c->is_ws;
+    if (!w->uv)
+        w->uv = ws_malloc(sizeof *w->uv);
+    w->uv->data = w;
+    if (uv_write(w->uv, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write) < 0) {
+        c->w = NULL;
+        wreq_done(w);
+        c->inflight = 0;
+        ws__conn_finish(c);
+    }
+}
+
+/* The write of w ended: clear it from c. Returns c if it is still to be served. */
+static ws_conn_t *write_ended(ws_wreq_t *w)
+{
+    ws_conn_t *c = w->c;
+    wreq_done(w);
+    if (!c)
+        return NULL;
+    c->w = NULL;
+    c->inflight = 0;
+    return c->state == WS_CONN_CLOSED ? NULL : c;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    ws_conn_t *c = write_ended(req->data);
+    if (c && status < 0)
+        ws__conn_finish(c);
+    else if (c)
+        ws_conn_flush(c);
+}
+
+void ws__outq_sent(void *req, int res)
+{
+    ws_wreq_t *w = req;
+    ws_conn_t *c = w->c;
+    if (res == -EAGAIN)
+        res = 0;
+    if (res < 0 || !c || c->state == WS_CONN_CLOSED || (size_t)res == c->inflight) {
+        c = write_ended(w);
+        if (c && res < 0)
+            ws__conn_finish(c);
+        else if (c)
+            ws_conn_flush(c);
+        return;
+    }
+    /* The socket took part of it: the rest waits in a uv_write. */
+    size_t i = 0, done = (size_t)res;
+    while (done >= w->iov[i].len)
+        done -= w->iov[i++].len;
+    w->iov[i].base += done;
+    w->iov[i].len -= done;
+    c->inflight -= (size_t)res;
+    wait_write(c, w, w->iov + i, w->n - i);
+}
+
+void ws__outq_cancel(ws_conn_t *c)
+{
+    if (c->w && c->w->ring)
+        ws_ring_cancel(c->srv->ring, c->w);
+}
+
 void ws_conn_flush(ws_conn_t *c)
 {
     if (c->state == WS_CONN_CLOSED || c->w)
         return;
     if (c->qn == 0) {
-        if (c->end_after_write)
-            end_tcp(c);
-        else
-            drained(c);
+        idle(c);
+        return;
+    }
+    if (c->srv->ring) {
+        ws_wreq_t *w = take(c);
+        w->ring = 1;
+        memset(&w->msg, 0, sizeof w->msg);
+        w->msg.msg_iov = (struct iovec *)w->iov;
+        w->msg.msg_iovlen = w->n;
+        uv_os_fd_t fd;
+        uv_fileno((uv_handle_t *)&c->tcp, &fd);
+        ws_ring_send(c->srv->ring, fd, &w->msg, w);
         return;
     }
     uv_buf_t iov[IOV_MAX_WRITE];
@@ -257,43 +381,20 @@ void ws_conn_flush(ws_conn_t *c)
         ws__conn_finish(c);
         return;
     }
-    if ((size_t)r == total && n == c->qn) {
-        consume(c, (size_t)r);
-        if (c->end_after_write)
-            end_tcp(c);
-        else
-            drained(c);
+    consume(c, (size_t)r);
+    if (c->qn == 0) {
+        idle(c);
         return;
     }
-    consume(c, (size_t)r);
-    /* Hand the first chunks to one uv_write; they stay alive in it until it completes. */
-    n = c->qn < IOV_MAX_WRITE ? c->qn : IOV_MAX_WRITE;
-    ws_wreq_t *w = wreq_new(c);
-    total = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t off = i == 0 ? c->qoff : 0;
-        iov[i] = uv_buf_init((char *)c->q[i]->data + off, (unsigned)(c->q[i]->len - off));
-        total += c->q[i]->len - off;
-        w->chunks[i] = c->q[i];
-    }
-    w->n = n;
-    memmove(c->q, c->q + n, (c->qn - n) * sizeof *c->q);
-    c->qn -= n;
-    c->qoff = 0;
-    c->queued -= total;
-    c->inflight = total;
-    c->w = w;
-    c->want_drain = c->is_ws;
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write) < 0) {
-        c->w = NULL;
-        wreq_done(w);
-        c->inflight = 0;
-        ws__conn_finish(c);
-    }
+    ws_wreq_t *w = take(c);
+    wait_write(c, w, w->iov, w->n);
 }
 
 void ws__outq_free(ws_conn_t *c)
 {
+    /* A ring send outlives the connection: its completion only frees it. */
+    if (c->w && c->w->ring)
+        c->w->c = NULL;
     release(c->q, &c->qn);
     free(c->q);
     c->q = NULL;

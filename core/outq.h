@@ -20,6 +20,12 @@ void ws__outq_frame(ws_conn_t *c, unsigned op, const void *data, size_t len);
 /* Apply the backpressure policy before queueing a data frame of n bytes:
  * 0 when it may be queued, WS_EFULL when the policy refused it. */
 int ws__outq_make_room(ws_conn_t *c, size_t n);
+/* The server's ring finished a send of ours (its ws_ring_cb). */
+void ws__outq_sent(void *req, int res);
+/* The connection is closing: end a ring send still in flight. */
+void ws__outq_cancel(ws_conn_t *c);
+/* Free the pool of write requests (the server is quiet). */
+void ws__outq_release_pool(void);
 /* Release everything queued (the connection is being freed). */
 void ws__outq_free(ws_conn_t *c);
 /* Release the queue's array when nothing is queued or being written.

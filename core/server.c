@@ -10,6 +10,8 @@
 #include "error.h"
 #include "lhost.h"
 #include "log.h"
+#include "outq.h"
+#include "ring.h"
 
 /* The sweep enforces close deadlines; its period bounds how late one can be. */
 #define SWEEP_MS 100
@@ -33,6 +35,8 @@ static void flush_all(ws_server_t *s)
         c->in_dirty = 0;
         ws_conn_flush(c);
     }
+    if (s->ring)
+        ws_ring_submit(s->ring);
 }
 
 static void on_prepare(uv_prepare_t *h) { flush_all(h->data); }
@@ -58,6 +62,7 @@ static void give_back_memory(ws_server_t *s)
         return;
     }
     if (s->mem_dirty && ws_lhost_collect_step(s->lh)) {
+        ws__outq_release_pool();
 #ifdef __GLIBC__
         malloc_trim(0);
 #endif
@@ -245,6 +250,12 @@ int ws_server_init(ws_server_t *s, uv_loop_t *loop, const ws_config_t *cfg, char
     uv_timer_init(loop, &s->shutdown_timer);
     s->shutdown_timer.data = s;
     ws_reload_init(&s->reload, s, !cfg->no_watch);
+    if (cfg->io_uring) {
+        char why[128];
+        s->ring = ws_ring_new(loop, ws__outq_sent, why, sizeof why);
+        if (!s->ring)
+            ws_log_info("%s: sending with writev", why);
+    }
     return 0;
 
 fail:
@@ -274,6 +285,9 @@ int ws_server_run(ws_server_t *s)
 
 void ws_server_free(ws_server_t *s)
 {
+    ws_ring_free(s->ring);
+    s->ring = NULL;
+    ws__outq_release_pool();
     ws_lhost_free(s->lh);
     s->lh = NULL;
     ws_pubsub_free(&s->pubsub);

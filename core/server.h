@@ -17,6 +17,7 @@
 
 typedef struct ws_conn_s ws_conn_t;
 typedef struct ws_lhost_s ws_lhost_t;
+typedef struct ws_ring_s ws_ring_t;
 
 #define WS_READ_BUF 65536
 
@@ -45,6 +46,7 @@ typedef struct ws_server_s {
     uv_timer_t sweep;
     uv_prepare_t prepare;
     uv_check_t check;
+    ws_ring_t *ring;    /* sends through io_uring, or NULL: writev */
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     int read_busy;      /* the shared read buffer is lent to a read callback */

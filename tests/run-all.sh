@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 bash tests/deps.sh --test
 
 export NODE_PATH=/usr/share/nodejs
-PYTEST=(/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration)
+PYTEST_BASE=(/usr/bin/python3 -m pytest -q -p no:cacheprovider)
+PYTEST=("${PYTEST_BASE[@]}" tests/integration)
 JOBS=$(nproc 2>/dev/null || echo 2)
 step() { printf '\n=== %s ===\n' "$*"; }
 
@@ -23,6 +24,10 @@ lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua' tests/lua
 
 step "end-to-end tests"
 WSPUSH_BIN="$PWD/build/wspush" "${PYTEST[@]}"
+
+step "end-to-end subset with the writev send path (--no-io-uring)"
+WSPUSH_BIN="$PWD/build/wspush" WSPUSH_ARGS=--no-io-uring "${PYTEST_BASE[@]}" \
+  tests/integration/test_{liveness,limits,close,broadcast,startup,fanout_stuck}.py
 
 step "build (ASan + UBSan)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DWSPUSH_SANITIZE=ON -DWSPUSH_TESTS=ON -DWSPUSH_BENCH=OFF >/dev/null

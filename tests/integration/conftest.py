@@ -5,6 +5,8 @@ Environment:
   WSPUSH_SANITIZE_LOG   if set, fail a test whose server stderr has ASan/UBSan/LSan reports
   WSPUSH_VALGRIND=1     run the servers of tests marked `valgrind` under valgrind
   WSPUSH_TIMEOUT_SCALE  multiply every timeout (default 1; 10 under valgrind)
+  WSPUSH_ARGS           extra options for every server, e.g. "--no-io-uring" (run-all.sh
+                        runs a subset so, to cover the writev send path)
 """
 import json
 import os
@@ -26,6 +28,7 @@ BIN = Path(os.environ.get("WSPUSH_BIN") or REPO / "build" / "wspush")
 VALGRIND = os.environ.get("WSPUSH_VALGRIND") == "1"
 SANITIZE_LOG = bool(os.environ.get("WSPUSH_SANITIZE_LOG"))
 SCALE = float(os.environ.get("WSPUSH_TIMEOUT_SCALE") or 1)
+EXTRA_ARGS = (os.environ.get("WSPUSH_ARGS") or "").split()
 
 LISTEN_RE = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 SANITIZER_RE = re.compile(r"ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer")
@@ -87,7 +90,8 @@ class Server:
         self.valgrind = valgrind
         if not BIN.exists():
             raise ServerError("server binary %s does not exist (build it, or set WSPUSH_BIN)" % BIN)
-        cmd = [str(BIN), "--host", "127.0.0.1", "--port", "0", *map(str, args), self.script]
+        cmd = [str(BIN), "--host", "127.0.0.1", "--port", "0", *EXTRA_ARGS, *map(str, args),
+               self.script]
         if valgrind:
             cmd = ["valgrind", "--error-exitcode=99", "--leak-check=full",
                    "--errors-for-leak-kinds=definite", "--track-fds=no", *cmd]

@@ -1,4 +1,5 @@
 """Start-up: the listening line, and every way to fail at start."""
+import os
 import re
 import socket
 import subprocess
@@ -6,7 +7,7 @@ import subprocess
 import pytest
 
 import rawws
-from conftest import BIN, REPO, SCRIPTS, scaled, script_line
+from conftest import BIN, EXTRA_ARGS, REPO, SCRIPTS, scaled, script_line
 
 
 def run_server(*args, timeout=10):
@@ -95,3 +96,32 @@ def test_unknown_option_is_a_start_error():
 def test_bad_port_value_is_a_start_error():
     rc, err = run_server("--host", "127.0.0.1", "--port", "70000", REPO / "handlers" / "echo.lua")
     assert_start_error(rc, err)
+
+
+def io_uring_fds(pid):
+    """Descriptors of process pid that are io_uring instances."""
+    found = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == "anon_inode:[io_uring]":
+                found.append(fd)
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("option, rings", [(None, 1), ("--io-uring", 1), ("--no-io-uring", 0)])
+def test_sends_go_through_one_io_uring_unless_turned_off(spawn, option, rings):
+    """The default send path is one io_uring per server; --no-io-uring writes with writev.
+    Either way the echo demo answers (the reply travelled the path named)."""
+    if "io-uring" in " ".join(EXTRA_ARGS):
+        pytest.skip("WSPUSH_ARGS chooses the send path for this run")
+    s = spawn(REPO / "handlers" / "echo.lua", *([option] if option else []))
+    c = rawws.upgrade(s.port, "/ws")
+    assert c.recv_text() == "Welcome"
+    c.send_text("x" * 100)
+    assert c.recv_text() == "new message :" + "x" * 100
+    try:
+        assert len(io_uring_fds(s.proc.pid)) == rings
+    finally:
+        c.close()
