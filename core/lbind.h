@@ -61,6 +61,14 @@ void ws__lhost_set_handler(lua_State *L, int *ref);
 /* The host owning L. */
 ws_lhost_t *ws__lhost_of(lua_State *L);
 
+/* The time budget of callbacks (lbudget.c): init after the standard
+ * libraries are open, start/end around every call from C, free before
+ * lua_close. */
+void ws__lbudget_init(ws_lhost_t *lh);
+void ws__lbudget_free(ws_lhost_t *lh);
+void ws__lbudget_start(ws_lhost_t *lh);
+void ws__lbudget_end(ws_lhost_t *lh);
+
 /* Call the function below nargs arguments on the stack in protected mode with
  * a traceback. On error logs "what: message + traceback" and returns non-zero;
  * the stack then holds nothing of the call. */

@@ -27,28 +27,6 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-/* A callback that never returns must not hang the server: every so many VM
- * instructions, check the clock against the budget of the outermost call. */
-#define HOOK_COUNT 100000
-
-static void budget_hook(lua_State *L, lua_Debug *ar)
-{
-    ws_lhost_t *lh = ws__lhost_of(L);
-    (void)ar;
-    if (lh->depth > 0 && uv_hrtime() > lh->deadline)
-        luaL_error(L, "callback exceeded its time budget (--lua-timeout %f s)",
-                   lh->srv->cfg.lua_timeout);
-}
-
-/* The budget starts at the loop's cached time (no clock read per call); the
- * hook reads the clock, and only every HOOK_COUNT instructions. */
-static void budget_start(ws_lhost_t *lh)
-{
-    if (lh->depth++ == 0)
-        lh->deadline = uv_now(lh->srv->loop) * 1000000ULL +
-                       (uint64_t)(lh->srv->cfg.lua_timeout * 1e9);
-}
-
 struct shortened {
     const char *tail;
     size_t len;
@@ -104,9 +82,9 @@ static const char *unshorten(ws_lhost_t *lh, const char *msg, char *buf, size_t 
  * message (with its traceback) is left on the stack. */
 static int pcall_tb(ws_lhost_t *lh, int nargs, int nres)
 {
-    budget_start(lh);
+    ws__lbudget_start(lh);
     int r = lua_pcall(lh->L, nargs, nres, TRACEBACK_IDX);
-    lh->depth--;
+    ws__lbudget_end(lh);
     return r;
 }
 
@@ -125,9 +103,9 @@ int ws__lhost_pcall(ws_lhost_t *lh, int nargs, int nres, const char *what)
 static int pcall_msg(lua_State *L, int nargs, int nres, char *err, size_t errlen)
 {
     ws_lhost_t *lh = ws__lhost_of(L);
-    budget_start(lh);
+    ws__lbudget_start(lh);
     int r = lua_pcall(L, nargs, nres, 0);
-    lh->depth--;
+    ws__lbudget_end(lh);
     if (r == LUA_OK)
         return 0;
     snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(non-string error)");
@@ -222,7 +200,7 @@ ws_lhost_t *ws_lhost_new(ws_server_t *srv, const char *script, char *err, size_t
     *(ws_lhost_t **)lua_getextraspace(L) = lh;
     lua_pushcfunction(L, traceback); /* TRACEBACK_IDX */
     luaL_openlibs(L);
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+    ws__lbudget_init(lh);
     set_path(L, lh->script_dir);
     ws__lconn_register(L);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
@@ -269,6 +247,7 @@ void ws_lhost_free(ws_lhost_t *lh)
     if (!lh)
         return;
     ws__ltimers_close_all(lh);
+    ws__lbudget_free(lh);
     lua_close(lh->L);
     free(lh->script);
     free(lh->script_dir);

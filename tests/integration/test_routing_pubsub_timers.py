@@ -1,5 +1,6 @@
 """Routing, pub/sub, timers, logging and control-frame hooks (docs/api.md)."""
 import json
+import time
 
 import pytest
 
@@ -300,3 +301,33 @@ def test_handler_that_never_returns_does_not_hang_the_server(srv):
         assert f.close_code == 1011, f
         other.send_text("x")
         assert other.recv_text() == "echo:x"
+
+
+BUDGET = SCRIPTS / "budget.lua"
+
+
+@pytest.mark.parametrize("what", ["main", "wrap", "create", "nested"])
+def test_a_loop_that_never_ends_is_stopped_at_its_budget(spawn, what):
+    """The main thread runs without a count hook: the watchdog's signal sets one
+    when the budget (0.3 s here) is over. Coroutines carry their own from
+    coroutine.create/wrap. An error that reaches the handler fails it (1011);
+    one caught by coroutine.resume comes back as its message, unless the
+    handler, over budget already, is stopped itself at its next check."""
+    s = spawn(BUDGET, "--lua-timeout", "0.3")
+    mark = s.log_mark()
+    with ws(s, "/ws") as c, ws(s, "/ws") as other:
+        t0 = time.monotonic()
+        c.send_text(what)
+        f = c.recv_frame(timeout=scaled(10))
+        # the budget of the outermost callback, not HOOK_COUNT instructions of luck
+        assert time.monotonic() - t0 < scaled(5)
+        if f.opcode == OP_TEXT:
+            assert what in ("create", "nested"), f
+            assert "exceeded its time budget" in f.payload.decode(), f
+            c.send_text("again")
+            assert c.recv_text() == "again 123"
+        else:
+            assert f.close_code == 1011, f
+            s.wait_log(r"exceeded its time budget", since=mark)
+        other.send_text("still")
+        assert other.recv_text() == "still 123"

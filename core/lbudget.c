@@ -1,0 +1,173 @@
+/* The time budget of Lua callbacks (--lua-timeout): a callback that has not
+ * returned in time is stopped by an error raised inside it, so a loop that
+ * never ends cannot hang the server.
+ *
+ * A count hook left on the main thread would do it, but with any hook set
+ * Lua's VM leaves its fast path on every instruction: ~5 % of a pipelined
+ * echo. So the main thread runs without one. A watchdog thread looks at the
+ * running callback's deadline a few times per budget and, once it has passed,
+ * signals the loop thread, whose handler sets a count hook (what lua.c does
+ * for Ctrl-C: lua_sethook is safe in a signal handler). The hook raises the
+ * error. Coroutines are Lua threads of their own that a hook on the main
+ * thread does not reach, so coroutine.create and coroutine.wrap make theirs
+ * with a count hook that checks the clock every HOOK_COUNT instructions. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+#include "lbind.h"
+#include "log.h"
+#include "server.h"
+
+#define HOOK_COUNT 100000
+
+/* The loop thread's Lua state, for the signal handler (one server per process). */
+static lua_State *volatile overdue_L;
+
+static pthread_t loop_thread, watchdog;
+static pthread_mutex_t wd_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wd_cond;
+static int wd_running, wd_stop;
+static uint64_t wd_period_ns;
+/* uv_hrtime() by which the running outermost callback must return; 0 = none. */
+static _Atomic uint64_t wd_deadline;
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    ws_lhost_t *lh = ws__lhost_of(L);
+    (void)ar;
+    /* The watchdog's hook on the main thread is for one check. */
+    if (L == lh->L)
+        lua_sethook(L, NULL, 0, 0);
+    if (lh->depth > 0 && uv_hrtime() > lh->deadline)
+        luaL_error(L, "callback exceeded its time budget (--lua-timeout %f s)",
+                   lh->srv->cfg.lua_timeout);
+}
+
+static void on_overdue(int sig)
+{
+    (void)sig;
+    lua_State *L = overdue_L;
+    if (L)
+        lua_sethook(L, budget_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static void *watch(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&wd_mu);
+    while (!wd_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t t = (uint64_t)ts.tv_nsec + wd_period_ns;
+        ts.tv_sec += (time_t)(t / 1000000000u);
+        ts.tv_nsec = (long)(t % 1000000000u);
+        pthread_cond_timedwait(&wd_cond, &wd_mu, &ts);
+        uint64_t d = atomic_load_explicit(&wd_deadline, memory_order_relaxed);
+        /* Again every period while overdue: a hook can be cleared before it
+         * ran (a coroutine being created restores the caller's hook). */
+        if (!wd_stop && d && uv_hrtime() > d)
+            pthread_kill(loop_thread, SIGRTMIN);
+    }
+    pthread_mutex_unlock(&wd_mu);
+    return NULL;
+}
+
+/* coroutine.create / coroutine.wrap (upvalue 1: the original): a new Lua
+ * thread copies its creator's hook, so create it under the count hook. */
+static int create_hooked(lua_State *L)
+{
+    lua_Hook h = lua_gethook(L);
+    int mask = lua_gethookmask(L), count = lua_gethookcount(L);
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    int r = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    lua_sethook(L, h, mask, count);
+    return r == LUA_OK ? lua_gettop(L) : lua_error(L);
+}
+
+static void hook_coroutines(lua_State *L)
+{
+    static const char *const names[] = {"create", "wrap"};
+    lua_getglobal(L, "coroutine");
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        lua_getfield(L, -1, names[i]);
+        lua_pushcclosure(L, create_hooked, 1);
+        lua_setfield(L, -2, names[i]);
+    }
+    lua_pop(L, 1);
+}
+
+void ws__lbudget_init(ws_lhost_t *lh)
+{
+    hook_coroutines(lh->L);
+    if (wd_running)
+        return;
+    /* Checked four times per budget: a stuck callback is stopped within
+     * 1.25 budgets, between 10 ms and 250 ms late. */
+    double p = lh->srv->cfg.lua_timeout / 4;
+    p = p < 0.01 ? 0.01 : p > 0.25 ? 0.25 : p;
+    wd_period_ns = (uint64_t)(p * 1e9);
+    overdue_L = lh->L;
+    loop_thread = pthread_self();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_overdue;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGRTMIN, &sa, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&wd_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    /* The watchdog never takes the signal itself. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    wd_stop = 0;
+    int rc = pthread_create(&watchdog, NULL, watch, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        /* Without a watchdog the count hook stays on, as it always was. */
+        ws_log_warn("lua-timeout watchdog: %s; using a count hook", strerror(rc));
+        lua_sethook(lh->L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+        return;
+    }
+    wd_running = 1;
+}
+
+void ws__lbudget_free(ws_lhost_t *lh)
+{
+    if (overdue_L == lh->L)
+        overdue_L = NULL;
+    if (!wd_running)
+        return;
+    pthread_mutex_lock(&wd_mu);
+    wd_stop = 1;
+    pthread_cond_signal(&wd_cond);
+    pthread_mutex_unlock(&wd_mu);
+    pthread_join(watchdog, NULL);
+    pthread_cond_destroy(&wd_cond);
+    wd_running = 0;
+}
+
+void ws__lbudget_start(ws_lhost_t *lh)
+{
+    if (lh->depth++ == 0) {
+        /* From the loop's cached time: no clock read per call. */
+        lh->deadline = uv_now(lh->srv->loop) * 1000000ULL +
+                       (uint64_t)(lh->srv->cfg.lua_timeout * 1e9);
+        atomic_store_explicit(&wd_deadline, lh->deadline, memory_order_relaxed);
+    }
+}
+
+void ws__lbudget_end(ws_lhost_t *lh)
+{
+    if (--lh->depth == 0)
+        atomic_store_explicit(&wd_deadline, 0, memory_order_relaxed);
+}
