@@ -162,20 +162,37 @@ static ws_chunk_t *make_frame(unsigned first, const void *data, size_t dlen)
     return frame;
 }
 
-/* The frame compressed for a window of wb bits, made on first use: one
- * compression per window size in use, not one per subscriber. NULL when the
- * zlib memory cap refuses (then subscribers get the plain frame). */
-static ws_chunk_t *compressed(ws_chunk_t **cache, int wb, const ws_deflate_t *d, unsigned op,
-                              const void *data, size_t dlen)
+/* One compressed frame per distinct setting among the subscribers (window,
+ * level, memLevel: routes may set their own), made on first use: one
+ * compression per setting in use, not one per subscriber. */
+#define ZFRAMES 8
+typedef struct {
+    int wb, level, mem_level;
+    ws_chunk_t *frame; /* NULL when the zlib memory cap refused */
+} zframe_t;
+
+/* The frame for d's setting at window wb; NULL means the plain frame (the cap
+ * refused, or more distinct settings than ZFRAMES, which is no error: an
+ * uncompressed message is always allowed). */
+static ws_chunk_t *compressed(zframe_t *zf, size_t *nzf, int wb, const ws_deflate_t *d,
+                              unsigned op, const void *data, size_t dlen)
 {
-    if (!cache[wb]) {
-        ws_buf_t z;
-        ws_buf_init(&z);
-        if (ws_deflate_compress_once(wb, d->level, d->mem_level, data, dlen, &z) == 0)
-            cache[wb] = make_frame(op | WS_FRAME_RSV1, z.data, z.len);
-        ws_buf_free(&z);
-    }
-    return cache[wb];
+    for (size_t i = 0; i < *nzf; i++)
+        if (zf[i].wb == wb && zf[i].level == d->level && zf[i].mem_level == d->mem_level)
+            return zf[i].frame;
+    if (*nzf == ZFRAMES)
+        return NULL;
+    zframe_t *z = &zf[(*nzf)++];
+    z->wb = wb;
+    z->level = d->level;
+    z->mem_level = d->mem_level;
+    z->frame = NULL;
+    ws_buf_t out;
+    ws_buf_init(&out);
+    if (ws_deflate_compress_once(wb, d->level, d->mem_level, data, dlen, &out) == 0)
+        z->frame = make_frame(op | WS_FRAME_RSV1, out.data, out.len);
+    ws_buf_free(&out);
+    return z->frame;
 }
 
 size_t ws_pubsub_publish(ws_pubsub_t *ps, const char *name, size_t len, unsigned op,
@@ -185,15 +202,15 @@ size_t ws_pubsub_publish(ws_pubsub_t *ps, const char *name, size_t len, unsigned
     if (!t || t->nsubs == 0)
         return 0;
     ws_chunk_t *plain = make_frame(op, data, dlen);
-    ws_chunk_t *cache[16] = {0};
-    size_t n = 0;
+    zframe_t zf[ZFRAMES];
+    size_t nzf = 0, n = 0;
     for (size_t i = 0; i < t->nsubs; i++) {
         ws_conn_t *c = t->subs[i]->conn;
         ws_chunk_t *f = plain;
         ws_deflate_t *d = c->deflate;
         if (d && ws_deflate_should_compress(d, dlen)) {
             int wb = d->params.server_max_window_bits;
-            ws_chunk_t *z = compressed(cache, wb, d, op, data, dlen);
+            ws_chunk_t *z = compressed(zf, &nzf, wb, d, op, data, dlen);
             if (z && ws_deflate_use_shared(d, wb))
                 f = z;
         }
@@ -201,8 +218,8 @@ size_t ws_pubsub_publish(ws_pubsub_t *ps, const char *name, size_t len, unsigned
             n++;
     }
     ws_chunk_unref(plain);
-    for (int wb = 0; wb < 16; wb++)
-        if (cache[wb])
-            ws_chunk_unref(cache[wb]);
+    for (size_t i = 0; i < nzf; i++)
+        if (zf[i].frame)
+            ws_chunk_unref(zf[i].frame);
     return n;
 }

@@ -781,6 +781,36 @@ def test_publish_shared_frame_identical_for_subscribers(srv):
             c.close()
 
 
+def test_publish_compresses_with_each_routes_own_level(srv):
+    """A route's compression level applies to what it receives from a publish:
+    /cmd (level 6, the default) and /cmd1 (level 1) subscribers on one topic
+    each get the frame zlib makes at their own level (not the first
+    subscriber's)."""
+    conns = []
+    try:
+        for path in ("/cmd", "/cmd1", "/cmd", "/cmd1"):
+            c = connect(srv.port, path)
+            c.path = path
+            c.send_text("sub levels")
+            assert recv_msg(c) == (OP_TEXT, 0, b"subscribed levels")
+            conns.append(c)
+        n = 20000
+        r = srv.http("/publish?topic=levels&n=%d" % n)
+        assert json.loads(r.body) == {"sent": len(conns)}, r
+        data = text_of(n)
+        for c in conns:
+            op, rsv, payload = recv_msg(c)
+            assert (op, rsv) == (OP_TEXT, RSV1) and inflate(payload) == data
+            level = 1 if c.path == "/cmd1" else 6
+            z = zlib.compressobj(level, zlib.DEFLATED, -15, 8)
+            want = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
+            assert want.endswith(b"\x00\x00\xff\xff")
+            assert payload == want[:-4], "%s got a frame not made at level %d" % (c.path, level)
+    finally:
+        for c in conns:
+            c.close()
+
+
 def test_publish_to_context_keeping_connection_then_direct_send(spawn):
     """With context takeover the client keeps one inflater for all messages:
     a shared publish frame in between must not break the next direct message."""

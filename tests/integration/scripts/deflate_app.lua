@@ -7,6 +7,7 @@
 --   /ctx       compression = { context_takeover = true }
 --   /small     compression = { threshold = 16, level = 9, mem_level = 9 }
 --   /cmd       commands, see cmd.on_message
+--   /cmd1      the same commands with compression = { level = 1 }
 -- HTTP:
 --   /publish?topic=T&n=N[&bin=1]  wspush.publish of a deterministic N-byte text
 --   /subs?topic=T                 how many connections subscribed to T so far
@@ -71,6 +72,7 @@ return {
   ["/ctx"] = echo_route({ context_takeover = true }),
   ["/small"] = echo_route({ threshold = 16, level = 9, mem_level = 9 }),
   ["/cmd"] = cmd,
+  ["/cmd1"] = { compression = { level = 1 }, on_message = cmd.on_message },
   ["/page"] = function(req)
     return "<!doctype html><title>deflate</title><p>permessage-deflate test page</p>", 200,
            { ["Content-Type"] = "text/html; charset=utf-8" }
