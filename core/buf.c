@@ -111,6 +111,29 @@ ws_chunk_t *ws_chunk_new(size_t cap)
     return c;
 }
 
+ws_chunk_t *ws_chunk_new_exact(size_t cap)
+{
+    if (cap == WS_CHUNK_STD)
+        return ws_chunk_new(cap);
+    ws_chunk_t *c = ws_malloc(sizeof *c + cap);
+    c->cap = cap;
+    c->refs = 1;
+    c->len = 0;
+    return c;
+}
+
+/* Room below this is not worth a realloc. */
+#define SHRINK_MIN 1024
+
+ws_chunk_t *ws_chunk_shrink(ws_chunk_t *c)
+{
+    if (c->refs != 1 || c->cap - c->len < SHRINK_MIN)
+        return c;
+    c = ws_realloc(c, sizeof *c + c->len);
+    c->cap = c->len;
+    return c;
+}
+
 void ws_chunk_unref(ws_chunk_t *c)
 {
     if (--c->refs > 0)

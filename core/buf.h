@@ -47,8 +47,16 @@ typedef struct {
 
 #define WS_CHUNK_STD 16384
 
-/* A chunk with room for at least cap bytes, refs = 1, len = 0. */
+/* A chunk with room for at least cap bytes (a standard one when cap fits:
+ * small frames are appended to it), refs = 1, len = 0. */
 ws_chunk_t *ws_chunk_new(size_t cap);
+/* A chunk of exactly cap bytes, for a frame that is never appended to (a
+ * published one): a backlog of small frames then costs their size, not
+ * WS_CHUNK_STD each. */
+ws_chunk_t *ws_chunk_new_exact(size_t cap);
+/* Give back the unused room of a chunk only its caller holds, once nothing
+ * more will be appended to it. Returns the chunk, which may have moved. */
+ws_chunk_t *ws_chunk_shrink(ws_chunk_t *c);
 static inline ws_chunk_t *ws_chunk_ref(ws_chunk_t *c)
 {
     c->refs++;

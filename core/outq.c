@@ -90,6 +90,10 @@ void ws__outq_release_pool(void)
 
 void ws__outq_push(ws_conn_t *c, ws_chunk_t *k)
 {
+    /* Nothing more will be appended to the chunk before k: a connection that
+     * is not reading must not hold a standard chunk per few bytes queued. */
+    if (c->qn)
+        c->q[c->qn - 1] = ws_chunk_shrink(c->q[c->qn - 1]);
     if (c->qn == c->qcap) {
         c->qcap = c->qcap ? c->qcap * 2 : 4;
         c->q = ws_realloc(c->q, c->qcap * sizeof *c->q);

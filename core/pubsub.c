@@ -155,10 +155,12 @@ const char *ws_pubsub_topic_name(const ws_sub_t *sub, size_t *len)
 
 static ws_chunk_t *make_frame(unsigned first, const void *data, size_t dlen)
 {
-    ws_chunk_t *frame = ws_chunk_new(dlen + WS_FRAME_HDR_MAX);
-    frame->len = ws_frame_write_header(frame->data, WS_FRAME_FIN | first, dlen, NULL);
-    memcpy(frame->data + frame->len, data, dlen);
-    frame->len += dlen;
+    uint8_t hdr[WS_FRAME_HDR_MAX];
+    size_t hl = ws_frame_write_header(hdr, WS_FRAME_FIN | first, dlen, NULL);
+    ws_chunk_t *frame = ws_chunk_new_exact(hl + dlen);
+    memcpy(frame->data, hdr, hl);
+    memcpy(frame->data + hl, data, dlen);
+    frame->len = hl + dlen;
     return frame;
 }
 

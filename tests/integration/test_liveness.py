@@ -600,3 +600,32 @@ def test_shutdown_timeout_bounds_the_wait_for_silent_clients(spawn, events, caps
     assert rc == 0 and 0.4 <= took <= 0.5 + scaled(1.5), (rc, took)
     closes = [l.split(" ", 3) for l in read_events(events) if l.startswith("close ")]
     assert sorted(int(x[1]) for x in closes) == sorted(ids)
+
+
+@pytest.mark.skipif(SANITIZED, reason="RSS figures mean little under ASan")
+def test_a_backlog_of_small_messages_costs_about_its_size(spawn, capsys):
+    """What --max-buffered counts (frame bytes) is about what a client that
+    never reads costs: published frames are made to measure, and a private
+    chunk is trimmed once another frame follows it. 40,000 publishes plus
+    40,000 direct sends of 64 bytes queue ~5.3 MB; the server's RSS must not
+    grow by more than 3x that (a standard 16 KiB chunk per frame made it ~30x)."""
+    s = spawn(SCRIPTS / "stuck_small.lua", "--ping-interval", "0")
+    stuck = rawws.upgrade(s.port, "/sub", timeout=scaled(20))
+    stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    assert stuck.recv_text() == "ready"
+    pub = rawws.upgrade(s.port, "/pub", timeout=scaled(20))
+    try:
+        n, size = 40000, 64
+        before = rss_kb(s.proc.pid)
+        frames = b"".join(build_frame(OP_TEXT, b"%064d" % i) for i in range(n))
+        pub.sock.sendall(frames)
+        pub.send_text("sync")
+        assert pub.recv_text(timeout=scaled(30)) == "synced"
+        grew = (rss_kb(s.proc.pid) - before) * 1024
+        queued = 2 * n * (size + 2)
+        report(capsys, "backlog of %d small frames (%.1f MB): server RSS grew %.1f MB (%.2fx)"
+               % (2 * n, queued / 1e6, grew / 1e6, grew / queued))
+        assert grew < 3 * queued, (grew, queued)
+    finally:
+        stuck.close()
+        pub.close()
