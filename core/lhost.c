@@ -5,6 +5,7 @@
 
 #include "conn.h"
 #include "error.h"
+#include "lalloc.h"
 #include "lbind.h"
 #include "log.h"
 #include "server.h"
@@ -186,6 +187,14 @@ static char *real_dir(const char *path)
     return realpath(path, buf) ? ws_strndup(buf, strlen(buf)) : NULL;
 }
 
+/* An error outside any protected call (a bug of ours): say what, then abort. */
+static int panic(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -1);
+    ws_log_error("Lua panic: %s", msg ? msg : "(error object is not a string)");
+    abort();
+}
+
 ws_lhost_t *ws_lhost_new(ws_server_t *srv, const char *script, char *err, size_t errlen)
 {
     ws_lhost_t *lh = ws_calloc(1, sizeof *lh);
@@ -196,7 +205,8 @@ ws_lhost_t *ws_lhost_new(ws_server_t *srv, const char *script, char *err, size_t
     lh->project_dirs[1] = real_dir("lua");
     lh->app_ref = lh->server_ref = lh->json_ref = LUA_NOREF;
     lh->shutdown_ref = lh->pending_shutdown_ref = LUA_NOREF;
-    lua_State *L = lh->L = luaL_newstate();
+    lua_State *L = lh->L = lua_newstate(ws__lalloc, NULL);
+    lua_atpanic(L, panic);
     *(ws_lhost_t **)lua_getextraspace(L) = lh;
     lua_pushcfunction(L, traceback); /* TRACEBACK_IDX */
     luaL_openlibs(L);
@@ -239,7 +249,10 @@ fail:
 int ws_lhost_collect_step(ws_lhost_t *lh)
 {
     /* As if 1 MiB had been allocated: a few ms of work at most. */
-    return lua_gc(lh->L, LUA_GCSTEP, 1024);
+    if (!lua_gc(lh->L, LUA_GCSTEP, 1024))
+        return 0;
+    ws__lalloc_trim();
+    return 1;
 }
 
 void ws_lhost_free(ws_lhost_t *lh)

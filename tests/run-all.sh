@@ -47,3 +47,5 @@ SEED=1 JOBS=2 sh tests/fuzz/run.sh 20
 
 step "end-to-end subset under valgrind (memcheck)"
 WSPUSH_BIN="$PWD/build/wspush" WSPUSH_VALGRIND=1 "${PYTEST[@]}" -m valgrind
+# The Lua allocator pools blocks only outside ASan builds: memcheck watches that mode.
+valgrind --error-exitcode=99 -q build/test_lalloc
