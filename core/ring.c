@@ -21,10 +21,6 @@
 
 #define RING_SQ 256
 #define RING_CQ 4096
-/* A completion can prepare another send (the connection queued more while
- * its send was in flight); submit and reap this many rounds per turn, then
- * leave the rest to the ring's poll. */
-#define RING_ROUNDS 4
 /* user_data of cancel requests: sends carry pointers, never this value. */
 #define CANCEL_TAG ((uint64_t)1)
 
@@ -33,7 +29,7 @@ struct ws_ring_s {
     struct io_uring ring;
     ws_ring_cb cb;
     size_t inflight;    /* sends whose callback has not run */
-    int reaping;        /* reap() is running: a nested call would reorder callbacks */
+    int reaping;        /* ws_ring_reap is running: a nested call would reorder callbacks */
     int polling;        /* the uv_poll is open */
 };
 
@@ -60,11 +56,12 @@ static struct io_uring_sqe *sqe_get(ws_ring_t *r)
     return sqe;
 }
 
-static void reap(ws_ring_t *r)
+int ws_ring_reap(ws_ring_t *r)
 {
     struct io_uring_cqe *cqe;
+    int n = 0;
     if (r->reaping)
-        return;
+        return 0;
     r->reaping = 1;
     while (io_uring_peek_cqe(&r->ring, &cqe) == 0) {
         uint64_t tag = io_uring_cqe_get_data64(cqe);
@@ -73,14 +70,16 @@ static void reap(ws_ring_t *r)
         if (tag == CANCEL_TAG)
             continue;
         r->inflight--;
+        n++;
         r->cb((void *)(uintptr_t)tag, res);
     }
     r->reaping = 0;
+    return n;
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
 {
-    reap((ws_ring_t *)h);
+    ws_ring_reap((ws_ring_t *)h);
 }
 
 ws_ring_t *ws_ring_new(uv_loop_t *loop, ws_ring_cb cb, char *err, size_t errlen)
@@ -129,10 +128,6 @@ void ws_ring_send(ws_ring_t *r, int fd, const struct msghdr *m, void *req)
 
 void ws_ring_submit(ws_ring_t *r)
 {
-    for (int round = 0; round < RING_ROUNDS && io_uring_sq_ready(&r->ring); round++) {
-        submit(r);
-        reap(r);
-    }
     if (io_uring_sq_ready(&r->ring))
         submit(r);
 }
@@ -169,7 +164,7 @@ void ws_ring_free(ws_ring_t *r)
         struct io_uring_cqe *cqe;
         if (io_uring_wait_cqe_timeout(&r->ring, &cqe, &ts) != 0)
             break;
-        reap(r);
+        ws_ring_reap(r);
     }
     io_uring_queue_exit(&r->ring);
     uv_close((uv_handle_t *)&r->poll, on_closed);

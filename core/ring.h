@@ -29,9 +29,12 @@ ws_ring_t *ws_ring_new(uv_loop_t *loop, ws_ring_cb cb, char *err, size_t errlen)
  * comes back as a short count or -EAGAIN. */
 void ws_ring_send(ws_ring_t *r, int fd, const struct msghdr *m, void *req);
 
-/* Submit what was prepared, and run the callbacks of what completed.
- * Callbacks may prepare more sends; they are submitted before this returns. */
+/* Submit what was prepared (no callback runs here). */
 void ws_ring_submit(ws_ring_t *r);
+
+/* Run the callbacks of what completed; they may prepare more sends. Returns
+ * how many ran. */
+int ws_ring_reap(ws_ring_t *r);
 
 /* Ask the kernel to end req's send (its fd is about to close). Its callback
  * still runs, later, with the result or -ECANCELED. */

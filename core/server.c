@@ -26,17 +26,29 @@ void ws_server_mark_dirty(ws_server_t *s, ws_conn_t *c)
 }
 
 /* Writes queued during one loop iteration leave in one syscall per
- * connection. Runs before the loop blocks (prepare) and after I/O (check). */
+ * connection, or with the ring in one for all of them. Runs before the loop
+ * blocks (prepare) and after I/O (check). Completions can queue more (the
+ * rest of a queue, or what an on_drain or on_close handler sends): a few
+ * rounds per turn, then the ring's poll wakes the loop for the rest. Each
+ * round ends with nothing dirty and nothing prepared but unsubmitted, so the
+ * loop never blocks on output of ours. */
+#define FLUSH_ROUNDS 4
+
 static void flush_all(ws_server_t *s)
 {
-    while (s->dirty) {
-        ws_conn_t *c = s->dirty;
-        s->dirty = c->dirty_next;
-        c->in_dirty = 0;
-        ws_conn_flush(c);
-    }
-    if (s->ring)
+    for (int round = 0;; round++) {
+        while (s->dirty) {
+            ws_conn_t *c = s->dirty;
+            s->dirty = c->dirty_next;
+            c->in_dirty = 0;
+            ws_conn_flush(c);
+        }
+        if (!s->ring)
+            return;
         ws_ring_submit(s->ring);
+        if (round == FLUSH_ROUNDS - 1 || ws_ring_reap(s->ring) == 0)
+            return;
+    }
 }
 
 static void on_prepare(uv_prepare_t *h) { flush_all(h->data); }
