@@ -95,14 +95,12 @@ void ws_buf_free(ws_buf_t *b)
 static ws_chunk_t *free_list[FREE_MAX];
 static size_t free_n;
 
-ws_chunk_t *ws_chunk_new(size_t cap)
+ws_chunk_t *ws_chunk_new_exact(size_t cap)
 {
     ws_chunk_t *c;
-    if (cap <= WS_CHUNK_STD && free_n > 0) {
+    if (cap == WS_CHUNK_STD && free_n > 0) {
         c = free_list[--free_n];
     } else {
-        if (cap < WS_CHUNK_STD)
-            cap = WS_CHUNK_STD;
         c = ws_malloc(sizeof *c + cap);
         c->cap = cap;
     }
@@ -111,15 +109,9 @@ ws_chunk_t *ws_chunk_new(size_t cap)
     return c;
 }
 
-ws_chunk_t *ws_chunk_new_exact(size_t cap)
+ws_chunk_t *ws_chunk_new(size_t cap)
 {
-    if (cap == WS_CHUNK_STD)
-        return ws_chunk_new(cap);
-    ws_chunk_t *c = ws_malloc(sizeof *c + cap);
-    c->cap = cap;
-    c->refs = 1;
-    c->len = 0;
-    return c;
+    return ws_chunk_new_exact(cap < WS_CHUNK_STD ? WS_CHUNK_STD : cap);
 }
 
 /* Room below this is not worth a realloc. */

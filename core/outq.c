@@ -261,19 +261,29 @@ static void idle(ws_conn_t *c)
 
 static void on_write(uv_write_t *req, int status);
 
-/* Move the first chunks of the queue into w, which owns them until it completes. */
-static ws_wreq_t *take(ws_conn_t *c)
+/* How many queued chunks one write takes. */
+static size_t write_count(const ws_conn_t *c) { return c->qn < IOV_MAX_WRITE ? c->qn : IOV_MAX_WRITE; }
+
+/* The unwritten bytes of the first n queued chunks, into iov. Returns their total. */
+static size_t queue_iov(const ws_conn_t *c, uv_buf_t *iov, size_t n)
 {
-    size_t n = c->qn < IOV_MAX_WRITE ? c->qn : IOV_MAX_WRITE;
-    ws_wreq_t *w = wreq_new(c, n);
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         size_t off = i == 0 ? c->qoff : 0;
-        w->iov[i] = uv_buf_init((char *)c->q[i]->data + off, (unsigned)(c->q[i]->len - off));
+        iov[i] = uv_buf_init((char *)c->q[i]->data + off, (unsigned)(c->q[i]->len - off));
         total += c->q[i]->len - off;
-        w->chunks[i] = c->q[i];
     }
-    w->n = n;
+    return total;
+}
+
+/* Move the first chunks of the queue into w, which owns them until it completes. */
+static ws_wreq_t *take(ws_conn_t *c)
+{
+    size_t n = write_count(c);
+    ws_wreq_t *w = wreq_new(c, n);
+    size_t total = queue_iov(c, w->iov, n);
+    memcpy(w->chunks, c->q, n * sizeof *c->q);
+    w->n = (uint32_t)n;
     memmove(c->q, c->q + n, (c->qn - n) * sizeof *c->q);
     c->qn -= (uint32_t)n;
     c->qoff = 0;
@@ -370,13 +380,8 @@ void ws_conn_flush(ws_conn_t *c)
         return;
     }
     uv_buf_t iov[IOV_MAX_WRITE];
-    size_t n = c->qn < IOV_MAX_WRITE ? c->qn : IOV_MAX_WRITE;
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t off = i == 0 ? c->qoff : 0;
-        iov[i] = uv_buf_init((char *)c->q[i]->data + off, (unsigned)(c->q[i]->len - off));
-        total += c->q[i]->len - off;
-    }
+    size_t n = write_count(c);
+    queue_iov(c, iov, n);
     /* Most writes fit in the socket buffer: try first, queue only the rest. */
     int r = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
     if (r == UV_EAGAIN || r == UV_ENOSYS)

@@ -30,7 +30,6 @@ struct ws_ring_s {
     ws_ring_cb cb;
     size_t inflight;    /* sends whose callback has not run */
     int reaping;        /* ws_ring_reap is running: a nested call would reorder callbacks */
-    int polling;        /* the uv_poll is open */
 };
 
 static void submit(ws_ring_t *r)
@@ -107,7 +106,6 @@ ws_ring_t *ws_ring_new(uv_loop_t *loop, ws_ring_cb cb, char *err, size_t errlen)
     uv_poll_start(&r->poll, UV_READABLE, on_poll);
     /* Sends in flight belong to connections, which keep the loop alive. */
     uv_unref((uv_handle_t *)&r->poll);
-    r->polling = 1;
     return r;
 }
 
@@ -144,19 +142,11 @@ void ws_ring_cancel(ws_ring_t *r, void *req)
 
 static void on_closed(uv_handle_t *h) { free(h); }
 
-static void stop(ws_ring_t *r)
-{
-    if (r->polling) {
-        uv_poll_stop(&r->poll);
-        r->polling = 0;
-    }
-}
-
 void ws_ring_free(ws_ring_t *r)
 {
     if (!r)
         return;
-    stop(r);
+    uv_poll_stop(&r->poll);
     submit(r);
     /* Cancelled sends complete at once; one stuck for a second is abandoned. */
     struct __kernel_timespec ts = {.tv_sec = 1, .tv_nsec = 0};
