@@ -32,7 +32,6 @@ struct ws_lhost_s {
     int pending_shutdown_ref; /* the one registered by the script being loaded */
     int shared_ref;   /* wspush.shared: survives reloads */
     int depth;        /* nesting of ws__lhost_pcall */
-    uint64_t deadline;/* uv_hrtime() by which the outermost call must return */
     char *project_dirs[2]; /* real paths whose modules reload with the script */
     char *script;
     char *script_dir;

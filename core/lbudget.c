@@ -32,17 +32,20 @@ static pthread_mutex_t wd_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wd_cond;
 static int wd_running, wd_stop;
 static uint64_t wd_period_ns;
-/* uv_hrtime() by which the running outermost callback must return; 0 = none. */
+/* uv_hrtime() by which the running outermost callback must return; 0 = none.
+ * Written by the loop thread, read by the hook and the watchdog. */
 static _Atomic uint64_t wd_deadline;
 
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     ws_lhost_t *lh = ws__lhost_of(L);
     (void)ar;
-    /* The watchdog's hook on the main thread is for one check. */
-    if (L == lh->L)
+    /* The watchdog's hook on the main thread is for one check (without a
+     * watchdog the count hook stays, see ws__lbudget_init). */
+    if (L == lh->L && wd_running)
         lua_sethook(L, NULL, 0, 0);
-    if (lh->depth > 0 && uv_hrtime() > lh->deadline)
+    uint64_t d = atomic_load_explicit(&wd_deadline, memory_order_relaxed);
+    if (d && uv_hrtime() > d)
         luaL_error(L, "callback exceeded its time budget (--lua-timeout %f s)",
                    lh->srv->cfg.lua_timeout);
 }
@@ -160,9 +163,8 @@ void ws__lbudget_start(ws_lhost_t *lh)
 {
     if (lh->depth++ == 0) {
         /* From the loop's cached time: no clock read per call. */
-        lh->deadline = uv_now(lh->srv->loop) * 1000000ULL +
-                       (uint64_t)(lh->srv->cfg.lua_timeout * 1e9);
-        atomic_store_explicit(&wd_deadline, lh->deadline, memory_order_relaxed);
+        uint64_t d = uv_now(lh->srv->loop) * 1000000ULL + (uint64_t)(lh->srv->cfg.lua_timeout * 1e9);
+        atomic_store_explicit(&wd_deadline, d, memory_order_relaxed);
     }
 }
 
