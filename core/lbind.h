@@ -1,6 +1,9 @@
 /*
- * lbind.h: what the Lua binding files (lhost.c, lconn.c, lws.c) share. Only
- * these files include lua.h.
+ * lbind.h: what the Lua binding files share. They are the only files that
+ * include lua.h: lhost.c (the state, loading, reloading, events), lreq.c
+ * (HTTP requests and upgrades), lconn.c ("wspush.conn"), lcore.c (the
+ * "wspush.core" module and timers), lbudget.c (the time budget), lalloc.c
+ * (the allocator) and ltesting.c (wspush.testing's native side).
  */
 #ifndef WS_LBIND_H
 #define WS_LBIND_H
@@ -8,22 +11,25 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
-#include <uv.h>
 
+#include "conn.h"
+#include "hub.h"
 #include "lhost.h"
 
 typedef struct ws_ltimer_s ws_ltimer_t;
 
-/* WebSocket events, in the order of ws__event_names. */
+/* WebSocket events, in the order of the names lhost.c registers. */
 enum { WS_EV_OPEN, WS_EV_MESSAGE, WS_EV_PING, WS_EV_PONG, WS_EV_DRAIN, WS_EV_CLOSE, WS_EV_COUNT };
 
 struct ws_lhost_s {
-    lua_State *L;
-    ws_server_t *srv;
+    lua_State *L;     /* the state (the server's own), or the thread a test calls from */
+    ws_hub_t *hub;
+    double lua_timeout;
+    int own_state;    /* 1: L is ours (lua_close on free); 0: a test's (wspush.testing) */
     int server_ref;   /* the wspush.server module (routing glue) */
     int app_ref;      /* the compiled routes of the current script */
     int conns_ref;    /* table: id -> connection object (the connection table) */
-    int json_ref;     /* cjson.encode */
+    int core_ref;     /* this host's "wspush.core" module table */
     int ev_ref[WS_EV_COUNT]; /* the event names as Lua strings: looked up without hashing */
     uint32_t gen;     /* generation of the script serving now */
     uint32_t load_gen;/* generation of the script being loaded (gen, or gen + 1 during a reload) */
@@ -31,7 +37,9 @@ struct ws_lhost_s {
     int shutdown_ref; /* the on_shutdown function of the script serving now */
     int pending_shutdown_ref; /* the one registered by the script being loaded */
     int shared_ref;   /* wspush.shared: survives reloads */
-    int depth;        /* nesting of ws__lhost_pcall */
+    int depth;        /* nesting of calls into Lua */
+    lua_Hook saved_hook; /* a test's own hook, put back after each callback */
+    int saved_mask, saved_count;
     char *project_dirs[2]; /* real paths whose modules reload with the script */
     char *script;
     char *script_dir;
@@ -53,12 +61,22 @@ struct ws_route_s {
 };
 struct ws_route_s *ws__lhost_route(ws_lhost_t *lh, const char *key, size_t len);
 void ws__lhost_free_routes(ws_lhost_t *lh);
-/* Replace *ref by a registry ref of the handler table on top of the stack
- * (popped), or by LUA_NOREF when it is not a table; the old ref is released. */
-void ws__lhost_set_handler(lua_State *L, int *ref);
 
-/* The host owning L. */
-ws_lhost_t *ws__lhost_of(lua_State *L);
+/* The "wspush.conn" box: the userdata Lua holds, and the host's data of its
+ * connection (ws_conn_host_data). C clears c when the connection closes, so
+ * a reference kept in Lua is inert and never touches freed memory. */
+typedef struct {
+    ws_conn_t *c;           /* NULL once closed */
+    lua_Integer id;
+    struct ws_route_s *route; /* the route, shared by its connections; NULL when
+                                 routed by the catch-all */
+    int handler_ref;        /* registry ref of the handler table: route->handler_ref
+                               (not ours), or our own for a catch-all connection */
+    uint32_t gen;           /* script generation handler_ref belongs to */
+} ws_lbox_t;
+
+/* The host of a "wspush.core" function (its upvalue 1). */
+#define ws__lhost_up(L) ((ws_lhost_t *)lua_touserdata((L), lua_upvalueindex(1)))
 
 /* The time budget of callbacks (lbudget.c): init after the standard
  * libraries are open, start/end around every call from C, free before
@@ -68,10 +86,30 @@ void ws__lbudget_free(ws_lhost_t *lh);
 void ws__lbudget_start(ws_lhost_t *lh);
 void ws__lbudget_end(ws_lhost_t *lh);
 
-/* Call the function below nargs arguments on the stack in protected mode with
- * a traceback. On error logs "what: message + traceback" and returns non-zero;
- * the stack then holds nothing of the call. */
-int ws__lhost_pcall(ws_lhost_t *lh, int nargs, int nres, const char *what);
+/* --- lcall.c: calls into Lua --- */
+
+/* In a state of its own the traceback handler sits at this stack index for
+ * the life of the state. */
+#define WS_LCALL_TRACEBACK_IDX 1
+/* The traceback message handler. */
+int ws__lcall_traceback(lua_State *L);
+/* Call the function below nargs arguments in protected mode, with the
+ * traceback handler and the time budget. On error returns non-zero and
+ * leaves the message (with its traceback) on the stack. */
+int ws__lcall(ws_lhost_t *lh, int nargs, int nres);
+/* The same, but an error is logged as "what: message + traceback" and
+ * popped: the stack then holds nothing of the call. */
+int ws__lcall_log(ws_lhost_t *lh, int nargs, int nres, const char *what);
+/* The same without a traceback, for load errors, where the message alone
+ * (file:line) is the answer: into err, and popped. Returns 0 or -1. */
+int ws__lcall_msg(ws_lhost_t *lh, int nargs, int nres, char *err, size_t errlen);
+/* msg with every file Lua shortened to ".../tail" given its full path when
+ * it is the script or a project module: msg itself or buf. */
+const char *ws__lcall_where(ws_lhost_t *lh, const char *msg, char *buf, size_t n);
+/* Push { module name = real path } of the project's modules. */
+void ws__lcall_push_modules(ws_lhost_t *lh);
+/* Call cb with the real path of the script and of every project module. */
+void ws__lcall_files(ws_lhost_t *lh, void (*cb)(void *ud, const char *path), void *ud);
 
 /* The message argument at index i of send/publish: a string, or a table sent
  * as JSON text; *op is WS_OP_BINARY when the argument after it is true (and
@@ -81,22 +119,46 @@ const char *ws__lmessage(lua_State *L, int i, size_t *len, unsigned *op);
 /* Push nil, "invalid UTF-8 (send it as binary)"; returns 2. */
 int ws__lbad_utf8(lua_State *L);
 
-/* "wspush.conn" userdata. */
+/* --- lconn.c: "wspush.conn" --- */
+
+/* Register the metatable (once per state). */
 void ws__lconn_register(lua_State *L);
-/* Create the Lua object of c, its fields (path, query, params, headers,
- * remote, id, subprotocol, data) taken from the request table at index req,
- * and enter it in the connection table. */
-void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req);
+/* Push the state's JSON encoder (returns its type), or pop one to set it. */
+int ws__lconn_push_json(lua_State *L);
+void ws__lconn_set_json(lua_State *L);
+/* Replace *ref by a registry ref of the handler table on top of the stack
+ * (popped), or by LUA_NOREF when it is not a table; the old ref is released. */
+void ws__lconn_set_handler(lua_State *L, int *ref);
+/* Create the Lua object of c for a route (NULL: the catch-all) and handler
+ * (the table at index handler, for a catch-all connection), its fields
+ * (path, query, params, headers, remote, id, subprotocol, data) taken from
+ * the request table at index req, enter it in the connection table and make
+ * its box c's host data. */
+void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req, struct ws_route_s *route, int handler,
+                   const char *subprotocol);
 /* Push the Lua object of c (must exist). */
 void ws__lconn_push(ws_lhost_t *lh, ws_conn_t *c);
 /* Make the object of c inert and remove it from the connection table. */
 void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c);
 
-/* The "wspush.core" module. */
-int ws__luaopen_core(lua_State *L);
+/* The "wspush.core" module of lh: pushes a new table. */
+void ws__lcore_push(ws_lhost_t *lh);
 /* Stop and release every timer (shutdown). */
 void ws__ltimers_close_all(ws_lhost_t *lh);
 /* Stop the timers made by generation gen (older != 0: by every generation before gen). */
 void ws__ltimers_close_gen(ws_lhost_t *lh, uint32_t gen, int older);
+
+/* The host operations of lreq.c: plain HTTP requests and upgrades. */
+int ws__lhost_http(void *ud, ws_conn_t *c, const ws_request_t *req, ws_response_t *res);
+int ws__lhost_upgrade(void *ud, ws_conn_t *c, const ws_request_t *req, const char *protocols,
+                      size_t protocols_len, ws_upgrade_t *up);
+
+/* A host in a test's state L (wspush.testing): as ws_lhost_new otherwise. */
+ws_lhost_t *ws__lhost_new_in(lua_State *L, ws_hub_t *hub, const char *script, double lua_timeout,
+                             char *err, size_t errlen);
+
+/* The "wspush.native" module: the C codecs Lua code shares with the core
+ * (same-origin check, reason phrases, URL decoding, UTF-8 check). */
+int ws__luaopen_native(lua_State *L);
 
 #endif

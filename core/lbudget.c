@@ -10,7 +10,14 @@
  * for Ctrl-C: lua_sethook is safe in a signal handler). The hook raises the
  * error. Coroutines are Lua threads of their own that a hook on the main
  * thread does not reach, so coroutine.create and coroutine.wrap make theirs
- * with a count hook that checks the clock every HOOK_COUNT instructions. */
+ * with a count hook that checks the clock every HOOK_COUNT instructions.
+ *
+ * In a test's state (wspush.testing) there is no watchdog: a count hook is
+ * set on the calling thread for the length of each callback, and coroutines
+ * made meanwhile inherit it.
+ *
+ * Process-wide: the watchdog thread, the SIGRTMIN handler, and the deadline
+ * of the callback running now (one loop thread per process). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -20,7 +27,6 @@
 
 #include "lbind.h"
 #include "log.h"
-#include "server.h"
 
 #define HOOK_COUNT 100000
 
@@ -35,19 +41,19 @@ static uint64_t wd_period_ns;
 /* uv_hrtime() by which the running outermost callback must return; 0 = none.
  * Written by the loop thread, read by the hook and the watchdog. */
 static _Atomic uint64_t wd_deadline;
+/* The budget of the callback running now, for the message. */
+static double wd_timeout;
 
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
-    ws_lhost_t *lh = ws__lhost_of(L);
     (void)ar;
     /* The watchdog's hook on the main thread is for one check (without a
      * watchdog the count hook stays, see ws__lbudget_init). */
-    if (L == lh->L && wd_running)
+    if (L == overdue_L && wd_running)
         lua_sethook(L, NULL, 0, 0);
     uint64_t d = atomic_load_explicit(&wd_deadline, memory_order_relaxed);
     if (d && uv_hrtime() > d)
-        luaL_error(L, "callback exceeded its time budget (--lua-timeout %f s)",
-                   lh->srv->cfg.lua_timeout);
+        luaL_error(L, "callback exceeded its time budget (--lua-timeout %f s)", wd_timeout);
 }
 
 static void on_overdue(int sig)
@@ -107,12 +113,14 @@ static void hook_coroutines(lua_State *L)
 
 void ws__lbudget_init(ws_lhost_t *lh)
 {
+    if (!lh->own_state)
+        return;
     hook_coroutines(lh->L);
     if (wd_running)
         return;
     /* Checked four times per budget: a stuck callback is stopped within
      * 1.25 budgets, between 10 ms and 250 ms late. */
-    double p = lh->srv->cfg.lua_timeout / 4;
+    double p = lh->lua_timeout / 4;
     p = p < 0.01 ? 0.01 : p > 0.25 ? 0.25 : p;
     wd_period_ns = (uint64_t)(p * 1e9);
     overdue_L = lh->L;
@@ -146,6 +154,8 @@ void ws__lbudget_init(ws_lhost_t *lh)
 
 void ws__lbudget_free(ws_lhost_t *lh)
 {
+    if (!lh->own_state)
+        return;
     if (overdue_L == lh->L)
         overdue_L = NULL;
     if (!wd_running)
@@ -161,15 +171,30 @@ void ws__lbudget_free(ws_lhost_t *lh)
 
 void ws__lbudget_start(ws_lhost_t *lh)
 {
-    if (lh->depth++ == 0) {
+    if (lh->depth++ != 0)
+        return;
+    uint64_t budget = (uint64_t)(lh->lua_timeout * 1e9);
+    wd_timeout = lh->lua_timeout;
+    if (lh->own_state) {
         /* From the loop's cached time: no clock read per call. */
-        uint64_t d = uv_now(lh->srv->loop) * 1000000ULL + (uint64_t)(lh->srv->cfg.lua_timeout * 1e9);
-        atomic_store_explicit(&wd_deadline, d, memory_order_relaxed);
+        uint64_t now = uv_now(lh->hub->io->loop) * 1000000ULL;
+        atomic_store_explicit(&wd_deadline, now + budget, memory_order_relaxed);
+        return;
     }
+    /* A test's loop does not run: its cached time is stale. */
+    atomic_store_explicit(&wd_deadline, uv_hrtime() + budget, memory_order_relaxed);
+    /* A hook of the test's own (a coverage tool) comes back afterwards. */
+    lh->saved_hook = lua_gethook(lh->L);
+    lh->saved_mask = lua_gethookmask(lh->L);
+    lh->saved_count = lua_gethookcount(lh->L);
+    lua_sethook(lh->L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
 }
 
 void ws__lbudget_end(ws_lhost_t *lh)
 {
-    if (--lh->depth == 0)
-        atomic_store_explicit(&wd_deadline, 0, memory_order_relaxed);
+    if (--lh->depth != 0)
+        return;
+    atomic_store_explicit(&wd_deadline, 0, memory_order_relaxed);
+    if (!lh->own_state)
+        lua_sethook(lh->L, lh->saved_hook, lh->saved_mask, lh->saved_count);
 }

@@ -1,9 +1,9 @@
-/* The "wspush.conn" userdata: a box holding a pointer to the C connection,
- * cleared when the connection closes, so a reference kept in Lua is inert
- * and never touches freed memory. Its fields are user values (see ws__lconn_new). */
+/* The "wspush.conn" userdata: a box (ws_lbox_t) holding a pointer to the C
+ * connection, cleared when the connection closes, so a reference kept in Lua
+ * is inert and never touches freed memory. Its fields are user values (see
+ * ws__lconn_new). */
 #include <string.h>
 
-#include "conn.h"
 #include "error.h"
 #include "frame.h"
 #include "lbind.h"
@@ -11,10 +11,27 @@
 
 #define CONN_MT "wspush.conn"
 
-typedef struct {
-    ws_conn_t *c; /* NULL once closed */
-    lua_Integer id;
-} box_t;
+typedef ws_lbox_t box_t;
+
+/* Registry key of cjson.encode, shared by every host of a state. */
+static const char json_key = 0;
+
+int ws__lconn_push_json(lua_State *L) { return lua_rawgetp(L, LUA_REGISTRYINDEX, &json_key); }
+
+void ws__lconn_set_json(lua_State *L) { lua_rawsetp(L, LUA_REGISTRYINDEX, &json_key); }
+
+void ws__lconn_set_handler(lua_State *L, int *ref)
+{
+    luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+    if (lua_istable(L, -1)) {
+        *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+        lua_pop(L, 1);
+        *ref = LUA_NOREF;
+    }
+}
+
+
 
 /* The box's user values. */
 enum { UV_PATH = 1, UV_HEADERS, UV_EXTRA, UV_N = UV_EXTRA };
@@ -40,7 +57,7 @@ static box_t *check_box(lua_State *L, int i)
 static ws_conn_t *open_conn(lua_State *L)
 {
     box_t *b = check_box(L, 1);
-    return b->c && b->c->state == WS_CONN_OPEN ? b->c : NULL;
+    return b->c && ws_conn_state(b->c) == WS_CONN_OPEN ? b->c : NULL;
 }
 
 static int closed(lua_State *L)
@@ -55,7 +72,7 @@ const char *ws__lmessage(lua_State *L, int i, size_t *len, unsigned *op)
     int binary = lua_toboolean(L, i + 1);
     const char *data;
     if (lua_type(L, i) == LUA_TTABLE) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, ws__lhost_of(L)->json_ref);
+        ws__lconn_push_json(L);
         lua_pushvalue(L, i);
         lua_call(L, 1, 1); /* cjson raises on tables it cannot encode: a programming error */
         data = lua_tolstring(L, -1, len);
@@ -90,7 +107,7 @@ static int m_send(lua_State *L)
     unsigned flags = !lua_isnoneornil(L, 4) && !lua_toboolean(L, 4) ? WS_SEND_PLAIN : 0;
     if (ws_conn_send(c, op, data, len, flags) != 0) {
         /* Backpressure: the policy dropped the message or is closing the connection. */
-        c->want_drain = 1;
+        ws_conn_want_drain(c);
         lua_pushnil(L);
         lua_pushliteral(L, "buffer full");
         return 2;
@@ -138,7 +155,7 @@ static int m_subscribe(lua_State *L)
     ws_conn_t *c = open_conn(L);
     if (!c)
         return closed(L);
-    ws_pubsub_subscribe(&c->srv->pubsub, c, topic, len);
+    ws_pubsub_subscribe(&ws_conn_hub(c)->pubsub, ws_conn_topics(c), c, topic, len);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -150,7 +167,7 @@ static int m_unsubscribe(lua_State *L)
     ws_conn_t *c = open_conn(L);
     if (!c)
         return closed(L);
-    lua_pushboolean(L, ws_pubsub_unsubscribe(&c->srv->pubsub, c, topic, len));
+    lua_pushboolean(L, ws_pubsub_unsubscribe(&ws_conn_hub(c)->pubsub, ws_conn_topics(c), topic, len));
     return 1;
 }
 
@@ -159,10 +176,11 @@ static int m_topics(lua_State *L)
     ws_conn_t *c = open_conn(L);
     if (!c)
         return closed(L);
-    lua_createtable(L, (int)c->nsubs, 0);
-    for (size_t i = 0; i < c->nsubs; i++) {
+    const ws_pubsub_member_t *m = ws_conn_topics(c);
+    lua_createtable(L, (int)m->n, 0);
+    for (size_t i = 0; i < m->n; i++) {
         size_t len;
-        const char *name = ws_pubsub_topic_name(c->subs[i], &len);
+        const char *name = ws_pubsub_topic_name(m->subs[i], &len);
         lua_pushlstring(L, name, len);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
@@ -177,7 +195,7 @@ static int m_buffered(lua_State *L)
     size_t n = ws_conn_buffered(b->c);
     /* A handler that looks at its backlog will want to hear when it is gone. */
     if (n > 0)
-        b->c->want_drain = 1;
+        ws_conn_want_drain(b->c);
     lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
@@ -185,7 +203,7 @@ static int m_buffered(lua_State *L)
 static int m_is_open(lua_State *L)
 {
     box_t *b = check_box(L, 1);
-    lua_pushboolean(L, b->c && b->c->state == WS_CONN_OPEN);
+    lua_pushboolean(L, b->c && ws_conn_state(b->c) == WS_CONN_OPEN);
     return 1;
 }
 
@@ -271,7 +289,10 @@ static int mm_tostring(lua_State *L)
 
 void ws__lconn_register(lua_State *L)
 {
-    luaL_newmetatable(L, CONN_MT);
+    if (!luaL_newmetatable(L, CONN_MT)) {
+        lua_pop(L, 1); /* registered by an earlier host of this state */
+        return;
+    }
     int mt = lua_gettop(L);
     lua_newtable(L);
     lua_pushvalue(L, mt);
@@ -307,7 +328,8 @@ static int empty_table(lua_State *L, int i)
     return 1;
 }
 
-void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req)
+void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req, struct ws_route_s *route, int handler,
+                   const char *subprotocol)
 {
     /* Idle connections are most of a server's memory, so a connection keeps
      * only what cannot be made later: path and headers as user values, and
@@ -318,10 +340,21 @@ void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req)
     static const char *const extra[] = {"query", "params"};
     lua_State *L = lh->L;
     req = lua_absindex(L, req);
+    handler = lua_absindex(L, handler);
     box_t *b = lua_newuserdatauv(L, sizeof *b, UV_N);
     int box = lua_gettop(L);
     b->c = c;
-    b->id = (lua_Integer)c->id;
+    b->id = (lua_Integer)ws_conn_id(c);
+    b->route = route;
+    b->gen = lh->gen;
+    b->handler_ref = LUA_NOREF;
+    if (route) {
+        b->handler_ref = route->handler_ref;
+    } else {
+        lua_pushvalue(L, handler);
+        ws__lconn_set_handler(L, &b->handler_ref);
+    }
+    ws_conn_set_host_data(c, b);
     luaL_setmetatable(L, CONN_MT);
     lua_getfield(L, req, "path");
     lua_setiuservalue(L, box, UV_PATH);
@@ -335,9 +368,9 @@ void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req)
         }
         lua_pop(L, 1);
     }
-    if (c->subprotocol) {
+    if (subprotocol) {
         push_extra(L, box);
-        lua_pushstring(L, c->subprotocol);
+        lua_pushstring(L, subprotocol);
         lua_setfield(L, -2, "subprotocol");
         lua_pop(L, 1);
     }
@@ -353,7 +386,7 @@ void ws__lconn_push(ws_lhost_t *lh, ws_conn_t *c)
 {
     lua_State *L = lh->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->conns_ref);
-    lua_rawgeti(L, -1, (lua_Integer)c->id);
+    lua_rawgeti(L, -1, (lua_Integer)ws_conn_id(c));
     lua_remove(L, -2);
 }
 
@@ -361,7 +394,8 @@ void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c)
 {
     lua_State *L = lh->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->conns_ref);
-    if (lua_rawgeti(L, -1, (lua_Integer)c->id) == LUA_TUSERDATA) {
+    lua_Integer id = (lua_Integer)ws_conn_id(c);
+    if (lua_rawgeti(L, -1, id) == LUA_TUSERDATA) {
         box_t *b = lua_touserdata(L, -1);
         /* conn.remote must answer after the close too: fix it in the fields. */
         push_extra(L, lua_gettop(L));
@@ -374,6 +408,6 @@ void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c)
     }
     lua_pop(L, 1);
     lua_pushnil(L);
-    lua_rawseti(L, -2, (lua_Integer)c->id);
+    lua_rawseti(L, -2, id);
     lua_pop(L, 1);
 }

@@ -3,116 +3,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conn.h"
 #include "error.h"
+#include "frame.h"
 #include "lalloc.h"
 #include "lbind.h"
 #include "log.h"
-#include "server.h"
 
 #ifndef WSPUSH_LUA_DIR
 #define WSPUSH_LUA_DIR "lua"
 #endif
-
-ws_lhost_t *ws__lhost_of(lua_State *L) { return *(ws_lhost_t **)lua_getextraspace(L); }
-
-static int traceback(lua_State *L)
-{
-    const char *msg = lua_tostring(L, 1);
-    if (!msg) {
-        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-            return 1;
-        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    }
-    luaL_traceback(L, L, msg, 1);
-    return 1;
-}
-
-struct shortened {
-    const char *tail;
-    size_t len;
-    char found[PATH_MAX];
-};
-
-static void match_tail(void *ud, const char *path)
-{
-    struct shortened *q = ud;
-    size_t pl = strlen(path);
-    if (!q->found[0] && pl >= q->len && memcmp(path + pl - q->len, q->tail, q->len) == 0)
-        snprintf(q->found, sizeof q->found, "%s", path);
-}
-
-/* Lua shortens a long chunk name to "...tail" (LUA_IDSIZE) in messages. Put
- * back the full path of the script or project module each one names, so the
- * file:line of an error can be found. Returns msg itself or buf. */
-static const char *unshorten(ws_lhost_t *lh, const char *msg, char *buf, size_t n)
-{
-    if (!msg || !strstr(msg, "..."))
-        return msg;
-    size_t o = 0;
-    const char *p = msg;
-    while (*p && o + 1 < n) {
-        const char *dots = strstr(p, "...");
-        const char *colon = dots ? strchr(dots + 3, ':') : NULL;
-        struct shortened q = {dots ? dots + 3 : NULL, colon ? (size_t)(colon - dots - 3) : 0, ""};
-        if (colon && q.len > 0 && !memchr(q.tail, '\n', q.len)) {
-            match_tail(&q, lh->script);
-            if (!q.found[0])
-                ws_lhost_files(lh, match_tail, &q);
-        }
-        const char *upto = dots ? dots : p + strlen(p);
-        o += (size_t)snprintf(buf + o, n - o, "%.*s", (int)(upto - p), p);
-        if (!dots || o + 1 >= n)
-            break;
-        if (q.found[0]) {
-            o += (size_t)snprintf(buf + o, n - o, "%s", q.found);
-            p = colon;
-        } else {
-            o += (size_t)snprintf(buf + o, n - o, "...");
-            p = dots + 3;
-        }
-    }
-    return buf;
-}
-
-/* The traceback handler sits at the bottom of the stack for the life of the
- * state, so a call need not push it. */
-#define TRACEBACK_IDX 1
-
-/* lua_pcall with the traceback handler and the time budget. On error the
- * message (with its traceback) is left on the stack. */
-static int pcall_tb(ws_lhost_t *lh, int nargs, int nres)
-{
-    ws__lbudget_start(lh);
-    int r = lua_pcall(lh->L, nargs, nres, TRACEBACK_IDX);
-    ws__lbudget_end(lh);
-    return r;
-}
-
-int ws__lhost_pcall(ws_lhost_t *lh, int nargs, int nres, const char *what)
-{
-    int r = pcall_tb(lh, nargs, nres);
-    if (r != LUA_OK) {
-        char buf[8192];
-        ws_log_error("%s: %s", what, unshorten(lh, lua_tostring(lh->L, -1), buf, sizeof buf));
-        lua_pop(lh->L, 1);
-    }
-    return r;
-}
-
-/* Without a traceback: for load errors, where the message alone (file:line) is the answer. */
-static int pcall_msg(lua_State *L, int nargs, int nres, char *err, size_t errlen)
-{
-    ws_lhost_t *lh = ws__lhost_of(L);
-    ws__lbudget_start(lh);
-    int r = lua_pcall(L, nargs, nres, 0);
-    ws__lbudget_end(lh);
-    if (r == LUA_OK)
-        return 0;
-    snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(non-string error)");
-    lua_pop(L, 1);
-    return -1;
-}
 
 static char *dir_of(const char *path)
 {
@@ -124,21 +23,33 @@ static char *dir_of(const char *path)
     return ws_strndup(path, (size_t)(slash - path));
 }
 
+/* Put the server's modules and the script's directory first on package.path
+ * (once: a test's state may load many scripts). */
 static void set_path(lua_State *L, const char *script_dir)
 {
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;%s", WSPUSH_LUA_DIR,
-                    WSPUSH_LUA_DIR, script_dir, script_dir, lua_tostring(L, -1));
-    lua_setfield(L, -3, "path");
+    const char *old = lua_tostring(L, -1);
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;", WSPUSH_LUA_DIR,
+                    WSPUSH_LUA_DIR, script_dir, script_dir);
+    const char *ours = lua_tostring(L, -1);
+    if (old && strncmp(old, ours, strlen(ours)) != 0) {
+        lua_pushvalue(L, -2);
+        lua_concat(L, 2);
+        lua_setfield(L, -3, "path");
+    } else {
+        lua_pop(L, 1);
+    }
     lua_pop(L, 2);
 }
 
-static int require_ref(lua_State *L, const char *mod, const char *field, char *err, size_t errlen)
+static int require_ref(ws_lhost_t *lh, const char *mod, const char *field, char *err,
+                       size_t errlen)
 {
+    lua_State *L = lh->L;
     lua_getglobal(L, "require");
     lua_pushstring(L, mod);
-    if (pcall_msg(L, 1, 1, err, errlen) != 0)
+    if (ws__lcall_msg(lh, 1, 1, err, errlen) != 0)
         return LUA_NOREF;
     if (field) {
         lua_getfield(L, -1, field);
@@ -153,15 +64,26 @@ static int run_script(ws_lhost_t *lh, char *err, size_t errlen)
 {
     lua_State *L = lh->L;
     char buf[8192];
+    /* require "wspush" finds this host's core; in a test's state, where each
+     * app has its own, the wspush module is made again from it. */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->core_ref);
+    lua_setfield(L, -2, "wspush.core");
+    if (!lh->own_state) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, "wspush");
+    }
+    lua_pop(L, 2);
     if (luaL_loadfile(L, lh->script) != LUA_OK) {
-        snprintf(err, errlen, "%s", unshorten(lh, lua_tostring(L, -1), buf, sizeof buf));
+        snprintf(err, errlen, "%s", ws__lcall_where(lh, lua_tostring(L, -1), buf, sizeof buf));
         lua_pop(L, 1);
         return -1;
     }
-    if (pcall_msg(L, 0, 1, err, errlen) != 0) {
+    if (ws__lcall_msg(lh, 0, 1, err, errlen) != 0) {
         snprintf(buf, sizeof buf, "%s", err);
         char full[8192];
-        snprintf(err, errlen, "%s", unshorten(lh, buf, full, sizeof full));
+        snprintf(err, errlen, "%s", ws__lcall_where(lh, buf, full, sizeof full));
         return -1;
     }
     /* S.compile(routes, script_dir) -> app | nil, err */
@@ -170,7 +92,7 @@ static int run_script(ws_lhost_t *lh, char *err, size_t errlen)
     lua_remove(L, -2);
     lua_insert(L, -2);
     lua_pushstring(L, lh->script_dir);
-    if (pcall_msg(L, 2, 2, err, errlen) != 0)
+    if (ws__lcall_msg(lh, 2, 2, err, errlen) != 0)
         return -1;
     if (lua_isnil(L, -2)) {
         snprintf(err, errlen, "%s: %s", lh->script, lua_tostring(L, -1));
@@ -195,28 +117,36 @@ static int panic(lua_State *L)
     abort();
 }
 
-ws_lhost_t *ws_lhost_new(ws_server_t *srv, const char *script, char *err, size_t errlen)
+/* What a state needs once, whatever hosts it holds. */
+static int prepare_state(ws_lhost_t *lh, char *err, size_t errlen)
 {
-    ws_lhost_t *lh = ws_calloc(1, sizeof *lh);
-    lh->srv = srv;
-    lh->script = ws_strndup(script, strlen(script));
-    lh->script_dir = dir_of(script);
-    lh->project_dirs[0] = real_dir(lh->script_dir);
-    lh->project_dirs[1] = real_dir("lua");
-    lh->app_ref = lh->server_ref = lh->json_ref = LUA_NOREF;
-    lh->shutdown_ref = lh->pending_shutdown_ref = LUA_NOREF;
-    lua_State *L = lh->L = lua_newstate(ws__lalloc, NULL);
-    lua_atpanic(L, panic);
-    *(ws_lhost_t **)lua_getextraspace(L) = lh;
-    lua_pushcfunction(L, traceback); /* TRACEBACK_IDX */
-    luaL_openlibs(L);
-    ws__lbudget_init(lh);
-    set_path(L, lh->script_dir);
+    lua_State *L = lh->L;
     ws__lconn_register(L);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(L, ws__luaopen_core);
-    lua_setfield(L, -2, "wspush.core");
+    lua_pushcfunction(L, ws__luaopen_native);
+    lua_setfield(L, -2, "wspush.native");
     lua_pop(L, 1);
+    if (ws__lconn_push_json(L) == LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pop(L, 1);
+    int ref = require_ref(lh, "cjson", "encode", err, errlen);
+    if (ref == LUA_NOREF)
+        return -1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    ws__lconn_set_json(L);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return 0;
+}
+
+/* Make lh's Lua side in lh->L and load its script. */
+static int open_host(ws_lhost_t *lh, char *err, size_t errlen)
+{
+    lua_State *L = lh->L;
+    set_path(L, lh->script_dir);
+    if (prepare_state(lh, err, errlen) != 0)
+        return -1;
     lua_newtable(L);
     lh->conns_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
@@ -229,21 +159,64 @@ ws_lhost_t *ws_lhost_new(ws_server_t *srv, const char *script, char *err, size_t
         lua_pushstring(L, ev_names[i]);
         lh->ev_ref[i] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-
-    if ((lh->server_ref = require_ref(L, "wspush.server", NULL, err, errlen)) == LUA_NOREF ||
-        (lh->json_ref = require_ref(L, "cjson", "encode", err, errlen)) == LUA_NOREF)
-        goto fail;
+    ws__lcore_push(lh);
+    lh->core_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if ((lh->server_ref = require_ref(lh, "wspush.server", NULL, err, errlen)) == LUA_NOREF)
+        return -1;
     lh->gen = lh->load_gen = 1;
     if (run_script(lh, err, errlen) != 0)
-        goto fail;
+        return -1;
     lh->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lh->shutdown_ref = lh->pending_shutdown_ref;
     lh->pending_shutdown_ref = LUA_NOREF;
-    return lh;
+    return 0;
+}
 
-fail:
-    ws_lhost_free(lh);
-    return NULL;
+static ws_lhost_t *host_new(lua_State *L, ws_hub_t *hub, const char *script, double lua_timeout)
+{
+    ws_lhost_t *lh = ws_calloc(1, sizeof *lh);
+    lh->hub = hub;
+    lh->lua_timeout = lua_timeout;
+    lh->script = ws_strndup(script, strlen(script));
+    lh->script_dir = dir_of(script);
+    lh->project_dirs[0] = real_dir(lh->script_dir);
+    lh->project_dirs[1] = real_dir("lua");
+    lh->app_ref = lh->server_ref = lh->core_ref = LUA_NOREF;
+    lh->conns_ref = lh->shared_ref = lh->hooks_ref = LUA_NOREF;
+    lh->shutdown_ref = lh->pending_shutdown_ref = LUA_NOREF;
+    for (int i = 0; i < WS_EV_COUNT; i++)
+        lh->ev_ref[i] = LUA_NOREF;
+    lh->L = L;
+    return lh;
+}
+
+ws_lhost_t *ws_lhost_new(ws_hub_t *hub, const char *script, double lua_timeout, char *err,
+                         size_t errlen)
+{
+    lua_State *L = lua_newstate(ws__lalloc, NULL);
+    ws_lhost_t *lh = host_new(L, hub, script, lua_timeout);
+    lh->own_state = 1;
+    lua_atpanic(L, panic);
+    lua_pushcfunction(L, ws__lcall_traceback); /* WS_LCALL_TRACEBACK_IDX */
+    luaL_openlibs(L);
+    ws__lbudget_init(lh);
+    if (open_host(lh, err, errlen) != 0) {
+        ws_lhost_free(lh);
+        return NULL;
+    }
+    return lh;
+}
+
+ws_lhost_t *ws__lhost_new_in(lua_State *L, ws_hub_t *hub, const char *script, double lua_timeout,
+                             char *err, size_t errlen)
+{
+    ws_lhost_t *lh = host_new(L, hub, script, lua_timeout);
+    ws__lbudget_init(lh);
+    if (open_host(lh, err, errlen) != 0) {
+        ws_lhost_free(lh);
+        return NULL;
+    }
+    return lh;
 }
 
 int ws_lhost_collect_step(ws_lhost_t *lh)
@@ -259,9 +232,23 @@ void ws_lhost_free(ws_lhost_t *lh)
 {
     if (!lh)
         return;
+    lua_State *L = lh->L;
     ws__ltimers_close_all(lh);
     ws__lbudget_free(lh);
-    lua_close(lh->L);
+    if (lh->own_state) {
+        lua_close(L);
+    } else {
+        /* A test's state lives on: give back what this host took of it. */
+        int refs[] = {lh->server_ref, lh->app_ref,    lh->conns_ref,   lh->core_ref,
+                      lh->hooks_ref,  lh->shutdown_ref, lh->pending_shutdown_ref,
+                      lh->shared_ref};
+        for (size_t i = 0; i < sizeof refs / sizeof *refs; i++)
+            luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
+        for (int i = 0; i < WS_EV_COUNT; i++)
+            luaL_unref(L, LUA_REGISTRYINDEX, lh->ev_ref[i]);
+        for (struct ws_route_s *r = lh->routes; r; r = r->next)
+            luaL_unref(L, LUA_REGISTRYINDEX, r->handler_ref);
+    }
     free(lh->script);
     free(lh->script_dir);
     free(lh->project_dirs[0]);
@@ -270,43 +257,9 @@ void ws_lhost_free(ws_lhost_t *lh)
     free(lh);
 }
 
-/* Push S.project_modules(dirs): { name = real path } of the project's modules. */
-static void push_project_modules(ws_lhost_t *lh)
-{
-    lua_State *L = lh->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
-    lua_getfield(L, -1, "project_modules");
-    lua_remove(L, -2);
-    lua_newtable(L);
-    int n = 0;
-    for (int i = 0; i < 2; i++) {
-        if (lh->project_dirs[i]) {
-            lua_pushstring(L, lh->project_dirs[i]);
-            lua_rawseti(L, -2, ++n);
-        }
-    }
-    if (ws__lhost_pcall(lh, 1, 1, "listing the script's modules") != 0)
-        lua_newtable(L);
-}
-
 void ws_lhost_files(ws_lhost_t *lh, void (*cb)(void *ud, const char *path), void *ud)
 {
-    lua_State *L = lh->L;
-    /* From the directory, not the file: while an editor saves by renaming the
-     * old file away, the script does not exist, and it must stay watched. */
-    const char *base = strrchr(lh->script, '/');
-    char buf[PATH_MAX];
-    if (lh->project_dirs[0]) {
-        snprintf(buf, sizeof buf, "%s/%s", lh->project_dirs[0], base ? base + 1 : lh->script);
-        cb(ud, buf);
-    }
-    push_project_modules(lh);
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        cb(ud, lua_tostring(L, -1));
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
+    ws__lcall_files(lh, cb, ud);
 }
 
 /* Set package.loaded[name] = saved[name] for every name in the table at index saved. */
@@ -346,7 +299,7 @@ int ws_lhost_reload(ws_lhost_t *lh, const char *changed, char *err, size_t errle
 
     /* Forget the project's modules so the script's require loads their new
      * versions; keep the old ones to put back if the new script fails. */
-    push_project_modules(lh);
+    ws__lcall_push_modules(lh);
     int mods = lua_gettop(L);
     lua_newtable(L);
     int saved = lua_gettop(L);
@@ -397,7 +350,7 @@ int ws_lhost_reload(ws_lhost_t *lh, const char *changed, char *err, size_t errle
         lua_setfield(L, -2, "generation");
         lua_pushstring(L, changed ? changed : "");
         lua_setfield(L, -2, "changed");
-        ws__lhost_pcall(lh, 1, 0, "on_reload");
+        ws__lcall_log(lh, 1, 0, "on_reload");
     }
     lua_settop(L, top);
     return 0;
@@ -407,7 +360,7 @@ void ws_lhost_shutdown(ws_lhost_t *lh)
 {
     lua_State *L = lh->L;
     if (lua_rawgeti(L, LUA_REGISTRYINDEX, lh->shutdown_ref) == LUA_TFUNCTION)
-        ws__lhost_pcall(lh, 0, 0, "on_shutdown");
+        ws__lcall_log(lh, 0, 0, "on_shutdown");
     else
         lua_pop(L, 1);
 }
@@ -419,10 +372,10 @@ void ws_lhost_stop(ws_lhost_t *lh) { ws__ltimers_close_all(lh); }
 /* After a reload, find the connection's handler in the new routes by its
  * route key (or its path, for the catch-all). Returns 0 when the new script
  * no longer serves the route: the connection is then closed with 1001. */
-static int rebind(ws_lhost_t *lh, ws_conn_t *c)
+static int rebind(ws_lhost_t *lh, ws_conn_t *c, ws_lbox_t *b)
 {
     lua_State *L = lh->L;
-    struct ws_route_s *r = c->route;
+    struct ws_route_s *r = b->route;
     if (!r || r->gen != lh->gen) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
         lua_getfield(L, -1, "resolve");
@@ -437,17 +390,17 @@ static int rebind(ws_lhost_t *lh, ws_conn_t *c)
             lua_getfield(L, -1, "path"); /* conn.path, through __index */
             lua_replace(L, -2);
         }
-        if (ws__lhost_pcall(lh, 3, 1, "rebinding a connection after reload") != 0)
+        if (ws__lcall_log(lh, 3, 1, "rebinding a connection after reload") != 0)
             lua_pushnil(L);
         /* A route's handler is found once for all its connections. */
-        ws__lhost_set_handler(L, r ? &r->handler_ref : &c->handler_ref);
+        ws__lconn_set_handler(L, r ? &r->handler_ref : &b->handler_ref);
         if (r)
             r->gen = lh->gen;
     }
     if (r)
-        c->handler_ref = r->handler_ref;
-    c->gen = lh->gen;
-    if (c->handler_ref == LUA_NOREF) {
+        b->handler_ref = r->handler_ref;
+    b->gen = lh->gen;
+    if (b->handler_ref == LUA_NOREF) {
         static const char msg[] = "endpoint removed by a reload";
         ws_conn_close(c, WS_CLOSE_GOING_AWAY, msg, sizeof msg - 1);
         return 0;
@@ -460,9 +413,10 @@ static int rebind(ws_lhost_t *lh, ws_conn_t *c)
 static int push_event(ws_lhost_t *lh, ws_conn_t *c, int ev)
 {
     lua_State *L = lh->L;
-    if (c->gen != lh->gen && !rebind(lh, c))
+    ws_lbox_t *b = ws_conn_host_data(c);
+    if (b->gen != lh->gen && !rebind(lh, c, b))
         return 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->handler_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->handler_ref);
     if (lua_type(L, -1) != LUA_TTABLE) {
         lua_pop(L, 1);
         return 0;
@@ -481,11 +435,13 @@ static int push_event(ws_lhost_t *lh, ws_conn_t *c, int ev)
  * connection) and closes the connection with 1011. Returns 0 on success. */
 static int event_call(ws_lhost_t *lh, ws_conn_t *c, const char *name, int nargs)
 {
-    if (pcall_tb(lh, nargs + 1, 0) == LUA_OK)
+    if (ws__lcall(lh, nargs + 1, 0) == LUA_OK)
         return 0;
     char buf[8192];
-    ws_log_error("%s (%s, conn %llu): %s", name, c->route ? c->route->key : "*",
-                 (unsigned long long)c->id, unshorten(lh, lua_tostring(lh->L, -1), buf, sizeof buf));
+    ws_lbox_t *b = ws_conn_host_data(c);
+    ws_log_error("%s (%s, conn %llu): %s", name, b->route ? b->route->key : "*",
+                 (unsigned long long)ws_conn_id(c),
+                 ws__lcall_where(lh, lua_tostring(lh->L, -1), buf, sizeof buf));
     lua_pop(lh->L, 1);
     return -1;
 }
@@ -498,14 +454,16 @@ static void call_event(ws_lhost_t *lh, ws_conn_t *c, const char *name, int nargs
     }
 }
 
-void ws_lhost_open(ws_lhost_t *lh, ws_conn_t *c)
+static void on_open(void *ud, ws_conn_t *c)
 {
+    ws_lhost_t *lh = ud;
     if (push_event(lh, c, WS_EV_OPEN))
         call_event(lh, c, "open", 0);
 }
 
-void ws_lhost_message(ws_lhost_t *lh, ws_conn_t *c, const uint8_t *data, size_t len, int binary)
+static void on_message(void *ud, ws_conn_t *c, const uint8_t *data, size_t len, int binary)
 {
+    ws_lhost_t *lh = ud;
     if (!push_event(lh, c, WS_EV_MESSAGE))
         return;
     lua_pushlstring(lh->L, (const char *)data, len);
@@ -513,31 +471,46 @@ void ws_lhost_message(ws_lhost_t *lh, ws_conn_t *c, const uint8_t *data, size_t 
     call_event(lh, c, "on_message", 2);
 }
 
-void ws_lhost_control(ws_lhost_t *lh, ws_conn_t *c, unsigned op, const uint8_t *data, size_t len)
+static void on_control(void *ud, ws_conn_t *c, unsigned op, const uint8_t *data, size_t len)
 {
-    const char *name = op == 0x9 ? "on_ping" : "on_pong";
-    if (!push_event(lh, c, op == 0x9 ? WS_EV_PING : WS_EV_PONG))
+    ws_lhost_t *lh = ud;
+    int ping = op == WS_OP_PING;
+    if (!push_event(lh, c, ping ? WS_EV_PING : WS_EV_PONG))
         return;
     lua_pushlstring(lh->L, (const char *)data, len);
-    call_event(lh, c, name, 1);
+    call_event(lh, c, ping ? "on_ping" : "on_pong", 1);
 }
 
-void ws_lhost_drain(ws_lhost_t *lh, ws_conn_t *c)
+static void on_drain(void *ud, ws_conn_t *c)
 {
+    ws_lhost_t *lh = ud;
     if (push_event(lh, c, WS_EV_DRAIN))
         call_event(lh, c, "on_drain", 0);
 }
 
-void ws_lhost_closed(ws_lhost_t *lh, ws_conn_t *c)
+static void on_closed(void *ud, ws_conn_t *c, unsigned code, const char *reason)
 {
+    ws_lhost_t *lh = ud;
     lua_State *L = lh->L;
+    ws_lbox_t *b = ws_conn_host_data(c);
     if (push_event(lh, c, WS_EV_CLOSE)) {
-        lua_pushinteger(L, c->close_code);
-        lua_pushstring(L, c->close_reason ? c->close_reason : "");
+        lua_pushinteger(L, code);
+        lua_pushstring(L, reason);
         event_call(lh, c, "on_close", 2);
     }
+    if (!b->route) /* a route's ref is the route's */
+        luaL_unref(L, LUA_REGISTRYINDEX, b->handler_ref);
+    b->handler_ref = LUA_NOREF;
     ws__lconn_detach(lh, c);
-    if (!c->route) /* a route's ref is the route's */
-        luaL_unref(L, LUA_REGISTRYINDEX, c->handler_ref);
-    c->handler_ref = LUA_NOREF;
 }
+
+const ws_host_ops_t ws_lhost_ops = {
+    .http = ws__lhost_http,
+    .upgrade = ws__lhost_upgrade,
+    .cancel = NULL, /* this host answers at once */
+    .open = on_open,
+    .message = on_message,
+    .control = on_control,
+    .drain = on_drain,
+    .closed = on_closed,
+};

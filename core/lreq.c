@@ -7,18 +7,18 @@
 #include <string.h>
 #include <strings.h>
 
-#include "conn.h"
+#include "error.h"
+#include "http.h"
 #include "lbind.h"
 #include "log.h"
 
 /* Push a table describing the request: method, path, rawquery, headers
  * (lower-case names, repeated ones joined with ", "), body, remote. */
-static void push_request(lua_State *L, ws_conn_t *c, ws_http_t *h, const ws_hs_request_t *req,
-                         int skip)
+static void push_request(lua_State *L, ws_conn_t *c, const ws_request_t *rq, int skip)
 {
-    size_t ulen, blen;
-    const char *url = ws_http_url(h, &ulen);
-    const char *body = ws_http_body(h, &blen);
+    const ws_hs_request_t *req = rq->hs;
+    size_t ulen = rq->url_len;
+    const char *url = rq->url;
     lua_createtable(L, 0, 8);
     lua_pushlstring(L, req->method, req->method_len);
     lua_setfield(L, -2, "method");
@@ -75,7 +75,7 @@ static void push_request(lua_State *L, ws_conn_t *c, ws_http_t *h, const ws_hs_r
         lua_rawset(L, -3);
     }
     lua_setfield(L, -2, "headers");
-    lua_pushlstring(L, body, blen);
+    lua_pushlstring(L, rq->body, rq->body_len);
     lua_setfield(L, -2, "body");
     char r[WS_REMOTE_MAX];
     ws_conn_remote(c, r, sizeof r);
@@ -83,81 +83,54 @@ static void push_request(lua_State *L, ws_conn_t *c, ws_http_t *h, const ws_hs_r
     lua_setfield(L, -2, "remote");
 }
 
-static int header_safe(const char *s, size_t n)
+/* The headers table at index headers into out (string keys; string or number values). */
+static void add_headers(lua_State *L, int headers, ws_buf_t *out)
 {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
-            return 0;
-    return 1;
-}
-
-static void format_response(ws_buf_t *resp, int status, const char *body, size_t blen,
-                            lua_State *L, int headers, int keep_alive, int head_only)
-{
-    char line[256];
-    snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, ws_http_status_text(status));
-    ws_buf_append_str(resp, line);
-    if (headers && lua_istable(L, headers)) {
-        lua_pushnil(L);
-        while (lua_next(L, headers)) {
+    if (!lua_istable(L, headers))
+        return;
+    lua_pushnil(L);
+    while (lua_next(L, headers)) {
+        if (lua_type(L, -2) == LUA_TSTRING &&
+            (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
             size_t kl, vl;
-            if (lua_type(L, -2) == LUA_TSTRING && (lua_type(L, -1) == LUA_TSTRING ||
-                                                   lua_type(L, -1) == LUA_TNUMBER)) {
-                const char *k = lua_tolstring(L, -2, &kl);
-                const char *v = lua_tolstring(L, -1, &vl);
-                /* We frame the body ourselves; a handler's value would desync the stream. */
-                if (strcasecmp(k, "content-length") != 0 && strcasecmp(k, "connection") != 0 &&
-                    strcasecmp(k, "transfer-encoding") != 0 && header_safe(k, kl) &&
-                    header_safe(v, vl)) {
-                    ws_buf_append(resp, k, kl);
-                    ws_buf_append(resp, ": ", 2);
-                    ws_buf_append(resp, v, vl);
-                    ws_buf_append(resp, "\r\n", 2);
-                } else if (!header_safe(k, kl) || !header_safe(v, vl)) {
-                    ws_log_warn("response header '%s' dropped: contains CR, LF or NUL", k);
-                }
-            }
-            lua_pop(L, 1);
+            const char *k = lua_tolstring(L, -2, &kl);
+            const char *v = lua_tolstring(L, -1, &vl);
+            ws_header_add(out, k, kl, v, vl);
         }
+        lua_pop(L, 1);
     }
-    snprintf(line, sizeof line, "Content-Length: %zu\r\n%s\r\n", blen,
-             keep_alive ? "" : "Connection: close\r\n");
-    ws_buf_append_str(resp, line);
-    if (!head_only)
-        ws_buf_append(resp, body, blen);
 }
 
-void ws_lhost_http(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_request_t *req,
-                   int keep_alive, ws_buf_t *resp)
+int ws__lhost_http(void *ud, ws_conn_t *c, const ws_request_t *req, ws_response_t *res)
 {
+    ws_lhost_t *lh = ud;
     lua_State *L = lh->L;
     int top = lua_gettop(L);
-    int head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
     lua_getfield(L, -1, "http");
     lua_remove(L, -2);
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->app_ref);
-    push_request(L, c, h, req, 0);
+    push_request(L, c, req, 0);
     char what[300];
-    size_t ulen;
-    const char *url = ws_http_url(h, &ulen);
-    snprintf(what, sizeof what, "HTTP handler %.*s %.*s", (int)req->method_len, req->method,
-             (int)(ulen > 200 ? 200 : ulen), url);
-    if (ws__lhost_pcall(lh, 2, 3, what) != 0) {
-        const char *msg = "Internal Server Error\n";
-        format_response(resp, 500, msg, strlen(msg), L, 0, keep_alive, head);
+    snprintf(what, sizeof what, "HTTP handler %.*s %.*s", (int)req->hs->method_len,
+             req->hs->method, (int)(req->url_len > 200 ? 200 : req->url_len), req->url);
+    if (ws__lcall_log(lh, 2, 3, what) != 0) {
+        res->status = 500;
+        ws_buf_append_str(&res->body, "Internal Server Error\n");
         lua_settop(L, top);
-        return;
+        return 0;
     }
-    int status = (int)luaL_optinteger(L, top + 1, 200);
-    if (status < 100 || status > 999)
-        status = 500;
+    /* S.http normalised them; still, nothing here may raise outside a pcall. */
+    int isnum = 1;
+    lua_Integer status = lua_isnil(L, top + 1) ? 200 : lua_tointegerx(L, top + 1, &isnum);
+    res->status = !isnum || status < 100 || status > 999 ? 500 : (int)status;
     size_t blen = 0;
     const char *body = lua_tolstring(L, top + 2, &blen);
-    if (!body)
-        body = "";
-    format_response(resp, status, body, blen, L, top + 3, keep_alive, head);
+    if (body)
+        ws_buf_append(&res->body, body, blen);
+    add_headers(L, top + 3, &res->headers);
     lua_settop(L, top);
+    return 0;
 }
 
 /* A number field of the handler table, or def. */
@@ -175,7 +148,7 @@ static double opt_number(lua_State *L, int handler, const char *name, double def
 /* Per-route limits: a WebSocket handler table may override the server's
  * max_message, max_buffered, backpressure, idle_timeout, rate_limit and
  * rate_burst for its connections. */
-static void route_limits(lua_State *L, int handler, ws_conn_t *c)
+static void route_limits(lua_State *L, int handler, ws_route_limits_t *c)
 {
     double v;
     if ((v = opt_number(L, handler, "max_message", (double)c->max_message)) >= 1)
@@ -187,7 +160,7 @@ static void route_limits(lua_State *L, int handler, ws_conn_t *c)
     if ((v = opt_number(L, handler, "rate_limit", c->rate)) >= 0)
         c->rate = (float)v;
     if ((v = opt_number(L, handler, "rate_burst", c->burst)) >= 1)
-        c->burst = c->tokens = (float)v;
+        c->burst = (float)v;
     if (lua_getfield(L, handler, "backpressure") == LUA_TSTRING) {
         const char *p = lua_tostring(L, -1);
         if (strcmp(p, "close") == 0)
@@ -260,17 +233,6 @@ struct ws_route_s *ws__lhost_route(ws_lhost_t *lh, const char *key, size_t len)
     return r;
 }
 
-void ws__lhost_set_handler(lua_State *L, int *ref)
-{
-    luaL_unref(L, LUA_REGISTRYINDEX, *ref);
-    if (lua_istable(L, -1)) {
-        *ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    } else {
-        lua_pop(L, 1);
-        *ref = LUA_NOREF;
-    }
-}
-
 void ws__lhost_free_routes(ws_lhost_t *lh)
 {
     while (lh->routes) {
@@ -280,10 +242,10 @@ void ws__lhost_free_routes(ws_lhost_t *lh)
     }
 }
 
-int ws_lhost_upgrade(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_request_t *req,
-                     const ws_hs_result_t *hs, ws_deflate_config_t *dcfg,
-                     ws_buf_t *extra_headers, ws_buf_t *reason)
+int ws__lhost_upgrade(void *ud, ws_conn_t *c, const ws_request_t *req, const char *protocols,
+                      size_t protocols_len, ws_upgrade_t *up)
 {
+    ws_lhost_t *lh = ud;
     lua_State *L = lh->L;
     int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
@@ -296,73 +258,58 @@ int ws_lhost_upgrade(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_req
     lua_getfield(L, -1, "HANDSHAKE_ONLY");
     lua_remove(L, -2);
     int skip = lua_gettop(L);
-    push_request(L, c, h, req, lua_istable(L, skip) ? skip : 0);
+    push_request(L, c, req, lua_istable(L, skip) ? skip : 0);
     lua_remove(L, skip);
     int req_idx = lua_gettop(L);
     lua_newtable(L);
     size_t pos = 0, tl;
     const char *tok;
     int n = 0;
-    while (hs->protocols && ws_token_next(hs->protocols, hs->protocols_len, &pos, &tok, &tl)) {
+    while (protocols && ws_token_next(protocols, protocols_len, &pos, &tok, &tl)) {
         lua_pushlstring(L, tok, tl);
         lua_rawseti(L, -2, ++n);
     }
     lua_pushvalue(L, req_idx); /* keep the request: it becomes the connection's fields */
     lua_insert(L, top + 1);
-    if (ws__lhost_pcall(lh, 3, 4, "WebSocket upgrade") != 0) {
-        ws_buf_append_str(reason, "internal error");
+    if (ws__lcall_log(lh, 3, 4, "WebSocket upgrade") != 0) {
+        ws_buf_append_str(&up->reason, "internal error");
+        up->status = 500;
         lua_settop(L, top);
-        return 500;
+        return 0;
     }
     /* stack: req, r1, r2, r3, r4 */
     if (!lua_istable(L, top + 2)) {
-        int status = (int)luaL_optinteger(L, top + 3, 404);
+        int isnum = 1;
+        lua_Integer status = lua_isnil(L, top + 3) ? 404 : lua_tointegerx(L, top + 3, &isnum);
+        if (!isnum || status < 400 || status > 599)
+            status = 500;
         const char *why = lua_tostring(L, top + 4);
-        ws_buf_append_str(reason, why ? why : ws_http_status_text(status));
-        if (lua_istable(L, top + 5)) {
-            lua_pushnil(L);
-            while (lua_next(L, top + 5)) {
-                size_t kl, vl;
-                const char *k = lua_tolstring(L, -2, &kl);
-                const char *v = lua_tolstring(L, -1, &vl);
-                if (k && v && header_safe(k, kl) && header_safe(v, vl)) {
-                    ws_buf_append(extra_headers, k, kl);
-                    ws_buf_append(extra_headers, ": ", 2);
-                    ws_buf_append(extra_headers, v, vl);
-                    ws_buf_append(extra_headers, "\r\n", 2);
-                }
-                lua_pop(L, 1);
-            }
-        }
+        ws_buf_append_str(&up->reason, why ? why : ws_http_status_text((int)status));
+        add_headers(L, top + 5, &up->headers);
+        up->status = (int)status;
         lua_settop(L, top);
-        return status >= 400 && status <= 599 ? status : 500;
+        return 0;
     }
     size_t kl, sl;
     const char *key = lua_tolstring(L, top + 3, &kl);
     const char *sub = lua_tolstring(L, top + 4, &sl);
-    if (sub && !header_safe(sub, sl)) {
-        ws_buf_append_str(reason, "invalid subprotocol");
+    if (sub && (memchr(sub, '\r', sl) || memchr(sub, '\n', sl) || strlen(sub) != sl)) {
+        ws_buf_append_str(&up->reason, "invalid subprotocol");
+        up->status = 500;
         lua_settop(L, top);
-        return 500;
+        return 0;
     }
-    c->route = key ? ws__lhost_route(lh, key, kl) : NULL;
-    c->subprotocol = sub ? ws_strndup(sub, sl) : NULL;
-    c->gen = lh->gen;
-    route_limits(L, top + 2, c);
-    route_compression(L, top + 2, dcfg);
-    if (!c->route) {
+    struct ws_route_s *route = key ? ws__lhost_route(lh, key, kl) : NULL;
+    up->subprotocol = sub ? ws_strndup(sub, sl) : NULL;
+    route_limits(L, top + 2, &up->limits);
+    route_compression(L, top + 2, &up->limits.deflate);
+    /* Within one generation a route key always gives the same handler. */
+    if (route && (route->gen != lh->gen || route->handler_ref == LUA_NOREF)) {
         lua_pushvalue(L, top + 2);
-        ws__lhost_set_handler(L, &c->handler_ref);
-    } else {
-        /* Within one generation a route key always gives the same handler. */
-        if (c->route->gen != lh->gen || c->route->handler_ref == LUA_NOREF) {
-            lua_pushvalue(L, top + 2);
-            ws__lhost_set_handler(L, &c->route->handler_ref);
-            c->route->gen = lh->gen;
-        }
-        c->handler_ref = c->route->handler_ref;
+        ws__lconn_set_handler(L, &route->handler_ref);
+        route->gen = lh->gen;
     }
-    ws__lconn_new(lh, c, top + 1);
+    ws__lconn_new(lh, c, top + 1, route, top + 2, up->subprotocol);
     /* An upgrade leaves ~0.5 KB of garbage (the request) next to the ~0.2 KB
      * the connection keeps. Left to the collector's pace, a burst of
      * handshakes spreads it between the live objects, where freeing it later
@@ -374,4 +321,3 @@ int ws_lhost_upgrade(ws_lhost_t *lh, ws_conn_t *c, ws_http_t *h, const ws_hs_req
     lua_settop(L, top);
     return 0;
 }
-

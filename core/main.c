@@ -1,4 +1,6 @@
-/* wspush: parse the command line, start the server, map failures to exit codes. */
+/* wspush: the composition root. Parses the command line, puts the layers
+ * together (transports, hub, Lua host, server, reload watcher, signals),
+ * runs the loop and maps failures to exit codes. */
 #include <signal.h>
 #include <stdio.h>
 #include <uv.h>
@@ -7,14 +9,128 @@
 #endif
 
 #include "cli.h"
+#include "hub.h"
+#include "lhost.h"
 #include "log.h"
+#include "reload.h"
 #include "server.h"
+#include "tcp.h"
+#include "transport.h"
+
+typedef struct {
+    ws_config_t cfg;
+    ws_io_t io;
+    ws_hub_t hub;
+    ws_server_t srv;
+    ws_lhost_t *lh;
+    ws_reload_t reload;
+    uv_signal_t sigint, sigterm;
+} app_t;
+
+static void reload_files(void *ud, void (*cb)(void *cb_ud, const char *path), void *cb_ud)
+{
+    app_t *a = ud;
+    ws_lhost_files(a->lh, cb, cb_ud);
+}
+
+static int reload_now(void *ud, const char *why)
+{
+    app_t *a = ud;
+    char err[2048];
+    uint64_t t0 = uv_hrtime();
+    if (ws_lhost_reload(a->lh, why, err, sizeof err) != 0) {
+        ws_log_error("reload failed (%s), the previous version keeps serving: %s", why, err);
+        return -1;
+    }
+    double ms = (double)(uv_hrtime() - t0) / 1e6;
+    ws_log_info("reloaded %s (%s) in %.2f ms; %zu connections kept", a->cfg.script, why, ms,
+                a->hub.nopen);
+    return 0;
+}
+
+static const ws_reload_ops_t reload_ops = {reload_files, reload_now};
+
+static int quiet(void *ud) { return ws_lhost_collect_step(((app_t *)ud)->lh); }
+
+static void stopped(void *ud)
+{
+    app_t *a = ud;
+    uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->sigterm, NULL);
+}
+
+/* First signal: stop accepting, let the script know, close every connection
+ * with 1001 and wait (bounded) for the close handshakes. Second: stop now. */
+static void on_signal(uv_signal_t *h, int signum)
+{
+    app_t *a = h->data;
+    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+    if (a->srv.stopping) {
+        ws_log_warn("%s again: closing %zu connections now", name, a->hub.nconns);
+        ws_server_abort(&a->srv);
+        return;
+    }
+    ws_log_info("%s: shutting down, closing %zu WebSocket connections", name, a->hub.nopen);
+    ws_reload_close(&a->reload);
+    ws_lhost_shutdown(a->lh);
+    ws_lhost_stop(a->lh);
+    ws_server_stop(&a->srv, a->cfg.shutdown_timeout);
+}
+
+static void listen_signal(app_t *a, uv_signal_t *h, int signum)
+{
+    uv_signal_init(a->io.loop, h);
+    h->data = a;
+    uv_signal_start(h, on_signal, signum);
+}
+
+/* Build the layers bottom up; on failure a one-line message in err. */
+static int start(app_t *a, uv_loop_t *loop, char *err, size_t errlen)
+{
+    ws_io_init(&a->io, loop);
+    ws_hub_init(&a->hub, &a->io, &a->cfg);
+    ws_deflate_set_mem_limit(a->cfg.compression_max_memory);
+    a->lh = ws_lhost_new(&a->hub, a->cfg.script, a->cfg.lua_timeout, err, errlen);
+    if (!a->lh)
+        goto fail;
+    ws_hub_set_host(&a->hub, &ws_lhost_ops, a->lh);
+    if (ws_server_init(&a->srv, &a->hub, a->cfg.host, a->cfg.port, err, errlen) != 0)
+        goto fail;
+    a->srv.quiet = quiet;
+    a->srv.quiet_ud = a;
+    a->srv.stopped = stopped;
+    a->srv.stopped_ud = a;
+    ws_reload_init(&a->reload, loop, a->cfg.script, !a->cfg.no_watch, &reload_ops, a);
+    listen_signal(a, &a->sigint, SIGINT);
+    listen_signal(a, &a->sigterm, SIGTERM);
+    if (a->cfg.io_uring) {
+        char why[128];
+        if (ws_tcp_use_ring(&a->io, why, sizeof why) != 0)
+            ws_log_info("%s: sending with writev", why);
+    }
+    return 0;
+
+fail:
+    ws_lhost_free(a->lh);
+    a->lh = NULL;
+    ws_hub_free(&a->hub);
+    ws_io_free(&a->io);
+    return -1;
+}
+
+static void finish(app_t *a)
+{
+    ws_server_free(&a->srv);
+    ws_lhost_free(a->lh);
+    ws_hub_free(&a->hub);
+    ws_io_free(&a->io);
+}
 
 int main(int argc, char **argv)
 {
-    ws_config_t cfg;
+    static app_t app; /* the hub is large: keep it off the stack */
     char err[1024];
-    int act = ws_cli_parse(argc, argv, &cfg, err, sizeof err);
+    int act = ws_cli_parse(argc, argv, &app.cfg, err, sizeof err);
     if (act == WS_CLI_HELP) {
         fputs(ws_cli_usage(), stdout);
         return 0;
@@ -27,7 +143,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "wspush: %s (try --help)\n", err);
         return 2;
     }
-    ws_log_set_level(cfg.log_level);
+    ws_log_set_level(app.cfg.log_level);
     /* A peer that resets while we write must cost one connection (EPIPE),
      * not the process: libuv writes with plain write(2). */
     signal(SIGPIPE, SIG_IGN);
@@ -40,18 +156,18 @@ int main(int argc, char **argv)
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
 #endif
 
-    static ws_server_t srv; /* large (read buffer): keep it off the stack */
     uv_loop_t *loop = uv_default_loop();
-    if (ws_server_init(&srv, loop, &cfg, err, sizeof err) != 0) {
+    if (start(&app, loop, err, sizeof err) != 0) {
         fprintf(stderr, "wspush: %s\n", err);
+        uv_run(loop, UV_RUN_NOWAIT);
         uv_loop_close(loop);
         return 1;
     }
-    ws_log_info("wspush %s listening on http://%s:%d (script %s)", WSPUSH_VERSION, cfg.host,
-                ws_server_port(&srv), cfg.script);
-    ws_server_run(&srv);
-    ws_server_free(&srv);
-    /* Timers closed by ws_server_free need one more turn for their close callbacks. */
+    ws_log_info("wspush %s listening on http://%s:%d (script %s)", WSPUSH_VERSION, app.cfg.host,
+                ws_server_port(&app.srv), app.cfg.script);
+    uv_run(loop, UV_RUN_DEFAULT);
+    finish(&app);
+    /* Handles closed by finish need one more turn for their close callbacks. */
     uv_run(loop, UV_RUN_NOWAIT);
     if (uv_loop_close(loop) != 0)
         ws_log_warn("event loop closed with live handles");

@@ -1,35 +1,65 @@
 /*
- * outq.h: a connection's outbound queue, the write side of conn.c (not a
- * public interface: conn.c and pubsub go through conn.h).
+ * outq.h: a connection's outbound queue. Frames queue as refcounted chunks
+ * (a published frame is one chunk shared by every subscriber); small private
+ * frames coalesce into one chunk; a write takes the first chunks of the queue
+ * into a ws_write_t that owns them until its completion.
+ *
+ * The queue knows nothing of connections or policies: the connection decides
+ * what to drop (ws_outq_drop) and when to write (ws_outq_take). Loop thread
+ * only. Write requests come from a process-wide pool (see
+ * ws_outq_release_pool).
  */
 #ifndef WS_OUTQ_H
 #define WS_OUTQ_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
+#include "transport.h"
 
-typedef struct ws_conn_s ws_conn_t;
+typedef struct {
+    ws_chunk_t **q;
+    uint32_t qn, qcap;
+    size_t qoff;       /* bytes of q[0] already written by an earlier write */
+    size_t queued;     /* bytes in q not yet taken by a write */
+    ws_write_t *w;     /* the write in flight, or NULL */
+} ws_outq_t;
 
-/* Queue a chunk (a reference is taken over: the caller's is the queue's now). */
-void ws__outq_push(ws_conn_t *c, ws_chunk_t *k);
-/* Queue raw bytes (HTTP responses). */
-void ws__outq_raw(ws_conn_t *c, const void *data, size_t len);
+/* Bytes queued and in flight (what the write in flight has not sent yet). */
+static inline size_t ws_outq_buffered(const ws_outq_t *q)
+{
+    return q->queued + (q->w ? q->w->unsent : 0);
+}
+
+/* Queue a chunk; the caller's reference becomes the queue's. */
+void ws_outq_push(ws_outq_t *q, ws_chunk_t *k);
+/* Queue raw bytes (an HTTP response). */
+void ws_outq_raw(ws_outq_t *q, const void *data, size_t len);
 /* Queue one whole frame; op may carry WS_FRAME_RSV1. */
-void ws__outq_frame(ws_conn_t *c, unsigned op, const void *data, size_t len);
-/* Apply the backpressure policy before queueing a data frame of n bytes:
- * 0 when it may be queued, WS_EFULL when the policy refused it. */
-int ws__outq_make_room(ws_conn_t *c, size_t n);
-/* The server's ring finished a send of ours (its ws_ring_cb). */
-void ws__outq_sent(void *req, int res);
-/* The connection is closing: end a ring send still in flight. */
-void ws__outq_cancel(ws_conn_t *c);
-/* Free the pool of write requests (the server is quiet). */
-void ws__outq_release_pool(void);
-/* Release everything queued (the connection is being freed). */
-void ws__outq_free(ws_conn_t *c);
+void ws_outq_frame(ws_outq_t *q, unsigned op, const void *data, size_t len);
+
+/* Drop queued chunks, oldest first, until n more bytes fit under limit (or
+ * every droppable one when all is set). A chunk partly written stays: the
+ * frame it began must be finished. Returns 1 when n bytes now fit. */
+int ws_outq_drop(ws_outq_t *q, size_t limit, size_t n, int all);
+
+/* Move the first chunks of the queue (there must be some) into a write
+ * request that owns them, with cb and data set; q->w describes it until
+ * ws_outq_written. */
+ws_write_t *ws_outq_take(ws_outq_t *q, ws_write_cb cb, void *data);
+/* The write w ended (from its cb): release its chunks and recycle it. q is
+ * the queue it came from, or NULL when that is gone. */
+void ws_outq_written(ws_outq_t *q, ws_write_t *w);
+
+/* Release everything queued (the connection is being freed). A write in
+ * flight is left to finish: its cb will see data NULL and must only call
+ * ws_outq_written(NULL, w). */
+void ws_outq_free(ws_outq_t *q);
 /* Release the queue's array when nothing is queued or being written.
  * Returns 1 if there was one to release. */
-int ws__outq_trim(ws_conn_t *c);
+int ws_outq_trim(ws_outq_t *q);
+/* Free the pool of write requests (the server is quiet). */
+void ws_outq_release_pool(void);
 
 #endif

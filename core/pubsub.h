@@ -1,9 +1,9 @@
 /*
- * pubsub.h: topics and their subscribers, indexed both ways (topic ->
- * connections and connection -> topics) so that a connection leaves all its
- * topics in time proportional to its own memberships. A published message is
- * framed once into a shared chunk and that same chunk is queued on every
- * subscriber.
+ * pubsub.h: the topic registry: topics and their subscribers, indexed both
+ * ways (topic -> members and member -> topics) so that a member leaves all
+ * its topics in time proportional to its own memberships. A member is any
+ * owner (a connection) with a ws_pubsub_member_t of its own; the registry
+ * knows nothing else of it. Publishing is publish.h's. Loop thread only.
  */
 #ifndef WS_PUBSUB_H
 #define WS_PUBSUB_H
@@ -11,37 +11,51 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct ws_conn_s ws_conn_t;
 typedef struct ws_topic_s ws_topic_t;
 
-/* One membership: conn is in topic at topic->subs[idx]. */
+/* One membership: owner is in topic at topic->subs[idx]. */
 typedef struct {
     ws_topic_t *topic;
-    ws_conn_t *conn;
+    void *owner;
     size_t idx;
 } ws_sub_t;
+
+/* The memberships of one owner (embedded in it; zeroed = none). */
+typedef struct {
+    ws_sub_t **subs;
+    uint32_t n, cap;
+} ws_pubsub_member_t;
 
 typedef struct {
     ws_topic_t **buckets;
     size_t nbuckets;
     size_t ntopics;
+    unsigned walking;  /* a topic's subscribers are being walked: no one may leave */
 } ws_pubsub_t;
 
 void ws_pubsub_init(ws_pubsub_t *ps);
 /* Free all topics; memberships must have been removed first. */
 void ws_pubsub_free(ws_pubsub_t *ps);
 
-/* Returns 1 if c joined, 0 if it already was a member. */
-int ws_pubsub_subscribe(ws_pubsub_t *ps, ws_conn_t *c, const char *name, size_t len);
-/* Returns 1 if c left, 0 if it was not a member. */
-int ws_pubsub_unsubscribe(ws_pubsub_t *ps, ws_conn_t *c, const char *name, size_t len);
-void ws_pubsub_unsubscribe_all(ws_pubsub_t *ps, ws_conn_t *c);
-/* Name of a membership's topic. */
+/* Returns 1 if owner (whose memberships are m) joined, 0 if it already was
+ * a member. The name is copied. */
+int ws_pubsub_subscribe(ws_pubsub_t *ps, ws_pubsub_member_t *m, void *owner, const char *name,
+                        size_t len);
+/* Returns 1 if m left the topic, 0 if it was not a member. */
+int ws_pubsub_unsubscribe(ws_pubsub_t *ps, ws_pubsub_member_t *m, const char *name, size_t len);
+/* Leave every topic and release m's array. */
+void ws_pubsub_leave_all(ws_pubsub_t *ps, ws_pubsub_member_t *m);
+/* Name of a membership's topic (valid while the membership lasts). */
 const char *ws_pubsub_topic_name(const ws_sub_t *sub, size_t *len);
 
-/* Frame data once as op (ws_opcode_t) and queue it on every open subscriber.
- * Returns the number of connections it was queued on. */
-size_t ws_pubsub_publish(ws_pubsub_t *ps, const char *name, size_t len, unsigned op,
-                         const void *data, size_t dlen);
+/* The topic named so, or NULL when it has no subscribers. */
+ws_topic_t *ws_pubsub_find(ws_pubsub_t *ps, const char *name, size_t len);
+/* Subscribers of t, and the owner of the i-th (0 <= i < count). Between
+ * ws_pubsub_walk_begin and _end nobody may leave a topic (asserted): the
+ * array being walked must not change under the walker. */
+size_t ws_pubsub_count(const ws_topic_t *t);
+void *ws_pubsub_owner(const ws_topic_t *t, size_t i);
+static inline void ws_pubsub_walk_begin(ws_pubsub_t *ps) { ps->walking++; }
+static inline void ws_pubsub_walk_end(ws_pubsub_t *ps) { ps->walking--; }
 
 #endif

@@ -5,9 +5,7 @@
 #include <string.h>
 
 #include "buf.h"
-#include "lhost.h"
 #include "log.h"
-#include "server.h"
 
 /* Editors write a file in several steps (truncate + write, write a temporary
  * and rename it, several quick saves): reload this long after the last event. */
@@ -73,9 +71,9 @@ static void on_debounce(uv_timer_t *t)
     /* An empty script is a save caught between truncate and write: its
      * write will bring another event. */
     uv_fs_t req;
-    if (uv_fs_stat(NULL, &req, r->srv->cfg.script, NULL) == 0 && req.statbuf.st_size == 0) {
+    if (uv_fs_stat(NULL, &req, r->script, NULL) == 0 && req.statbuf.st_size == 0) {
         uv_fs_req_cleanup(&req);
-        ws_log_debug("%s is empty, waiting for the rest of the save", r->srv->cfg.script);
+        ws_log_debug("%s is empty, waiting for the rest of the save", r->script);
         return;
     }
     uv_fs_req_cleanup(&req);
@@ -111,7 +109,7 @@ static void watch_dir(ws_reload_t *r, const char *dir, size_t len)
     d->used = 1;
     d->r = r;
     d->dir = ws_strndup(dir, len);
-    uv_fs_event_init(r->srv->loop, &d->ev);
+    uv_fs_event_init(r->loop, &d->ev);
     d->ev.data = d;
     int e = uv_fs_event_start(&d->ev, on_fs_event, d->dir, 0);
     if (e != 0) {
@@ -130,7 +128,7 @@ static void rewatch(ws_reload_t *r)
 {
     /* Files watched before stay watched: a module missing for a moment (an
      * editor's rename dance) must not drop out of the set. */
-    ws_lhost_files(r->srv->lh, add_file, r);
+    r->ops->files(r->ud, add_file, r);
     for (size_t i = 0; i < r->ndirs; i++)
         r->dirs[i]->used = 0;
     for (size_t i = 0; i < r->nfiles; i++) {
@@ -148,14 +146,18 @@ static void on_sighup(uv_signal_t *h, int signum)
     ws_reload_now(h->data, "SIGHUP");
 }
 
-void ws_reload_init(ws_reload_t *r, ws_server_t *srv, int watch)
+void ws_reload_init(ws_reload_t *r, uv_loop_t *loop, const char *script, int watch,
+                    const ws_reload_ops_t *ops, void *ud)
 {
     memset(r, 0, sizeof *r);
-    r->srv = srv;
+    r->loop = loop;
+    r->script = script;
+    r->ops = ops;
+    r->ud = ud;
     r->watch = watch;
-    uv_timer_init(srv->loop, &r->debounce);
+    uv_timer_init(loop, &r->debounce);
     r->debounce.data = r;
-    uv_signal_init(srv->loop, &r->sighup);
+    uv_signal_init(loop, &r->sighup);
     r->sighup.data = r;
     uv_signal_start(&r->sighup, on_sighup, SIGHUP);
     if (watch)
@@ -164,15 +166,8 @@ void ws_reload_init(ws_reload_t *r, ws_server_t *srv, int watch)
 
 int ws_reload_now(ws_reload_t *r, const char *why)
 {
-    char err[2048];
-    uint64_t t0 = uv_hrtime();
-    if (ws_lhost_reload(r->srv->lh, why, err, sizeof err) != 0) {
-        ws_log_error("reload failed (%s), the previous version keeps serving: %s", why, err);
+    if (r->ops->reload(r->ud, why) != 0)
         return -1;
-    }
-    double ms = (double)(uv_hrtime() - t0) / 1e6;
-    ws_log_info("reloaded %s (%s) in %.2f ms; %zu connections kept", r->srv->cfg.script, why, ms,
-                r->srv->nopen);
     /* The new version may require other modules: follow them. */
     if (r->watch)
         rewatch(r);

@@ -1,7 +1,9 @@
 /*
  * reload.h: hot reload. Watches the script and the project modules it loaded
  * (inotify on their directories, so editors that save by rename are seen),
- * debounces bursts of events into one reload, and reloads on SIGHUP.
+ * debounces bursts of events into one reload, and reloads on SIGHUP. What a
+ * reload does, and which files it depends on, is the application's: it is
+ * asked through the callbacks below. Loop thread only.
  */
 #ifndef WS_RELOAD_H
 #define WS_RELOAD_H
@@ -9,9 +11,15 @@
 #include <stddef.h>
 #include <uv.h>
 
-typedef struct ws_server_s ws_server_t;
-
 typedef struct ws_reload_s ws_reload_t;
+
+typedef struct {
+    /* Call cb(cb_ud, path) with the real path of every file to watch. */
+    void (*files)(void *ud, void (*cb)(void *cb_ud, const char *path), void *cb_ud);
+    /* Reload now; why says what triggered it. Returns 0 when the new version
+     * serves, -1 when the old one keeps serving. */
+    int (*reload)(void *ud, const char *why);
+} ws_reload_ops_t;
 
 typedef struct {
     uv_fs_event_t ev;
@@ -21,7 +29,10 @@ typedef struct {
 } ws_watch_dir_t;
 
 struct ws_reload_s {
-    ws_server_t *srv;
+    uv_loop_t *loop;
+    const ws_reload_ops_t *ops;
+    void *ud;
+    const char *script;     /* an empty script is a save in progress: wait for the rest */
     int watch;              /* 0 with --no-watch */
     uv_timer_t debounce;
     uv_signal_t sighup;
@@ -32,10 +43,12 @@ struct ws_reload_s {
     char changed[512];      /* base names seen changing since the last reload */
 };
 
-/* Start watching (unless watch is 0) and listening for SIGHUP. */
-void ws_reload_init(ws_reload_t *r, ws_server_t *srv, int watch);
+/* Start watching (unless watch is 0) and listening for SIGHUP. script must
+ * stay valid while r is in use. */
+void ws_reload_init(ws_reload_t *r, uv_loop_t *loop, const char *script, int watch,
+                    const ws_reload_ops_t *ops, void *ud);
 
-/* Reload now; why is logged ("SIGHUP", file names). Returns 0 on success. */
+/* Reload now; why says what triggered it ("SIGHUP", file names). Returns 0 on success. */
 int ws_reload_now(ws_reload_t *r, const char *why);
 
 /* Stop watching; handles close on the next loop turn. */

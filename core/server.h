@@ -1,6 +1,8 @@
 /*
- * server.h: the event loop and the listener: accept, the periodic sweep
- * (close deadlines), the end-of-iteration write flush, signals.
+ * server.h: a hub served on a libuv loop over TCP: the listener, the loop
+ * hooks that flush each turn's output and run the hub's timers, the periodic
+ * sweep, and the graceful stop. Links without Lua: what the application
+ * wants to hear comes through the callbacks below. Loop thread only.
  */
 #ifndef WS_SERVER_H
 #define WS_SERVER_H
@@ -8,71 +10,49 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "buf.h"
-#include "cli.h"
-#include "deflate.h"
-#include "iptab.h"
-#include "pubsub.h"
-#include "reload.h"
-
-typedef struct ws_conn_s ws_conn_t;
-typedef struct ws_lhost_s ws_lhost_t;
-typedef struct ws_ring_s ws_ring_t;
-
-#define WS_READ_BUF 65536
+#include "hub.h"
+#include "tcp.h"
 
 typedef struct ws_server_s {
-    uv_loop_t *loop;
-    ws_config_t cfg;
-    ws_lhost_t *lh;
-    ws_pubsub_t pubsub;
-    ws_reload_t reload;
-    ws_iptab_t ips;     /* WebSocket connections per client address */
-    ws_deflate_config_t deflate_cfg; /* permessage-deflate, from the command line */
-    ws_buf_t zin, zout; /* scratch for one inflated / compressed message at a time */
-
-    ws_conn_t *conns;   /* live connections not OPEN: HTTP, closing (intrusive list) */
-    ws_conn_t *open;    /* open WebSocket connections (intrusive list) */
-    ws_conn_t *dirty;   /* connections with queued output to flush (intrusive list) */
-    size_t nconns;      /* entries in conns and open */
-    uint64_t slow_ms;   /* period of the heartbeat sweep over open connections */
-    uint64_t next_slow; /* loop time of the next one */
-    size_t nopen;       /* WebSocket connections in state OPEN */
-    uint64_t next_id;
-    int stopping;       /* 1 during a graceful shutdown, 2 once the loop may end */
-    uint64_t t_accept_warn;
-
-    uv_tcp_t listener;
+    ws_hub_t *hub;
+    ws_tcp_listener_t listener;
     uv_timer_t sweep;
+    uv_timer_t tick;      /* armed for the next of the hub's timers */
+    uint64_t tick_due;    /* when tick fires; UINT64_MAX = not armed */
     uv_prepare_t prepare;
     uv_check_t check;
-    ws_ring_t *ring;    /* sends through io_uring, or NULL: writev */
-    uv_signal_t sigint, sigterm;
-    uv_timer_t shutdown_timer;
-    int read_busy;      /* the shared read buffer is lent to a read callback */
-    uint64_t reads, reads_seen; /* socket reads, and their count at the last slow sweep */
-    int mem_dirty;      /* there was traffic since memory was last given back */
-    uint8_t rbuf[WS_READ_BUF];
+    uv_idle_t idle;       /* keeps the loop from blocking while work is pending */
+    uv_timer_t stop_timer;
+    int stopping;         /* 1 during a graceful stop, 2 once every handle is closed */
+    /* The server has been quiet for a while: give memory back. Return 1 when
+     * done until the next burst, 0 to be called again next time. */
+    int (*quiet)(void *ud);
+    void *quiet_ud;
+    /* The stop has finished: every connection is gone and the server's
+     * handles are closing. The application closes its own then. */
+    void (*stopped)(void *ud);
+    void *stopped_ud;
+    uint64_t reads_seen;  /* io->reads at the last slow sweep */
+    int mem_dirty;        /* there was traffic since memory was last given back */
 } ws_server_t;
 
-/* Load the script and bind the listener. On failure returns a negative error
- * and writes a one-line message into err; nothing is left running. */
-int ws_server_init(ws_server_t *s, uv_loop_t *loop, const ws_config_t *cfg, char *err,
+/* Listen on host:port for hub's connections and hook the loop. On failure
+ * returns a negative error with a one-line message in err; nothing is left
+ * running. */
+int ws_server_init(ws_server_t *s, ws_hub_t *hub, const char *host, int port, char *err,
                    size_t errlen);
 
 /* The bound port (useful with --port 0). */
 int ws_server_port(ws_server_t *s);
 
-/* Run until stopped by SIGINT/SIGTERM. Returns 0. */
-int ws_server_run(ws_server_t *s);
+/* Graceful stop: stop accepting, close every connection (1001) and wait for
+ * them, at most timeout seconds, then close the rest. The loop ends once
+ * the last one is gone and every other handle of the application is closed. */
+void ws_server_stop(ws_server_t *s, double timeout);
+/* Close every connection now (a second signal). */
+void ws_server_abort(ws_server_t *s);
 
-/* Release everything (after run returned). */
+/* Release what is left (after the loop ended). */
 void ws_server_free(ws_server_t *s);
-
-/* A connection was freed (conn.c): ends a graceful shutdown after the last one. */
-void ws__server_conn_gone(ws_server_t *s);
-
-/* Ask for output of c to be flushed at the end of this loop iteration. */
-void ws_server_mark_dirty(ws_server_t *s, ws_conn_t *c);
 
 #endif

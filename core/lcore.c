@@ -1,24 +1,21 @@
-/* The "wspush.core" module: publish, the connection table, timers, logging.
- * lua/wspush/init.lua builds the user-facing "wspush" module on top of it. */
-#include <errno.h>
-#include <limits.h>
+/* The "wspush.core" module of one host: publish, the connection table,
+ * timers, lifecycle hooks, logging. Its functions find their host in
+ * upvalue 1. lua/wspush/init.lua builds the user-facing "wspush" module on
+ * top of it. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "conn.h"
-#include "handshake.h"
 #include "lbind.h"
 #include "log.h"
-#include "server.h"
+#include "publish.h"
 
 #define TIMER_MT "wspush.timer"
 
 struct ws_ltimer_s {
-    uv_timer_t t;
+    ws_timer_t t;          /* on the hub's timers */
     ws_lhost_t *lh;
     int fn_ref;
     int box_ref;           /* keeps the Lua handle alive while the timer runs */
-    int repeat;
     uint32_t gen;          /* the script generation that made it: a reload retires it */
     ws_ltimer_t *next, *prev;
 };
@@ -29,20 +26,20 @@ typedef struct {
 
 static int l_publish(lua_State *L)
 {
-    ws_lhost_t *lh = ws__lhost_of(L);
+    ws_lhost_t *lh = ws__lhost_up(L);
     size_t tl, dl;
     unsigned op;
     const char *topic = luaL_checklstring(L, 1, &tl);
     const char *data = ws__lmessage(L, 2, &dl, &op);
     if (!data)
         return ws__lbad_utf8(L);
-    lua_pushinteger(L, (lua_Integer)ws_pubsub_publish(&lh->srv->pubsub, topic, tl, op, data, dl));
+    lua_pushinteger(L, (lua_Integer)ws_publish(lh->hub, topic, tl, op, data, dl));
     return 1;
 }
 
 static int l_get(lua_State *L)
 {
-    ws_lhost_t *lh = ws__lhost_of(L);
+    ws_lhost_t *lh = ws__lhost_up(L);
     lua_Integer id = luaL_checkinteger(L, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->conns_ref);
     lua_rawgeti(L, -1, id);
@@ -51,7 +48,7 @@ static int l_get(lua_State *L)
 
 static int l_count(lua_State *L)
 {
-    lua_pushinteger(L, (lua_Integer)ws__lhost_of(L)->srv->nopen);
+    lua_pushinteger(L, (lua_Integer)ws__lhost_up(L)->hub->nopen);
     return 1;
 }
 
@@ -68,7 +65,7 @@ static int conns_iter(lua_State *L)
 
 static int l_connections(lua_State *L)
 {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ws__lhost_of(L)->conns_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ws__lhost_up(L)->conns_ref);
     lua_pushnil(L);
     lua_pushcclosure(L, conns_iter, 2);
     return 1;
@@ -76,11 +73,10 @@ static int l_connections(lua_State *L)
 
 /* --- timers --- */
 
-static void timer_closed(uv_handle_t *h) { free(h); }
-
 static void timer_release(ws_ltimer_t *t)
 {
     lua_State *L = t->lh->L;
+    ws_timer_stop(&t->lh->hub->timers, &t->t);
     if (lua_rawgeti(L, LUA_REGISTRYINDEX, t->box_ref) == LUA_TUSERDATA)
         ((tbox_t *)lua_touserdata(L, -1))->t = NULL;
     lua_pop(L, 1);
@@ -92,14 +88,14 @@ static void timer_release(ws_ltimer_t *t)
         t->lh->timers = t->next;
     if (t->next)
         t->next->prev = t->prev;
-    uv_close((uv_handle_t *)&t->t, timer_closed);
+    free(t);
 }
 
-static void timer_fire(uv_timer_t *h)
+static void timer_fire(ws_timer_t *h)
 {
     ws_ltimer_t *t = (ws_ltimer_t *)h;
     ws_lhost_t *lh = t->lh;
-    int repeat = t->repeat;
+    int repeat = t->t.repeat != 0;
     int fn_ref = t->fn_ref;
     /* A one-shot timer is released first, so the callback sees it as stopped. */
     if (!repeat) {
@@ -109,12 +105,12 @@ static void timer_fire(uv_timer_t *h)
     lua_rawgeti(lh->L, LUA_REGISTRYINDEX, fn_ref);
     if (!repeat)
         luaL_unref(lh->L, LUA_REGISTRYINDEX, fn_ref);
-    ws__lhost_pcall(lh, 0, 0, "timer");
+    ws__lcall_log(lh, 0, 0, "timer");
 }
 
 static int new_timer(lua_State *L, int repeat)
 {
-    ws_lhost_t *lh = ws__lhost_of(L);
+    ws_lhost_t *lh = ws__lhost_up(L);
     lua_Number secs = luaL_checknumber(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     luaL_argcheck(L, secs >= 0 && secs <= 1e9, 1, "seconds must be between 0 and 1e9");
@@ -124,9 +120,7 @@ static int new_timer(lua_State *L, int repeat)
     ws_ltimer_t *t = calloc(1, sizeof *t);
     if (!t)
         return luaL_error(L, "out of memory");
-    uv_timer_init(lh->srv->loop, &t->t);
     t->lh = lh;
-    t->repeat = repeat;
     t->gen = lh->load_gen;
     lua_pushvalue(L, 2);
     t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -139,7 +133,8 @@ static int new_timer(lua_State *L, int repeat)
     if (lh->timers)
         lh->timers->prev = t;
     lh->timers = t;
-    uv_timer_start(&t->t, timer_fire, ms, repeat ? ms : 0);
+    ws_hub_t *h = lh->hub;
+    ws_timer_start(&h->timers, &t->t, ws_hub_now(h), ms, repeat ? ms : 0, timer_fire);
     return 1;
 }
 
@@ -182,7 +177,7 @@ void ws__ltimers_close_gen(ws_lhost_t *lh, uint32_t gen, int older)
 
 static int l_on_reload(lua_State *L)
 {
-    ws_lhost_t *lh = ws__lhost_of(L);
+    ws_lhost_t *lh = ws__lhost_up(L);
     luaL_checktype(L, 1, LUA_TFUNCTION);
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->hooks_ref);
     lua_pushvalue(L, 1);
@@ -192,7 +187,7 @@ static int l_on_reload(lua_State *L)
 
 static int l_on_shutdown(lua_State *L)
 {
-    ws_lhost_t *lh = ws__lhost_of(L);
+    ws_lhost_t *lh = ws__lhost_up(L);
     luaL_checktype(L, 1, LUA_TFUNCTION);
     luaL_unref(L, LUA_REGISTRYINDEX, lh->pending_shutdown_ref);
     lua_pushvalue(L, 1);
@@ -218,34 +213,13 @@ static int l_log(lua_State *L)
 
 static int l_now(lua_State *L)
 {
-    lua_pushnumber(L, (lua_Number)uv_now(ws__lhost_of(L)->srv->loop) / 1000.0);
+    lua_pushnumber(L, (lua_Number)ws_hub_now(ws__lhost_up(L)->hub) / 1000.0);
     return 1;
 }
 
-static int l_realpath(lua_State *L)
+void ws__lcore_push(ws_lhost_t *lh)
 {
-    const char *p = luaL_checkstring(L, 1);
-    char out[PATH_MAX];
-    if (!realpath(p, out)) {
-        lua_pushnil(L);
-        lua_pushstring(L, strerror(errno));
-        return 2;
-    }
-    lua_pushstring(L, out);
-    return 1;
-}
-
-static int l_same_origin(lua_State *L)
-{
-    size_t ol, hl;
-    const char *o = luaL_checklstring(L, 1, &ol);
-    const char *h = luaL_optlstring(L, 2, "", &hl);
-    lua_pushboolean(L, ws_handshake_same_origin(o, ol, h, hl));
-    return 1;
-}
-
-int ws__luaopen_core(lua_State *L)
-{
+    lua_State *L = lh->L;
     static const luaL_Reg tmeth[] = {{"stop", t_stop}, {"active", t_active}, {NULL, NULL}};
     if (luaL_newmetatable(L, TIMER_MT)) {
         luaL_newlib(L, tmeth);
@@ -253,17 +227,25 @@ int ws__luaopen_core(lua_State *L)
     }
     lua_pop(L, 1);
     static const luaL_Reg fns[] = {
-        {"publish", l_publish}, {"get", l_get},     {"count", l_count},
+        {"publish", l_publish},   {"get", l_get},         {"count", l_count},
         {"connections", l_connections}, {"after", l_after}, {"every", l_every},
-        {"log", l_log},         {"now", l_now},     {"realpath", l_realpath},
-        {"same_origin", l_same_origin}, {"on_reload", l_on_reload},
+        {"log", l_log},           {"now", l_now},         {"on_reload", l_on_reload},
         {"on_shutdown", l_on_shutdown}, {NULL, NULL}};
-    luaL_newlib(L, fns);
+    luaL_newlibtable(L, fns);
+    lua_pushlightuserdata(L, lh);
+    luaL_setfuncs(L, fns, 1);
+    /* The codecs Lua shares with C, under the names scripts already use. */
+    luaL_requiref(L, "wspush.native", ws__luaopen_native, 0);
+    static const char *const shared[] = {"realpath", "same_origin"};
+    for (size_t i = 0; i < sizeof shared / sizeof *shared; i++) {
+        lua_getfield(L, -1, shared[i]);
+        lua_setfield(L, -3, shared[i]);
+    }
+    lua_pop(L, 1);
     lua_pushstring(L, WSPUSH_VERSION);
     lua_setfield(L, -2, "version");
-    lua_pushstring(L, ws__lhost_of(L)->script_dir);
+    lua_pushstring(L, lh->script_dir);
     lua_setfield(L, -2, "script_dir");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ws__lhost_of(L)->shared_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->shared_ref);
     lua_setfield(L, -2, "shared");
-    return 1;
 }

@@ -1,0 +1,103 @@
+/*
+ * conn_int.h: the connection's struct and the functions its two files share:
+ * conn.c (life, output, close, sweeps) and conn_recv.c (what arrives: HTTP,
+ * the upgrade, WebSocket frames). Include nowhere else.
+ *
+ * conn_recv.c calls into conn.c, never the reverse: conn.c reaches the
+ * reading side only through the transport's callbacks.
+ */
+#ifndef WS_CONN_INT_H
+#define WS_CONN_INT_H
+
+#include "conn.h"
+#include "http.h"
+#include "hub.h"
+#include "message.h"
+#include "outq.h"
+
+/* An HTTP request the host is answering, or an upgrade it is deciding: the
+ * request (which the host may keep until it answers) and its answer. */
+typedef struct {
+    ws_request_t req;
+    ws_hs_request_t hs;
+    ws_hs_result_t check;   /* the upgrade's protocol checks (accept key, offers) */
+    int upgrade;            /* 1: up is being decided; 0: res is being answered */
+    int done;               /* the host answered (maybe from inside its call) */
+    ws_response_t res;
+    ws_upgrade_t up;
+    ws_header_t hdrs[WS_HTTP_MAX_HEADERS];
+} ws_pending_t;
+
+struct ws_conn_s {
+    ws_hub_t *hub;
+    ws_transport_t *t;
+    void *host_data;
+    uint64_t id;
+    ws_conn_state_t state;
+    unsigned close_sent : 1;     /* our close frame is queued */
+    unsigned close_received : 1; /* the peer's close frame arrived */
+    unsigned shutdown : 1;       /* our end of the stream was shut after the last write */
+    unsigned end_after_write : 1;/* end once the queue drains (HTTP close, failed WS) */
+    unsigned is_ws : 1;          /* upgraded (the host knows the connection) */
+    unsigned in_dirty : 1;
+    unsigned want_drain : 1;     /* tell the host (drain) when the queue empties: set when
+                                    a write had to wait, or the host saw a backlog */
+    unsigned http_partial : 1;   /* part of an HTTP request has arrived */
+    unsigned ip_counted : 1;     /* counted in the hub's per-address table */
+    unsigned on_open_list : 1;   /* next/prev link hub->open, not hub->conns */
+    unsigned backpressure : 2;   /* ws_backpressure_t */
+    unsigned close_code;         /* what the host hears at the end */
+
+    ws_conn_t *next, *prev;      /* on hub->open (state OPEN) or hub->conns (the rest) */
+    ws_conn_t *dirty_next;       /* hub->dirty */
+
+    ws_http_t *http;             /* HTTP phase only */
+    ws_pending_t *pending;       /* while the host answers a request or decides an upgrade */
+    ws_msg_reader_t reader;      /* WebSocket phase */
+    ws_deflate_t *deflate;       /* permessage-deflate, when negotiated */
+    ws_outq_t out;
+
+    /* Liveness, in clock milliseconds (ws_hub_now). */
+    uint64_t t_rx;               /* last bytes received */
+    uint64_t t_msg;              /* last data message either way (idle timeout) */
+    union {                      /* one per phase: a connection is in one or the other */
+        uint64_t t_http;         /* HTTP phase: close (408) when the request is not whole by then */
+        uint64_t t_ping;         /* open: when our unanswered ping left; 0 = none */
+    };
+
+    /* Limits, from the command line or the route. */
+    size_t max_buffered;
+    size_t max_message;
+    uint32_t idle_ms;            /* 0 = no idle timeout */
+    float rate, burst, tokens;   /* inbound messages/s token bucket; rate 0 = off */
+    uint64_t t_tokens;
+
+    char *close_reason;
+    uint64_t deadline;           /* clock time (ms) by which the close must happen; 0 = none */
+
+    ws_pubsub_member_t subs;     /* topic memberships */
+};
+
+/* conn.c, for conn_recv.c */
+ws_http_t *ws__conn_http_new(void);
+void ws__conn_http_release(ws_http_t *h);
+void ws__conn_link(ws_conn_t *c, ws_conn_t **list);
+void ws__conn_unlink(ws_conn_t *c);
+void ws__conn_mark_dirty(ws_conn_t *c);
+void ws__conn_set_deadline(ws_conn_t *c);
+/* Answer the HTTP request with status and a short text, then end. extra:
+ * more header lines ("Name: value\r\n"), or NULL. */
+void ws__conn_http_error(ws_conn_t *c, int status, const char *reason, const char *extra);
+/* Fail the WebSocket connection (RFC 6455 7.1.7) for error err. */
+void ws__conn_fail(ws_conn_t *c, int err);
+/* Queue our close frame and enter CLOSING. */
+void ws__conn_send_close_frame(ws_conn_t *c, unsigned code, const char *reason, size_t len);
+/* Close the transport now; the host hears of an open connection's end here. */
+void ws__conn_finish(ws_conn_t *c);
+void ws__conn_pending_free(ws_conn_t *c);
+/* Transport callbacks (conn_recv.c holds the table). */
+void ws__conn_on_end(void *ud, int err);
+void ws__conn_on_shutdown(void *ud, int status);
+void ws__conn_on_close(void *ud);
+
+#endif

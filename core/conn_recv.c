@@ -1,0 +1,468 @@
+/* What arrives on a connection: HTTP requests (answered by the host, maybe
+ * later), the upgrade (decided by the host, maybe later), then WebSocket
+ * frames handed to the host. Also the making of a connection, since the
+ * transport's callbacks start here. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conn_int.h"
+#include "error.h"
+#include "frame.h"
+#include "log.h"
+#include "utf8.h"
+
+static uint64_t now_ms(const ws_conn_t *c) { return ws_hub_now(c->hub); }
+
+static void on_read(void *ud, uint8_t *data, size_t len);
+
+static const ws_transport_cb_t conn_transport_cb = {
+    .on_read = on_read,
+    .on_end = ws__conn_on_end,
+    .on_shutdown = ws__conn_on_shutdown,
+    .on_close = ws__conn_on_close,
+};
+
+ws_conn_t *ws_conn_new(ws_hub_t *h, ws_transport_t *t)
+{
+    const ws_config_t *cfg = &h->cfg;
+    ws_conn_t *c = ws_calloc(1, sizeof *c);
+    c->hub = h;
+    c->t = t;
+    c->id = ++h->next_id;
+    c->state = WS_CONN_HTTP;
+    c->close_code = WS_CLOSE_ABNORMAL;
+    c->max_buffered = cfg->max_buffered;
+    c->max_message = cfg->max_message;
+    c->backpressure = (unsigned)cfg->backpressure & 3;
+    c->idle_ms = (uint32_t)(cfg->idle_timeout * 1000);
+    c->rate = (float)cfg->rate_limit;
+    c->burst = c->tokens = (float)cfg->rate_burst;
+    c->t_rx = now_ms(c);
+    c->t_http = c->t_rx + (uint64_t)(cfg->handshake_timeout * 1000);
+    ws__conn_link(c, &h->conns);
+    h->nconns++;
+    c->http = ws__conn_http_new();
+    ws_http_init(c->http, cfg->max_header, cfg->max_body);
+    ws_transport_start(t, &conn_transport_cb, c);
+    return c;
+}
+
+/* Token bucket on inbound messages: 0 to go on, 1 when over the limit. */
+static int over_rate(ws_conn_t *c)
+{
+    if (c->rate <= 0)
+        return 0;
+    uint64_t now = now_ms(c);
+    float t = c->tokens + (float)(now - c->t_tokens) / 1000.0f * c->rate;
+    c->tokens = t > c->burst ? c->burst : t;
+    c->t_tokens = now;
+    if (c->tokens < 1.0f)
+        return 1;
+    c->tokens -= 1.0f;
+    return 0;
+}
+
+/* --- inbound WebSocket --- */
+
+static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t len)
+{
+    ws_conn_t *c = ud;
+    const ws_host_ops_t *host = c->hub->host;
+    void *hud = c->hub->host_ud;
+    switch (op) {
+    case WS_OP_TEXT:
+    case WS_OP_BINARY:
+        /* After our close frame the peer may still be sending; RFC 6455 lets us drop it. */
+        if (c->state != WS_CONN_OPEN)
+            break;
+        if (over_rate(c)) {
+            static const char msg[] = "rate limit exceeded";
+            ws_conn_close(c, WS_CLOSE_POLICY, msg, sizeof msg - 1);
+            break;
+        }
+        c->t_msg = now_ms(c);
+        if (flags & WS_MSG_COMPRESSED) {
+            /* The size limit holds for the inflated message, enforced while inflating. */
+            ws_buf_t *z = &c->hub->zin;
+            z->len = 0;
+            int r = ws_deflate_inflate(c->deflate, data, len, c->max_message, z);
+            if (r == 0 && op == WS_OP_TEXT && !ws_utf8_valid(z->data, z->len))
+                r = WS_EUTF8;
+            if (r != 0) {
+                ws_buf_reset(z, 1 << 20);
+                ws__conn_fail(c, r);
+                return 1;
+            }
+            host->message(hud, c, z->len ? z->data : (const uint8_t *)"", z->len,
+                          op == WS_OP_BINARY);
+            ws_buf_reset(z, 1 << 20);
+            break;
+        }
+        host->message(hud, c, data, len, op == WS_OP_BINARY);
+        break;
+    case WS_OP_PING:
+        if (c->state == WS_CONN_OPEN) {
+            ws_outq_frame(&c->out, WS_OP_PONG, data, len);
+            ws__conn_mark_dirty(c);
+            host->control(hud, c, op, data, len);
+        }
+        break;
+    case WS_OP_PONG:
+        if (c->state == WS_CONN_OPEN)
+            host->control(hud, c, op, data, len);
+        break;
+    case WS_OP_CLOSE: {
+        unsigned code;
+        const uint8_t *reason;
+        size_t rlen;
+        ws_msg_close_parse(data, len, &code, &reason, &rlen);
+        c->close_received = 1;
+        c->close_code = code;
+        free(c->close_reason);
+        c->close_reason = ws_strndup((const char *)reason, rlen);
+        if (!c->close_sent)
+            ws__conn_send_close_frame(c, code, (const char *)reason, 0);
+        c->end_after_write = 1;
+        ws__conn_mark_dirty(c);
+        return 1;
+    }
+    }
+    return c->state == WS_CONN_CLOSED || c->end_after_write;
+}
+
+/* --- HTTP answers --- */
+
+static int header_safe(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+            return 0;
+    return 1;
+}
+
+static int named(const char *name, size_t nlen, const char *what)
+{
+    return nlen == strlen(what) && strncasecmp(name, what, nlen) == 0;
+}
+
+int ws_header_add(ws_buf_t *headers, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    if (!header_safe(name, nlen) || !header_safe(value, vlen)) {
+        ws_log_warn("response header '%.*s' dropped: contains CR, LF or NUL",
+                    (int)(nlen > 64 ? 64 : nlen), name);
+        return 0;
+    }
+    /* We frame the body ourselves; a handler's value would desync the stream. */
+    if (nlen == 0 || named(name, nlen, "content-length") || named(name, nlen, "connection") ||
+        named(name, nlen, "transfer-encoding"))
+        return 0;
+    ws_buf_append(headers, name, nlen);
+    ws_buf_append(headers, ": ", 2);
+    ws_buf_append(headers, value, vlen);
+    ws_buf_append(headers, "\r\n", 2);
+    return 1;
+}
+
+/* Queue the host's answer to the request p describes. */
+static void respond(ws_conn_t *c, ws_pending_t *p)
+{
+    ws_response_t *r = &p->res;
+    int head = p->hs.method_len == 4 && memcmp(p->hs.method, "HEAD", 4) == 0;
+    int status = r->status >= 100 && r->status <= 999 ? r->status : 500;
+    char line[256];
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, ws_http_status_text(status));
+    ws_outq_raw(&c->out, line, (size_t)n);
+    ws_outq_raw(&c->out, r->headers.data, r->headers.len);
+    n = snprintf(line, sizeof line, "Content-Length: %zu\r\n%s\r\n", r->body.len,
+                 p->req.keep_alive ? "" : "Connection: close\r\n");
+    ws_outq_raw(&c->out, line, (size_t)n);
+    if (!head)
+        ws_outq_raw(&c->out, r->body.data, r->body.len);
+    ws__conn_mark_dirty(c);
+    if (!p->req.keep_alive) {
+        c->end_after_write = 1;
+        ws__conn_set_deadline(c);
+    }
+    c->http_partial = 0;
+    c->t_http = now_ms(c) + (uint64_t)(c->hub->cfg.keepalive_timeout * 1000);
+}
+
+/* --- the upgrade --- */
+
+/* permessage-deflate: every Sec-WebSocket-Extensions header, joined, against
+ * the route's configuration. Returns the response extension or NULL. */
+static const char *negotiate_deflate(ws_conn_t *c, const ws_hs_request_t *req,
+                                     const ws_deflate_config_t *cfg, char *ext, size_t cap)
+{
+    if (!cfg->enabled)
+        return NULL;
+    /* A connection that keeps deflate context holds its zlib state (~300 KB)
+     * for life: decline the extension once the memory cap cannot take one
+     * more, rather than accept it and fail its first message with 1013. */
+    ws_deflate_stats_t st;
+    ws_deflate_stats(&st);
+    if (!cfg->release_idle && st.mem_limit && st.mem + WS_DEFLATE_CONN_ESTIMATE > st.mem_limit)
+        return NULL;
+    ws_buf_t offers;
+    ws_buf_init(&offers);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const ws_header_t *h = &req->headers[i];
+        if (h->name_len == 24 && strncasecmp(h->name, "sec-websocket-extensions", 24) == 0) {
+            if (offers.len)
+                ws_buf_append(&offers, ", ", 2);
+            ws_buf_append(&offers, h->value, h->value_len);
+        }
+    }
+    ws_deflate_params_t params;
+    const char *out = NULL;
+    if (offers.len &&
+        ws_deflate_negotiate(cfg, (const char *)offers.data, offers.len, &params, ext, cap) == 1) {
+        c->deflate = ws_malloc(sizeof *c->deflate);
+        ws_deflate_init(c->deflate, cfg, &params);
+        out = ext;
+    }
+    ws_buf_free(&offers);
+    return out;
+}
+
+/* Room left under the server's limits for one more WebSocket; 0 when there is. */
+static int refuse_for_limits(ws_conn_t *c)
+{
+    ws_hub_t *h = c->hub;
+    if (h->stopping) {
+        ws__conn_http_error(c, 503, "server shutting down", NULL);
+        return 1;
+    }
+    if (h->nopen >= (size_t)h->cfg.max_connections) {
+        ws__conn_http_error(c, 503, "too many connections", "Retry-After: 1\r\n");
+        return 1;
+    }
+    char ip[WS_REMOTE_MAX];
+    ws_conn_ip(c, ip, sizeof ip);
+    if (h->cfg.max_per_ip > 0 && ws_iptab_count(&h->ips, ip) >= (uint32_t)h->cfg.max_per_ip) {
+        ws__conn_http_error(c, 503, "too many connections from your address", "Retry-After: 1\r\n");
+        return 1;
+    }
+    return 0;
+}
+
+/* Apply the host's decision on the upgrade p describes. */
+static void upgraded(ws_conn_t *c, ws_pending_t *p)
+{
+    ws_hub_t *h = c->hub;
+    ws_upgrade_t *up = &p->up;
+    if (up->status != 0) {
+        ws_buf_append(&up->headers, "", 1);
+        ws_buf_append(&up->reason, "", 1);
+        int st = up->status >= 400 && up->status <= 599 ? up->status : 500;
+        ws__conn_http_error(c, st, (char *)up->reason.data, (char *)up->headers.data);
+        return;
+    }
+    /* A decision that took a while: the limits may have filled meanwhile. */
+    if (refuse_for_limits(c))
+        return;
+    const ws_route_limits_t *lim = &up->limits;
+    c->max_message = lim->max_message;
+    c->max_buffered = lim->max_buffered;
+    c->idle_ms = lim->idle_ms;
+    c->rate = lim->rate;
+    c->burst = c->tokens = lim->burst;
+    c->backpressure = (unsigned)lim->backpressure & 3;
+    char ext[WS_DEFLATE_RESPONSE_MAX];
+    const char *exts = negotiate_deflate(c, &p->hs, &lim->deflate, ext, sizeof ext);
+    char resp[512];
+    long n = ws_handshake_response(resp, sizeof resp, p->check.accept, up->subprotocol, exts);
+    if (n < 0) {
+        ws__conn_http_error(c, 500, "response too large", NULL);
+        return;
+    }
+    ws_outq_raw(&c->out, resp, (size_t)n);
+    ws__conn_mark_dirty(c);
+    ws__conn_http_release(c->http);
+    c->http = NULL;
+    ws_msg_reader_init(&c->reader, c->max_message, on_frame, c);
+    if (c->deflate) {
+        c->reader.rsv_allowed = WS_FRAME_RSV1;
+        /* The limit is on the inflated size (checked while inflating); on the
+         * wire an incompressible message may be slightly larger than itself. */
+        c->reader.max_message = c->max_message + (c->max_message >> 8) + 1024;
+    }
+    c->state = WS_CONN_OPEN;
+    ws__conn_unlink(c);
+    ws__conn_link(c, &h->open);
+    c->is_ws = 1;
+    h->nopen++;
+    char ip[WS_REMOTE_MAX];
+    ws_conn_ip(c, ip, sizeof ip);
+    ws_iptab_inc(&h->ips, ip);
+    c->ip_counted = 1;
+    c->t_msg = c->t_tokens = now_ms(c);
+    c->t_ping = 0; /* shares its place with t_http, which the HTTP phase used */
+    h->host->open(h->host_ud, c);
+}
+
+/* --- requests --- */
+
+/* A one-element cache: requests answered at once need no allocation. */
+static ws_pending_t *spare;
+
+static ws_pending_t *pending_new(void)
+{
+    ws_pending_t *p = spare ? spare : ws_malloc(sizeof *p);
+    spare = NULL;
+    memset(p, 0, offsetof(ws_pending_t, hdrs));
+    return p;
+}
+
+static void pending_done(ws_conn_t *c)
+{
+    ws_pending_t *p = c->pending;
+    if (!spare && p->res.headers.cap + p->res.body.cap + p->up.headers.cap + p->up.reason.cap <=
+                      (1u << 16)) {
+        c->pending = NULL;
+        free(p->up.subprotocol);
+        ws_buf_free(&p->res.headers);
+        ws_buf_free(&p->res.body);
+        ws_buf_free(&p->up.headers);
+        ws_buf_free(&p->up.reason);
+        spare = p;
+        return;
+    }
+    ws__conn_pending_free(c);
+}
+
+/* The host has answered the request c->pending describes: queue the answer,
+ * and get ready for the next request or the WebSocket frames. */
+static void answered(ws_conn_t *c)
+{
+    ws_pending_t *p = c->pending;
+    if (p->upgrade)
+        upgraded(c, p);
+    else
+        respond(c, p);
+    pending_done(c);
+    if (c->state == WS_CONN_HTTP && c->http)
+        ws_http_next(c->http);
+}
+
+static void request(ws_conn_t *c)
+{
+    ws_hub_t *h = c->hub;
+    ws_pending_t *p = pending_new();
+    ws_http_request(c->http, &p->hs, p->hdrs);
+    p->req.hs = &p->hs;
+    p->req.url = ws_http_url(c->http, &p->req.url_len);
+    p->req.body = ws_http_body(c->http, &p->req.body_len);
+    c->pending = p;
+    int r;
+    if (ws_handshake_is_upgrade(&p->hs)) {
+        if (ws_handshake_check(&p->hs, &p->check) != 0) {
+            ws__conn_http_error(c, p->check.status, p->check.reason,
+                                p->check.status == 426
+                                    ? "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
+                                    : NULL);
+            pending_done(c);
+            return;
+        }
+        if (refuse_for_limits(c)) {
+            pending_done(c);
+            return;
+        }
+        p->upgrade = 1;
+        p->req.keep_alive = 1;
+        ws_route_limits_t *lim = &p->up.limits;
+        lim->max_message = c->max_message;
+        lim->max_buffered = c->max_buffered;
+        lim->idle_ms = c->idle_ms;
+        lim->rate = c->rate;
+        lim->burst = c->burst;
+        lim->backpressure = c->backpressure;
+        lim->deflate = h->deflate_cfg;
+        r = h->host->upgrade(h->host_ud, c, &p->req, p->check.protocols, p->check.protocols_len,
+                             &p->up);
+    } else {
+        /* After an upgrade to anything but WebSocket the bytes that follow are not HTTP. */
+        p->req.keep_alive = c->http->keep_alive && !c->http->upgrade && !h->stopping;
+        r = h->host->http(h->host_ud, c, &p->req, &p->res);
+    }
+    if (r == WS_HOST_PENDING && !p->done) {
+        ws_transport_pause(c->t, p->upgrade ? WS_PAUSE_UPGRADE : WS_PAUSE_HOST);
+        return;
+    }
+    if (c->state == WS_CONN_CLOSED) {
+        ws__conn_pending_free(c);
+        return;
+    }
+    answered(c);
+}
+
+/* Finish an answer the host gave later (WS_HOST_PENDING). */
+static void done_later(ws_conn_t *c, int upgrade)
+{
+    ws_pending_t *p = c->pending;
+    if (!p || p->upgrade != upgrade)
+        return; /* nothing of that kind was asked (host misuse): ignore */
+    p->done = 1;
+    /* Answered from inside the host's own call: request() goes on from there. */
+    if (!ws_transport_paused(c->t) || c->state == WS_CONN_CLOSED)
+        return;
+    answered(c);
+    ws_transport_resume(c->t, upgrade ? WS_PAUSE_UPGRADE : WS_PAUSE_HOST);
+}
+
+void ws_conn_http_done(ws_conn_t *c) { done_later(c, 0); }
+void ws_conn_upgrade_done(ws_conn_t *c) { done_later(c, 1); }
+
+/* --- reading --- */
+
+static void process(ws_conn_t *c, uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        if (c->state == WS_CONN_HTTP) {
+            if (c->end_after_write)
+                return; /* answered with Connection: close; ignore the rest */
+            long r = ws_http_feed(c->http, (const char *)p, n);
+            if (r < 0) {
+                ws__conn_http_error(c, ws_http_error_status((int)r), ws_strerror((int)r), NULL);
+                return;
+            }
+            p += r;
+            n -= (size_t)r;
+            if (!c->http->complete)
+                continue;
+            request(c);
+            if (c->pending) {
+                /* The host answers later: keep what followed the request. */
+                ws_transport_unread(c->t, p, n);
+                return;
+            }
+        } else if (c->state == WS_CONN_OPEN || c->state == WS_CONN_CLOSING) {
+            if (c->end_after_write)
+                return; /* the close handshake is over or failed: drain */
+            long r = ws_msg_feed(&c->reader, p, n);
+            if (r < 0) {
+                ws__conn_fail(c, (int)r);
+                return;
+            }
+            p += r;
+            n -= (size_t)r;
+        } else {
+            return;
+        }
+    }
+}
+
+static void on_read(void *ud, uint8_t *data, size_t len)
+{
+    ws_conn_t *c = ud;
+    if (c->state == WS_CONN_CLOSED)
+        return;
+    c->t_rx = now_ms(c);
+    if (c->state == WS_CONN_HTTP && !c->http_partial) {
+        c->http_partial = 1;
+        c->t_http = c->t_rx + (uint64_t)(c->hub->cfg.handshake_timeout * 1000);
+    }
+    process(c, data, len);
+}

@@ -1,0 +1,88 @@
+/*
+ * hub.h: what the connections of one loop share, and the work done over all
+ * of them: the settings, the host, the clock, the connection lists and
+ * counters, the list of connections with output to flush, the topic
+ * registry, timers, scratch buffers. The hub links without Lua; its driver (the
+ * server, or a test) calls ws_hub_flush when a loop turn's work is done and
+ * ws_hub_tick periodically.
+ *
+ * The connection files (conn.c, conn_recv.c) keep the lists and counters;
+ * everyone else reads them. Loop thread only.
+ */
+#ifndef WS_HUB_H
+#define WS_HUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "cli.h"
+#include "deflate.h"
+#include "host.h"
+#include "iptab.h"
+#include "pubsub.h"
+#include "timer.h"
+#include "transport.h"
+
+typedef struct ws_hub_s {
+    ws_io_t *io;
+    ws_config_t cfg;
+    ws_deflate_config_t deflate_cfg; /* permessage-deflate, from the command line */
+    const ws_host_ops_t *host;
+    void *host_ud;
+    /* The clock, in milliseconds: the loop's time unless a test sets its own. */
+    uint64_t (*clock)(void *ud);
+    void *clock_ud;
+    /* Called after a connection is freed (the server ends a shutdown with it). */
+    void (*gone)(void *ud);
+    void *gone_ud;
+
+    ws_pubsub_t pubsub;
+    ws_timers_t timers; /* on the hub's clock; the driver runs them (ws_hub_run_timers) */
+    ws_iptab_t ips;     /* WebSocket connections per client address */
+    ws_buf_t zin, zout; /* scratch for one inflated / compressed message at a time */
+
+    ws_conn_t *conns;   /* live connections not OPEN: HTTP, closing (intrusive list) */
+    ws_conn_t *open;    /* open WebSocket connections (intrusive list) */
+    ws_conn_t *dirty;   /* connections with queued output to flush (intrusive list) */
+    size_t nconns;      /* entries in conns and open */
+    size_t nopen;       /* WebSocket connections in state OPEN */
+    uint64_t next_id;
+    int stopping;       /* no new upgrades (graceful shutdown) */
+    uint64_t slow_ms;   /* period of the heartbeat sweep over open connections */
+    uint64_t next_slow; /* clock time of the next one */
+} ws_hub_t;
+
+/* Set up a hub over io with the server's settings cfg (copied). The host is
+ * given later, before the first connection (ws_hub_set_host). */
+void ws_hub_init(ws_hub_t *h, ws_io_t *io, const ws_config_t *cfg);
+void ws_hub_set_host(ws_hub_t *h, const ws_host_ops_t *ops, void *ud);
+/* Release what the hub holds (after every connection is freed). */
+void ws_hub_free(ws_hub_t *h);
+
+static inline uint64_t ws_hub_now(const ws_hub_t *h)
+{
+    return h->clock ? h->clock(h->clock_ud) : uv_now(h->io->loop);
+}
+
+/* Write what the connections queued and run the transports' completions, a
+ * few rounds (completions may queue more). Returns 1 when work is still
+ * pending (the driver must not block: call again soon), else 0. */
+int ws_hub_flush(ws_hub_t *h);
+
+/* Fire the timers due by now. */
+static inline size_t ws_hub_run_timers(ws_hub_t *h) { return ws_timers_run(&h->timers, ws_hub_now(h)); }
+
+/* Deadlines of HTTP and closing connections; every slow_ms also the
+ * heartbeat of open ones (pings, idle timeouts, releasing idle buffers).
+ * Returns 1 when the slow sweep ran. */
+int ws_hub_tick(ws_hub_t *h);
+
+/* Close every connection: open ones with 1001 and reason, HTTP ones once
+ * their answer is written. New upgrades get 503 from now on. */
+void ws_hub_shutdown(ws_hub_t *h, const char *reason);
+/* Close every connection now, without a close handshake. */
+void ws_hub_abort_all(ws_hub_t *h);
+
+#endif

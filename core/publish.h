@@ -1,0 +1,20 @@
+/*
+ * publish.h: deliver one message to every subscriber of a topic. The
+ * message is framed once into a shared chunk (and compressed once per
+ * distinct compression setting among the subscribers), and that same chunk
+ * is queued on each of them. Loop thread only.
+ */
+#ifndef WS_PUBLISH_H
+#define WS_PUBLISH_H
+
+#include <stddef.h>
+
+#include "hub.h"
+
+/* Queue data as one op (ws_opcode_t) message on every open subscriber of the
+ * topic name[0..len) in h. Returns the number of connections it was queued
+ * on (a subscriber whose backpressure policy refused it is not counted). */
+size_t ws_publish(ws_hub_t *h, const char *name, size_t len, unsigned op, const void *data,
+                  size_t dlen);
+
+#endif

@@ -1,0 +1,367 @@
+/* The plain TCP transport, its listener and outbound connects. */
+#include "tcp.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+#include "ring.h"
+
+typedef struct {
+    ws_transport_t base;  /* first: a ws_tcp_t is its transport */
+    uv_tcp_t tcp;
+    ws_write_t *w;        /* the write in flight */
+} ws_tcp_t;
+
+/* How a write in flight is being sent (ws_write_t._kind). */
+enum { SEND_RING = 1, SEND_UV = 2, SEND_DONE = 3 };
+
+#define TCP_OF(h) ((ws_tcp_t *)((char *)(h) - offsetof(ws_tcp_t, tcp)))
+
+/* --- writing --- */
+
+static void complete(ws_tcp_t *t, ws_write_t *w, int status)
+{
+    t->w = NULL;
+    w->cb(w, status, w->_waited);
+}
+
+static void on_uv_write(uv_write_t *req, int status)
+{
+    ws_write_t *w = req->data;
+    ws_tcp_t *t = (ws_tcp_t *)w->_t;
+    if (!t) {
+        w->cb(w, UV_ECANCELED, 1);
+        return;
+    }
+    complete(t, w, status);
+}
+
+/* The socket is full: libuv waits for room and writes the rest. */
+static void wait_write(ws_tcp_t *t, ws_write_t *w)
+{
+    w->_kind = SEND_UV;
+    w->_waited = 1;
+    if (!w->_uv)
+        w->_uv = ws_malloc(sizeof *w->_uv);
+    w->_uv->data = w;
+    int r = uv_write(w->_uv, (uv_stream_t *)&t->tcp, w->iov, w->n, on_uv_write);
+    if (r < 0) {
+        /* The completion is due but must not run inside the caller. */
+        w->_kind = SEND_DONE;
+        w->_status = r;
+        ws_transport_defer(&t->base);
+    }
+}
+
+/* Drop the first done bytes of w's iovec. */
+static void advance(ws_write_t *w, size_t done)
+{
+    size_t i = 0;
+    w->unsent -= done;
+    while (i < w->n && done >= w->iov[i].len)
+        done -= w->iov[i++].len;
+    w->iov += i;
+    w->n -= (uint32_t)i;
+    if (w->n) {
+        w->iov[0].base += done;
+        w->iov[0].len -= done;
+    }
+}
+
+/* The ring finished a send (its ws_ring_cb). */
+static void ring_done(void *req, int res)
+{
+    ws_write_t *w = req;
+    ws_tcp_t *t = (ws_tcp_t *)w->_t;
+    if (!t) {
+        w->cb(w, UV_ECANCELED, w->_waited);
+        return;
+    }
+    if (res == -EAGAIN)
+        res = 0;
+    if (res < 0 || t->base.closing) {
+        complete(t, w, res < 0 ? res : UV_ECANCELED);
+        return;
+    }
+    advance(w, (size_t)res);
+    if (w->n == 0)
+        complete(t, w, 0);
+    else
+        wait_write(t, w);
+}
+
+int ws_tcp_use_ring(ws_io_t *io, char *err, size_t errlen)
+{
+    if (!io->ring)
+        io->ring = ws_ring_new(io->loop, ring_done, err, errlen);
+    return io->ring ? 0 : -1;
+}
+
+static int tcp_write(ws_transport_t *bt, ws_write_t *w)
+{
+    ws_tcp_t *t = (ws_tcp_t *)bt;
+    assert(!t->w); /* one write at a time */
+    if (bt->closing)
+        return UV_ECANCELED;
+    w->_t = bt;
+    w->_waited = 0;
+    w->_status = 0;
+    t->w = w;
+    if (bt->io->ring) {
+        w->_kind = SEND_RING;
+        memset(&w->_msg, 0, sizeof w->_msg);
+        w->_msg.msg_iov = (struct iovec *)w->iov; /* libuv lays uv_buf_t out as iovec on Unix */
+        w->_msg.msg_iovlen = w->n;
+        uv_os_fd_t fd;
+        uv_fileno((uv_handle_t *)&t->tcp, &fd);
+        ws_ring_send(bt->io->ring, fd, &w->_msg, w);
+        return 0;
+    }
+    /* Most writes fit in the socket buffer: try first, wait only for the rest. */
+    int r = uv_try_write((uv_stream_t *)&t->tcp, w->iov, w->n);
+    if (r == UV_EAGAIN || r == UV_ENOSYS)
+        r = 0;
+    if (r >= 0) {
+        advance(w, (size_t)r);
+        if (w->n) {
+            wait_write(t, w);
+            return 0;
+        }
+    }
+    w->_kind = SEND_DONE;
+    w->_status = r < 0 ? r : 0;
+    ws_transport_defer(bt);
+    return 0;
+}
+
+/* --- reading --- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    ws_io_t *io = TCP_OF(h)->base.io;
+    (void)suggested;
+    /* One read buffer serves every connection: reads are processed to the end
+     * before the next one starts, and what the owner keeps it copies out. */
+    *buf = uv_buf_init((char *)io->rbuf, (unsigned)io->rbuf_len);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    ws_tcp_t *t = TCP_OF(st);
+    if (nread < 0) {
+        uv_read_stop(st);
+        t->base.cb->on_end(t->base.ud, (int)nread);
+        return;
+    }
+    if (nread == 0)
+        return;
+    t->base.io->reads++;
+    ws_transport_deliver(&t->base, (uint8_t *)buf->base, (size_t)nread);
+}
+
+static void tcp_read(ws_transport_t *bt, int on)
+{
+    ws_tcp_t *t = (ws_tcp_t *)bt;
+    if (on)
+        uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read);
+    else
+        uv_read_stop((uv_stream_t *)&t->tcp);
+}
+
+static void tcp_run(ws_transport_t *bt)
+{
+    ws_tcp_t *t = (ws_tcp_t *)bt;
+    if (bt->closing)
+        return; /* the handle's close callback finishes it */
+    if (t->w && t->w->_kind == SEND_DONE)
+        complete(t, t->w, t->w->_status);
+    if (bt->stash_len && !bt->paused && !bt->closing)
+        ws_transport_deliver(bt, NULL, 0);
+}
+
+/* --- ending --- */
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    ws_tcp_t *t = req->data;
+    free(req);
+    if (!t->base.closing)
+        t->base.cb->on_shutdown(t->base.ud, status);
+}
+
+static void tcp_shutdown(ws_transport_t *bt)
+{
+    ws_tcp_t *t = (ws_tcp_t *)bt;
+    uv_shutdown_t *req = ws_malloc(sizeof *req);
+    req->data = t;
+    int r = uv_shutdown(req, (uv_stream_t *)&t->tcp, on_shutdown);
+    if (r < 0) {
+        free(req);
+        bt->cb->on_shutdown(bt->ud, r);
+    }
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    ws_tcp_t *t = TCP_OF(h);
+    /* A write that completed but was not reported yet is reported now; a
+     * ring send outlives the socket: its completion only tells the writer. */
+    if (t->w && t->w->_kind == SEND_DONE)
+        complete(t, t->w, t->w->_status);
+    if (t->w)
+        t->w->_t = NULL;
+    if (t->base.cb)
+        t->base.cb->on_close(t->base.ud);
+    free(t);
+}
+
+static void tcp_close(ws_transport_t *bt)
+{
+    ws_tcp_t *t = (ws_tcp_t *)bt;
+    uv_read_stop((uv_stream_t *)&t->tcp);
+    if (t->w && t->w->_kind == SEND_RING)
+        ws_ring_cancel(bt->io->ring, t->w);
+    uv_close((uv_handle_t *)&t->tcp, on_closed);
+}
+
+static const ws_transport_vt_t tcp_vt = {
+    .name = "tcp",
+    .read = tcp_read,
+    .write = tcp_write,
+    .shutdown = tcp_shutdown,
+    .close = tcp_close,
+    .run = tcp_run,
+};
+
+static ws_tcp_t *tcp_new(ws_io_t *io)
+{
+    ws_tcp_t *t = ws_calloc(1, sizeof *t);
+    ws_transport_init(&t->base, &tcp_vt, io);
+    uv_tcp_init(io->loop, &t->tcp);
+    return t;
+}
+
+static void peer_of(ws_tcp_t *t)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&t->tcp, (struct sockaddr *)&ss, &len) == 0)
+        ws_transport_set_peer(&t->base, (struct sockaddr *)&ss);
+}
+
+/* --- listening --- */
+
+static void free_unaccepted(uv_handle_t *h) { free(TCP_OF(h)); }
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+    ws_tcp_listener_t *l = ls->data;
+    if (status < 0) {
+        /* Out of descriptors: libuv has already accepted and dropped the
+         * pending connections (its EMFILE trick), so this does not spin.
+         * Say so at most once a second. */
+        uint64_t now = uv_now(l->io->loop);
+        if (now - l->t_warn >= 1000) {
+            l->t_warn = now;
+            ws_log_warn("accept: %s", uv_strerror(status));
+        }
+        return;
+    }
+    ws_tcp_t *t = tcp_new(l->io);
+    if (uv_accept(ls, (uv_stream_t *)&t->tcp) != 0) {
+        uv_close((uv_handle_t *)&t->tcp, free_unaccepted);
+        return;
+    }
+    uv_tcp_nodelay(&t->tcp, 1);
+    peer_of(t);
+    l->cb(l->ud, &t->base);
+}
+
+int ws_tcp_listen(ws_tcp_listener_t *l, ws_io_t *io, const char *host, int port,
+                  ws_tcp_accept_cb cb, void *ud, char *err, size_t errlen)
+{
+    memset(l, 0, sizeof *l);
+    l->io = io;
+    l->cb = cb;
+    l->ud = ud;
+    struct sockaddr_storage addr;
+    int r = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    if (r != 0)
+        r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+    if (r != 0) {
+        snprintf(err, errlen, "invalid --host address '%s'", host);
+        return r;
+    }
+    uv_tcp_init(io->loop, &l->tcp);
+    l->tcp.data = l;
+    r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
+    if (r != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, uv_strerror(r));
+        uv_close((uv_handle_t *)&l->tcp, NULL);
+        uv_run(io->loop, UV_RUN_NOWAIT);
+        return r;
+    }
+    return 0;
+}
+
+int ws_tcp_listener_port(ws_tcp_listener_t *l)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+void ws_tcp_listener_close(ws_tcp_listener_t *l)
+{
+    if (!uv_is_closing((uv_handle_t *)&l->tcp))
+        uv_close((uv_handle_t *)&l->tcp, NULL);
+}
+
+/* --- connecting --- */
+
+typedef struct {
+    uv_connect_t req;
+    ws_tcp_t *t;
+    ws_tcp_connect_cb cb;
+    void *ud;
+} connect_t;
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    connect_t *c = (connect_t *)req;
+    ws_tcp_t *t = c->t;
+    if (status < 0) {
+        uv_close((uv_handle_t *)&t->tcp, free_unaccepted);
+        c->cb(c->ud, NULL, status);
+    } else {
+        uv_tcp_nodelay(&t->tcp, 1);
+        peer_of(t);
+        c->cb(c->ud, &t->base, 0);
+    }
+    free(c);
+}
+
+int ws_tcp_connect(ws_io_t *io, const struct sockaddr *addr, ws_tcp_connect_cb cb, void *ud)
+{
+    connect_t *c = ws_calloc(1, sizeof *c);
+    c->t = tcp_new(io);
+    c->cb = cb;
+    c->ud = ud;
+    int r = uv_tcp_connect(&c->req, &c->t->tcp, addr, on_connect);
+    if (r < 0) {
+        uv_close((uv_handle_t *)&c->t->tcp, free_unaccepted);
+        free(c);
+    }
+    return r;
+}

@@ -1,0 +1,48 @@
+/*
+ * tcp.h: the plain TCP transport. Reads with libuv into the loop's shared
+ * read buffer; sends through the loop's io_uring (ring.h) when it has one,
+ * so that one loop turn's sends leave in one system call, else with a
+ * try-write; what the socket does not take at once waits in a uv_write.
+ * Also the listener that accepts such transports, and outbound connects.
+ * Loop thread only.
+ */
+#ifndef WS_TCP_H
+#define WS_TCP_H
+
+#include "transport.h"
+
+/* Send through one io_uring per loop from now on. Returns 0, or -1 with the
+ * reason in err (no io_uring here: sends stay on writev). */
+int ws_tcp_use_ring(ws_io_t *io, char *err, size_t errlen);
+
+/* A new connection was accepted: the callee owns t and must start it
+ * (ws_transport_start) or close it. */
+typedef void (*ws_tcp_accept_cb)(void *ud, ws_transport_t *t);
+
+typedef struct {
+    uv_tcp_t tcp;
+    ws_io_t *io;
+    ws_tcp_accept_cb cb;
+    void *ud;
+    uint64_t t_warn;   /* last "out of descriptors" warning */
+} ws_tcp_listener_t;
+
+/* Bind host:port (IPv4 or IPv6 literal; port 0 = any free port) and listen.
+ * Returns 0, or a negative error with a one-line message in err (nothing is
+ * left open then). */
+int ws_tcp_listen(ws_tcp_listener_t *l, ws_io_t *io, const char *host, int port,
+                  ws_tcp_accept_cb cb, void *ud, char *err, size_t errlen);
+/* The bound port, or -1. */
+int ws_tcp_listener_port(ws_tcp_listener_t *l);
+/* Stop accepting; the handle closes on a later loop turn. */
+void ws_tcp_listener_close(ws_tcp_listener_t *l);
+
+/* An outbound connection finished connecting: t is the caller's (start it or
+ * close it), or NULL with status < 0. */
+typedef void (*ws_tcp_connect_cb)(void *ud, ws_transport_t *t, int status);
+
+/* Connect to addr; cb runs once, on a later loop turn. Returns 0, or a
+ * negative libuv error (cb never runs). */
+int ws_tcp_connect(ws_io_t *io, const struct sockaddr *addr, ws_tcp_connect_cb cb, void *ud);
+
+#endif
