@@ -153,9 +153,13 @@ int ws__lhost_http(void *ud, ws_conn_t *c, const ws_request_t *req, ws_response_
 int ws__lhost_upgrade(void *ud, ws_conn_t *c, const ws_request_t *req, const char *protocols,
                       size_t protocols_len, ws_upgrade_t *up);
 
-/* A host in a test's state L (wspush.testing): as ws_lhost_new otherwise. */
+/* A host in a test's state L (wspush.testing): as ws_lhost_new otherwise,
+ * and prepare (a stack index of a function, or 0) is called with the host's
+ * "wspush.core" table before the script runs. lh->L must be set to the
+ * calling thread at every entry from the test, and back to L's main thread
+ * after. */
 ws_lhost_t *ws__lhost_new_in(lua_State *L, ws_hub_t *hub, const char *script, double lua_timeout,
-                             char *err, size_t errlen);
+                             int prepare, char *err, size_t errlen);
 
 /* The "wspush.native" module: the C codecs Lua code shares with the core
  * (same-origin check, reason phrases, URL decoding, UTF-8 check). */

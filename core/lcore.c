@@ -73,9 +73,9 @@ static int l_connections(lua_State *L)
 
 /* --- timers --- */
 
-static void timer_release(ws_ltimer_t *t)
+/* L: the calling thread (t_stop), or the host's during one of its calls. */
+static void timer_release(ws_ltimer_t *t, lua_State *L)
 {
-    lua_State *L = t->lh->L;
     ws_timer_stop(&t->lh->hub->timers, &t->t);
     if (lua_rawgeti(L, LUA_REGISTRYINDEX, t->box_ref) == LUA_TUSERDATA)
         ((tbox_t *)lua_touserdata(L, -1))->t = NULL;
@@ -100,7 +100,7 @@ static void timer_fire(ws_timer_t *h)
     /* A one-shot timer is released first, so the callback sees it as stopped. */
     if (!repeat) {
         t->fn_ref = LUA_NOREF;
-        timer_release(t);
+        timer_release(t, lh->L);
     }
     lua_rawgeti(lh->L, LUA_REGISTRYINDEX, fn_ref);
     if (!repeat)
@@ -146,7 +146,7 @@ static int t_stop(lua_State *L)
     tbox_t *b = luaL_checkudata(L, 1, TIMER_MT);
     int was = b->t != NULL;
     if (b->t)
-        timer_release(b->t);
+        timer_release(b->t, L);
     lua_pushboolean(L, was);
     return 1;
 }
@@ -161,7 +161,7 @@ static int t_active(lua_State *L)
 void ws__ltimers_close_all(ws_lhost_t *lh)
 {
     while (lh->timers)
-        timer_release(lh->timers);
+        timer_release(lh->timers, lh->L);
 }
 
 void ws__ltimers_close_gen(ws_lhost_t *lh, uint32_t gen, int older)
@@ -169,7 +169,7 @@ void ws__ltimers_close_gen(ws_lhost_t *lh, uint32_t gen, int older)
     for (ws_ltimer_t *t = lh->timers, *next; t; t = next) {
         next = t->next;
         if (older ? t->gen < gen : t->gen == gen)
-            timer_release(t);
+            timer_release(t, lh->L);
     }
 }
 

@@ -122,10 +122,14 @@ static int prepare_state(ws_lhost_t *lh, char *err, size_t errlen)
 {
     lua_State *L = lh->L;
     ws__lconn_register(L);
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(L, ws__luaopen_native);
-    lua_setfield(L, -2, "wspush.native");
-    lua_pop(L, 1);
+    /* A test's state loads the module from build/lua (with its testing
+     * part): a preload would shadow it. */
+    if (lh->own_state) {
+        luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+        lua_pushcfunction(L, ws__luaopen_native);
+        lua_setfield(L, -2, "wspush.native");
+        lua_pop(L, 1);
+    }
     if (ws__lconn_push_json(L) == LUA_TFUNCTION) {
         lua_pop(L, 1);
         return 0;
@@ -141,7 +145,7 @@ static int prepare_state(ws_lhost_t *lh, char *err, size_t errlen)
 }
 
 /* Make lh's Lua side in lh->L and load its script. */
-static int open_host(ws_lhost_t *lh, char *err, size_t errlen)
+static int open_host(ws_lhost_t *lh, int prepare, char *err, size_t errlen)
 {
     lua_State *L = lh->L;
     set_path(L, lh->script_dir);
@@ -163,6 +167,12 @@ static int open_host(ws_lhost_t *lh, char *err, size_t errlen)
     lh->core_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     if ((lh->server_ref = require_ref(lh, "wspush.server", NULL, err, errlen)) == LUA_NOREF)
         return -1;
+    if (prepare) {
+        lua_pushvalue(L, prepare);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, lh->core_ref);
+        if (ws__lcall_msg(lh, 1, 0, err, errlen) != 0)
+            return -1;
+    }
     lh->gen = lh->load_gen = 1;
     if (run_script(lh, err, errlen) != 0)
         return -1;
@@ -200,7 +210,7 @@ ws_lhost_t *ws_lhost_new(ws_hub_t *hub, const char *script, double lua_timeout, 
     lua_pushcfunction(L, ws__lcall_traceback); /* WS_LCALL_TRACEBACK_IDX */
     luaL_openlibs(L);
     ws__lbudget_init(lh);
-    if (open_host(lh, err, errlen) != 0) {
+    if (open_host(lh, 0, err, errlen) != 0) {
         ws_lhost_free(lh);
         return NULL;
     }
@@ -208,11 +218,11 @@ ws_lhost_t *ws_lhost_new(ws_hub_t *hub, const char *script, double lua_timeout, 
 }
 
 ws_lhost_t *ws__lhost_new_in(lua_State *L, ws_hub_t *hub, const char *script, double lua_timeout,
-                             char *err, size_t errlen)
+                             int prepare, char *err, size_t errlen)
 {
     ws_lhost_t *lh = host_new(L, hub, script, lua_timeout);
     ws__lbudget_init(lh);
-    if (open_host(lh, err, errlen) != 0) {
+    if (open_host(lh, prepare ? lua_absindex(L, prepare) : 0, err, errlen) != 0) {
         ws_lhost_free(lh);
         return NULL;
     }

@@ -7,6 +7,18 @@
 
 static ws_log_level_t current = WS_LOG_INFO;
 static const char *names[] = {"error", "warn", "info", "debug"};
+static ws_log_sink_t sink;
+static void *sink_ud;
+
+ws_log_sink_t ws_log_set_sink(ws_log_sink_t s, void *ud, void **old_ud)
+{
+    ws_log_sink_t old = sink;
+    if (old_ud)
+        *old_ud = sink_ud;
+    sink = s;
+    sink_ud = ud;
+    return old;
+}
 
 void ws_log_set_level(ws_log_level_t level) { current = level; }
 ws_log_level_t ws_log_get_level(void) { return current; }
@@ -28,6 +40,10 @@ void ws_log(ws_log_level_t level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (sink) {
+        sink(sink_ud, level, msg);
+        return;
+    }
 
     char stamp[32];
     struct timespec ts;

@@ -14,6 +14,12 @@ int ws_log_level_parse(const char *name);
 
 void ws_log(ws_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Send records to sink instead of stderr (NULL: back to stderr); msg is the
+ * record without time stamp or level. Returns the sink it replaces. Tests
+ * (wspush.testing) capture the log this way. */
+typedef void (*ws_log_sink_t)(void *ud, ws_log_level_t level, const char *msg);
+ws_log_sink_t ws_log_set_sink(ws_log_sink_t sink, void *ud, void **old_ud);
+
 #define ws_log_error(...) ws_log(WS_LOG_ERROR, __VA_ARGS__)
 #define ws_log_warn(...) ws_log(WS_LOG_WARN, __VA_ARGS__)
 #define ws_log_info(...) ws_log(WS_LOG_INFO, __VA_ARGS__)

@@ -115,14 +115,17 @@ ws_transport_t *ws_memio_transport(ws_memio_t *m) { return &m->base; }
 
 void ws_memio_free(ws_memio_t *m)
 {
-    if (m->closed) {
+    if (m->closed || !m->base.cb) {
+        if (!m->closed)
+            ws_transport_close(&m->base);
         ws_buf_free(&m->out);
         free(m);
         return;
     }
-    /* The owner still has it: it goes when the close has run. */
+    /* The owner still has it: the peer leaves, and the memory goes once the
+     * owner has closed its side too. */
     m->freed = 1;
-    ws_transport_close(&m->base);
+    ws_memio_end(m);
 }
 
 void ws_memio_feed(ws_memio_t *m, const void *data, size_t len)

@@ -6,8 +6,9 @@
  * would from a socket on a later loop turn. Loop thread only.
  *
  * The ws_memio_t outlives its transport: after the owner closed it, the
- * test can still read the output; ws_memio_free releases it (and closes the
- * transport first if the owner has not).
+ * test can still read the output. ws_memio_free releases it; if the owner
+ * has not closed it yet, the peer ends the stream and the memory goes once
+ * the owner has closed it.
  */
 #ifndef WS_MEMIO_H
 #define WS_MEMIO_H

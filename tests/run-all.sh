@@ -20,7 +20,7 @@ step "unit tests (cmocka)"
 (cd build && ctest --output-on-failure)
 
 step "Lua specs (busted)"
-lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua' tests/lua
+lua5.4 /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua' --cpath='build/lua/?.so' tests/lua
 
 step "end-to-end tests"
 WSPUSH_BIN="$PWD/build/wspush" "${PYTEST[@]}"

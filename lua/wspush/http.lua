@@ -1,6 +1,7 @@
 -- wspush.http: query/form decoding, response normalization, case-insensitive
 -- headers, and the static file handler behind wspush.static().
 local cjson = require "cjson"
+local native = require "wspush.native"
 
 local M = {}
 
@@ -110,16 +111,15 @@ function M.normalize(body, status, headers)
   return status, body, out
 end
 
---- Pure-Lua same-origin check (the server uses the C one; wspush.testing
--- uses this): the Origin's host[:port] equals Host, default ports implied.
+--- The same-origin check of the upgrade (the C one: there is only one):
+-- the Origin's host[:port] names the Host, default ports implied.
 function M.same_origin(origin, host)
   if type(origin) ~= "string" or type(host) ~= "string" then return false end
-  local scheme, auth = origin:lower():match("^(https?)://([^/?#]+)/?$")
-  if not scheme then return false end
-  local default = scheme == "https" and ":443" or ":80"
-  local function norm(h) return h:find(":%d+$") and h or h .. default end
-  return norm(auth) == norm(host:lower())
+  return native.same_origin(origin, host)
 end
+
+--- The reason phrase of an HTTP status, as the server's status lines have it.
+M.reason = native.reason
 
 local TYPES = {
   html = "text/html; charset=utf-8", htm = "text/html; charset=utf-8",

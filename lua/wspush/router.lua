@@ -15,9 +15,7 @@ local METHODS = {
 local ALLOW_ORDER = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" }
 
 --- Percent-decode %XX (no '+' handling: that belongs to query strings only).
-function M.unescape(s)
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
+M.unescape = require("wspush.http").unescape
 
 local Router = {}
 Router.__index = Router

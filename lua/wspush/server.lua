@@ -21,15 +21,10 @@ local S = {}
 -- Read by the core (lreq.c) when it builds an upgrade request.
 S.HANDSHAKE_ONLY = http.HANDSHAKE_ONLY
 
-local REASONS = {
-  [400] = "Bad Request", [403] = "Forbidden", [404] = "Not Found",
-  [405] = "Method Not Allowed", [426] = "Upgrade Required",
-}
-
 local function plain(status, extra)
   local headers = extra or {}
   headers["Content-Type"] = "text/plain; charset=utf-8"
-  return status, status .. " " .. REASONS[status] .. "\n", headers
+  return status, status .. " " .. http.reason(status) .. "\n", headers
 end
 
 function S.compile(routes, script_dir)
@@ -85,16 +80,16 @@ function S.upgrade(app, req, protocols)
   local h, key, allow = route(app, req)
   if not h then
     local status = key
-    if status == 405 then return nil, 405, REASONS[405], { Allow = allow } end
-    return nil, 404, REASONS[404]
+    if status == 405 then return nil, 405, http.reason(405), { Allow = allow } end
+    return nil, 404, http.reason(404)
   end
-  if type(h) ~= "table" then return nil, 404, REASONS[404] end
+  if type(h) ~= "table" then return nil, 404, http.reason(404) end
   local origin = req.headers.origin
   local ok
   if h.check_origin then
     ok = h.check_origin(origin, req)
   else
-    ok = origin == nil or require("wspush.core").same_origin(origin, req.headers.host)
+    ok = origin == nil or http.same_origin(origin, req.headers.host)
   end
   if not ok then return nil, 403, "cross-origin request refused" end
   local sub

@@ -1,4 +1,9 @@
--- wspush.testing: run a script's handlers under busted, without a server.
+-- wspush.testing: run a script's handlers under busted with the server's
+-- own code: its C core and Lua host (the "wspush.native" module built
+-- beside the server, build/lua/wspush/native.so) run in the test's state,
+-- over in-memory connections and a virtual clock. The test plays the
+-- clients: what it sends goes through the server's HTTP parser, handshake,
+-- frame codec and routing; what handlers send comes back as frames.
 --
 --   local testing = require "wspush.testing"
 --   local app = testing.load("handlers/echo.lua")
@@ -6,315 +11,377 @@
 --   c:receive("hi")                         -- on_message
 --   assert.same("new message :hi", c.sent[2].data)
 --   local res = app:request("GET", "/index") -- { status, body, headers, json }
---   app:advance(5)                          -- fire timers due in 5 s
+--   app:advance(5)                          -- 5 s of timers and heartbeats
 --
--- It installs a fake "wspush.core" (pub/sub, connection table, timers on a
--- virtual clock, log capture) and goes through the same router, http and
--- server modules as the real server, so routing is not reimplemented here.
--- Handler errors propagate to the test unless load(..., { catch = true }),
--- which mimics the server: log it, close with 1011 / answer 500.
+-- Handler errors are raised in the test by the call that caused them, after
+-- the server has done what it does (close 1011, answer 500), unless
+-- load(..., { catch = true }): then they are only logged (app.logs).
+
+local function native_module()
+  local ok, mod = pcall(require, "wspush.native")
+  if ok then return mod end
+  -- Not on package.cpath: try the build tree next to this file.
+  local here = debug.getinfo(1, "S").source:match("^@(.*)/lua/wspush/[^/]*$")
+  if here then
+    package.cpath = here .. "/build/lua/?.so;" .. package.cpath
+    ok, mod = pcall(require, "wspush.native")
+    if ok then return mod end
+  end
+  error("wspush.testing needs the native module (build/lua/wspush/native.so): build the project, "
+        .. "then run busted with --cpath='build/lua/?.so'", 3)
+end
+
+local native = native_module()
 local cjson = require "cjson"
 local http = require "wspush.http"
-local server = require "wspush.server"
 
 local M = {}
 
-local App, Conn, Client = {}, {}, {}
-App.__index, Conn.__index, Client.__index = App, Conn, Client
+--- realpath(3), as the server resolves paths (wspush.static).
+M.realpath = native.realpath
 
-local LEVELS = { error = true, warn = true, info = true, debug = true }
+local App, Client = {}, {}
+App.__index, Client.__index = App, Client
 
--- realpath(3) through the coreutils command; good enough for tests.
-local function realpath(p)
-  if type(p) ~= "string" or p:find("%z") then return nil, "invalid path" end
-  local f = io.popen("realpath -e -- '" .. p:gsub("'", "'\\''") .. "' 2>/dev/null")
-  local out = f and f:read("l")
-  if f then f:close() end
-  if not out or out == "" then return nil, "No such file or directory" end
-  return out
+local OP = { continuation = 0, text = 1, binary = 2, close = 8, ping = 9, pong = 10 }
+M.OP = OP
+
+--- A client frame: masked (with a zero key, which leaves the payload as it
+-- is) as RFC 6455 requires of clients. fin defaults to true.
+function M.frame(op, payload, fin)
+  payload = payload or ""
+  local b1 = (fin == false and 0 or 0x80) | op
+  local n, hdr = #payload, nil
+  if n < 126 then
+    hdr = string.pack(">BB", b1, 0x80 | n)
+  elseif n < 65536 then
+    hdr = string.pack(">BBI2", b1, 0x80 | 126, n)
+  else
+    hdr = string.pack(">BBI8", b1, 0x80 | 127, n)
+  end
+  return hdr .. "\0\0\0\0" .. payload
+end
+local frame = M.frame
+
+-- One server frame from the front of buf: fin, op, rsv1, payload, rest; or
+-- nil when buf does not hold a whole frame yet.
+local function parse_frame(buf)
+  if #buf < 2 then return nil end
+  local b1, b2 = buf:byte(1, 2)
+  local n, pos = b2 & 0x7f, 3
+  if n == 126 then
+    if #buf < 4 then return nil end
+    n, pos = string.unpack(">I2", buf, 3)
+  elseif n == 127 then
+    if #buf < 10 then return nil end
+    n, pos = string.unpack(">I8", buf, 3)
+  end
+  if #buf < pos + n - 1 then return nil end
+  return b1 & 0x80 ~= 0, b1 & 0x0f, b1 & 0x40 ~= 0, buf:sub(pos, pos + n - 1), buf:sub(pos + n)
 end
 
-M.realpath = realpath
-
-local function sorted_ids(set)
-  local ids = {}
-  for id in pairs(set) do ids[#ids + 1] = id end
-  table.sort(ids)
-  return ids
+-- "host:port" -> host, port (IPv6 in brackets).
+local function split_remote(remote)
+  if not remote then return "127.0.0.1", 50000 end
+  local host, port = remote:match("^%[(.+)%]:(%d+)$")
+  if not host then host, port = remote:match("^(.+):(%d+)$") end
+  if not host then error("remote must be 'address:port', got " .. tostring(remote), 3) end
+  return host, tonumber(port)
 end
 
--- The fake C core, bound to one app.
-local function make_core(app)
-  local core = { version = "testing", realpath = realpath, same_origin = http.same_origin }
-
-  function core.publish(topic, data, is_binary)
-    -- Like the core: a table is published as JSON text.
-    if type(data) == "table" then
-      data, is_binary = cjson.encode(data), false
-    elseif type(data) ~= "string" then
-      error("bad argument #2 to 'publish' (string or table expected, got " .. type(data) .. ")", 2)
-    end
-    local n, subs = 0, app.topics[topic] or {}
-    for _, id in ipairs(sorted_ids(subs)) do
-      if app.conns[id] and app.conns[id]:send(data, is_binary) then n = n + 1 end
-    end
-    app.published[#app.published + 1] = { topic = topic, data = data, binary = not not is_binary, n = n }
-    return n
+local function target_of(target, query)
+  if query then
+    target = target .. (target:find("?", 1, true) and "&" or "?") .. http.encode_query(query)
   end
-  function core.get(id) return app.conns[id] end
-  function core.count()
-    local n = 0
-    for _ in pairs(app.conns) do n = n + 1 end
-    return n
-  end
-  function core.connections()
-    local ids, i = sorted_ids(app.conns), 0
-    return function()
-      repeat i = i + 1 until ids[i] == nil or app.conns[ids[i]]
-      return ids[i] and app.conns[ids[i]]
-    end
-  end
-  local function timer(seconds, fn, every)
-    if type(seconds) ~= "number" or seconds < 0 or (every and seconds <= 0) then
-      error("timer: bad interval " .. tostring(seconds), 3)
-    end
-    if type(fn) ~= "function" then error("timer: fn must be a function", 3) end
-    app.seq = app.seq + 1
-    local t = { due = app.clock + seconds, every = every and seconds, fn = fn,
-                seq = app.seq, gen = app.gen }
-    t.stop = function() t.stopped = true end
-    app.timers[#app.timers + 1] = t
-    return t
-  end
-  function core.after(s, fn) return timer(s, fn, false) end
-  function core.every(s, fn) return timer(s, fn, true) end
-  function core.log(level, msg)
-    if not LEVELS[level] then error("log: unknown level " .. tostring(level), 2) end
-    app.logs[#app.logs + 1] = { level = level, message = tostring(msg) }
-  end
-  function core.now() return app.clock end
-  return core
+  return target
 end
 
--- Run fn(...); with app.catch, log an error instead of raising it.
-local function guarded(app, fn, ...)
-  if not app.catch then return true, fn(...) end
-  local res = table.pack(xpcall(fn, debug.traceback, ...))
-  if not res[1] then app.core.log("error", res[2]) end
-  return table.unpack(res, 1, res.n)
+-- An HTTP request head: defaults, overridden by the caller's headers
+-- (whatever their case).
+local function request_head(method, target, defaults, headers)
+  local names, values = {}, {}
+  local function put(k, v)
+    local low = k:lower()
+    if not values[low] then names[#names + 1] = k end
+    values[low] = tostring(v)
+    for i, name in ipairs(names) do if name:lower() == low then names[i] = k end end
+  end
+  for _, kv in ipairs(defaults) do put(kv[1], kv[2]) end
+  for k, v in pairs(headers or {}) do put(k, v) end
+  local lines = { method .. " " .. target .. " HTTP/1.1" }
+  for _, k in ipairs(names) do lines[#lines + 1] = k .. ": " .. values[k:lower()] end
+  return table.concat(lines, "\r\n") .. "\r\n\r\n"
 end
 
--- (Re)load the script into app: run it, compile its routes, swap them in.
-local function run_script(app)
-  package.loaded["wspush.core"] = app.core
-  package.loaded["wspush"] = nil -- so init.lua copies this app's core
-  local chunk, err = loadfile(app.script)
-  if not chunk then error(err, 3) end
-  local compiled, cerr = server.compile(chunk(), app.core.script_dir)
-  if not compiled then error(app.script .. ": " .. cerr, 3) end
-  app.compiled = compiled
+-- Status, headers (case-insensitive) and body of the response at the front
+-- of buf, and what follows it; nil when it is not whole.
+local function parse_response(buf)
+  local head_end = buf:find("\r\n\r\n", 1, true)
+  if not head_end then return nil end
+  local head = buf:sub(1, head_end - 1)
+  local status = tonumber(head:match("^HTTP/1%.1 (%d%d%d)"))
+  local headers = http.headers()
+  for line in head:gmatch("\r\n([^\r\n]+)") do
+    local k, v = line:match("^([^:]+):%s*(.*)$")
+    if k then headers[k] = v end
+  end
+  local len = tonumber(headers["content-length"] or 0)
+  local rest = buf:sub(head_end + 4)
+  if status == 101 then return status, headers, "", rest end
+  if #rest < len then return nil end
+  return status, headers, rest:sub(1, len), rest:sub(len + 1)
 end
 
---- Load a script as the server would. opts.catch: see above.
+--- Load a script as the server would. opts.catch: see above; opts.args: a
+-- list of command-line options ({"--max-buffered", "64k"}), as for the
+-- server; opts.auto_pong = false: clients do not answer the server's pings.
 function M.load(script, opts)
   opts = opts or {}
   local app = setmetatable({
-    script = script, catch = opts.catch, clock = 0, seq = 0, gen = 1, next_id = 0,
-    conns = {}, topics = {}, timers = {}, logs = {}, published = {}, pending = {},
+    script = script, catch = opts.catch, auto_pong = opts.auto_pong ~= false,
+    logs = {}, published = {}, _clients = {}, _busy = 0,
   }, App)
-  app.core = make_core(app)
-  app.core.script_dir = script:match("^(.*)/[^/]*$") or "."
-  run_script(app)
+  -- The script's wspush.publish records what it published.
+  local function prepare(core)
+    local publish = core.publish
+    core.publish = function(topic, data, is_binary)
+      local n = publish(topic, data, is_binary)
+      if type(data) == "table" then data, is_binary = cjson.encode(data), false end
+      app.published[#app.published + 1] = { topic = topic, data = data, binary = not not is_binary, n = n }
+      -- Called by the test itself, not a handler: deliver it now.
+      if app._busy == 0 then app:flush() end
+      return n
+    end
+  end
+  local n, err = native.testing.app(script, opts.args or {}, prepare)
+  if not n then error(err, 2) end
+  app._n = n
+  app.core = n:core()
+  app:_collect(2)
   return app
 end
 
---- Reload the script like a live reload: connections stay, their handlers
--- are looked up again by route key, and the old script's timers retire.
-function App:reload()
-  self.gen = self.gen + 1
-  run_script(self)
-  for _, t in ipairs(self.timers) do
-    if t.gen < self.gen then t.stopped = true end
+-- Run fn(native app, ...) as the server's loop would run it, then let the
+-- clients answer (pongs, close replies) until nothing moves.
+function App:_run(level, fn, ...)
+  self._busy = self._busy + 1
+  local ok, err = pcall(fn, self._n, ...)
+  self._busy = self._busy - 1
+  if not ok then error(err, 0) end
+  self:_settle()
+  self:_collect(level + 1)
+end
+
+function App:_settle()
+  for _ = 1, 100 do
+    local moved = false
+    for _, c in ipairs(self._clients) do moved = c:_pump() or moved end
+    if not moved then break end
   end
 end
 
-local function parse_target(target, query)
-  local path, q = target:match("^([^?]*)%??(.*)$")
-  if query then q = (q ~= "" and q .. "&" or "") .. http.encode_query(query) end
-  return path, q ~= "" and q or nil
+-- Move the log into app.logs; raise a handler's error unless catch.
+function App:_collect(level)
+  local first_error
+  for _, rec in ipairs(self._n:logs()) do
+    self.logs[#self.logs + 1] = rec
+    if rec.level == "error" and not first_error then first_error = rec.message end
+  end
+  if first_error and not self.catch then error(first_error, level + 1) end
 end
 
-local function lower_headers(h, defaults)
-  local out = {}
-  for k, v in pairs(defaults) do out[k] = v end
-  for k, v in pairs(h or {}) do out[k:lower()] = v end
-  return out
+--- Write what handlers sent outside a callback (conn:send from the test).
+function App:flush() self:_run(1, function(n) n:flush() end) end
+
+--- Reload the script like a live reload: connections stay, their handlers
+-- are looked up again by route, the old script's timers retire and its
+-- modules are required afresh.
+function App:reload()
+  local ok, err
+  self:_run(1, function(n) ok, err = n:reload("testing") end)
+  if not ok then error(err, 2) end
 end
+
+--- Move the virtual clock forward: timers fire and heartbeats run in order,
+-- and the clients answer as they go.
+function App:advance(seconds)
+  if type(seconds) ~= "number" or seconds < 0 then error("advance: seconds must be >= 0", 2) end
+  local target = self._n:now() + math.floor(seconds * 1000 + 0.5)
+  repeat
+    local now
+    self:_run(1, function(n) now = n:step(target) end)
+  until now >= target
+end
+
+--- What SIGTERM does: on_shutdown runs, timers stop, connections close 1001.
+function App:stop() self:_run(1, function(n) n:stop() end) end
+
+--- Release the app (connections are dropped without on_close's replies).
+function App:close() self._n:close() end
 
 --- Send an HTTP request: opts.body, opts.headers, opts.query (table),
 -- opts.json (table: encoded as the body), opts.form (table), opts.remote.
 -- Returns { status, body, headers (case-insensitive), json (if JSON) }.
 function App:request(method, target, opts)
   opts = opts or {}
-  local path, rawquery = parse_target(target, opts.query)
-  local headers = lower_headers(opts.headers, { host = "localhost:8000" })
   local body = opts.body or ""
-  if opts.json then body, headers["content-type"] = cjson.encode(opts.json), "application/json" end
-  if opts.form then
-    body, headers["content-type"] = http.encode_query(opts.form), "application/x-www-form-urlencoded"
-  end
-  local req = { method = method:upper(), path = path, rawquery = rawquery, headers = headers,
-                body = body, remote = opts.remote or "127.0.0.1:50000" }
-  local ok, status, rbody, rheaders = guarded(self, server.http, self.compiled, req)
-  if not ok then status, rbody, rheaders = 500, "500 Internal Server Error\n", {} end
-  -- Like the core: HEAD keeps the GET response's headers and drops its body.
-  if req.method == "HEAD" then rbody = "" end
-  local res = { status = status, body = rbody, headers = http.headers(rheaders) }
-  if (res.headers["content-type"] or ""):find("json") and rbody ~= "" then
+  local ctype
+  if opts.json then body, ctype = cjson.encode(opts.json), "application/json" end
+  if opts.form then body, ctype = http.encode_query(opts.form), "application/x-www-form-urlencoded" end
+  local defaults = { { "Host", "localhost:8000" }, { "Connection", "close" } }
+  if body ~= "" or ctype then defaults[#defaults + 1] = { "Content-Length", #body } end
+  if ctype then defaults[#defaults + 1] = { "Content-Type", ctype } end
+  local head = request_head(method:upper(), target_of(target, opts.query), defaults, opts.headers)
+  local peer
+  local out = ""
+  self:_run(1, function(n)
+    peer = n:connect(split_remote(opts.remote))
+    peer:feed(head .. body)
+    out = peer:take()
+    peer:release()
+  end)
+  local status, headers, rbody = parse_response(out)
+  if not status then error("no complete HTTP response: " .. out, 2) end
+  local res = { status = status, body = rbody, headers = headers }
+  if (headers["content-type"] or ""):find("json") and rbody ~= "" then
     res.json = cjson.decode(rbody)
   end
   return res
-end
-
--- Finish closing conn: it leaves the table and its topics, then on_close.
-local function finish(app, conn, code, reason)
-  if conn._state == "closed" then return end
-  conn._state = "closed"
-  app.conns[conn.id] = nil
-  for _, subs in pairs(app.topics) do subs[conn.id] = nil end
-  conn.client.closed, conn.client.close_code, conn.client.close_reason = true, code, reason
-  app:_call(conn, "on_close", code, reason)
-end
-
--- Dispatch an event to conn's current handler, then complete the closes it
--- started (the server would finish them once the peer echoes the close).
-function App:_call(conn, name, ...)
-  local h = server.resolve(self.compiled, conn._key, conn.path)
-  if h and h[name] then
-    local ok = guarded(self, h[name], conn, ...)
-    if not ok and conn._state == "open" then conn:close(1011, "internal error") end
-  end
-  while #self.pending > 0 do
-    local c = table.remove(self.pending, 1)
-    finish(self, c, c._close_code, c._close_reason)
-  end
 end
 
 --- Open a WebSocket: opts.headers, opts.query, opts.protocols, opts.remote.
 -- Returns a client, or nil, status, reason when the upgrade is refused.
 function App:connect(target, opts)
   opts = opts or {}
-  local path, rawquery = parse_target(target, opts.query)
-  local req = {
-    method = "GET", path = path, rawquery = rawquery, body = "",
-    -- As the core builds it: without the handshake's own headers, which it checks.
-    headers = http.headers(lower_headers(opts.headers, { host = "localhost:8000" }), http.HANDSHAKE_ONLY),
-    remote = opts.remote or "127.0.0.1:50000",
+  local defaults = {
+    { "Host", "localhost:8000" }, { "Upgrade", "websocket" }, { "Connection", "Upgrade" },
+    { "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==" }, { "Sec-WebSocket-Version", "13" },
   }
-  local h, key, sub = server.upgrade(self.compiled, req, opts.protocols or {})
-  if not h then return nil, key, sub end
-  self.next_id = self.next_id + 1
-  local conn = setmetatable({
-    id = self.next_id, path = path, query = req.query, params = req.params,
-    headers = req.headers, remote = req.remote, subprotocol = sub, data = {},
-    sent = {}, pings = {}, _state = "open", _key = key, _app = self,
-  }, Conn)
-  local client = setmetatable({ conn = conn, id = conn.id, sent = conn.sent, closed = false }, Client)
-  conn.client = client
-  self.conns[conn.id] = conn
-  self:_call(conn, "open")
-  return client
-end
-
---- Move the clock forward, firing due timers in order (an every() timer
--- fires as many times as its interval fits).
-function App:advance(seconds)
-  local target = self.clock + seconds
-  while true do
-    local next_t
-    for _, t in ipairs(self.timers) do
-      if not t.stopped and t.due <= target
-         and (not next_t or t.due < next_t.due or (t.due == next_t.due and t.seq < next_t.seq)) then
-        next_t = t
-      end
-    end
-    if not next_t then break end
-    self.clock = next_t.due
-    if next_t.every then next_t.due = next_t.due + next_t.every else next_t.stopped = true end
-    guarded(self, next_t.fn)
+  if opts.protocols and #opts.protocols > 0 then
+    defaults[#defaults + 1] = { "Sec-WebSocket-Protocol", table.concat(opts.protocols, ", ") }
   end
-  self.clock = target
-  local live = {}
-  for _, t in ipairs(self.timers) do if not t.stopped then live[#live + 1] = t end end
-  self.timers = live
-end
-
--- The connection handlers see (the server's userdata, in Lua).
-local function open(self) return self._state == "open" end
-
-function Conn:send(data, is_binary)
-  if not open(self) then return nil, "closed" end
-  if type(data) == "table" then data, is_binary = cjson.encode(data), false end
-  if type(data) ~= "string" then error("send: want a string or a table, got a " .. type(data), 2) end
-  if not is_binary and not utf8.len(data) then error("send: text must be valid UTF-8", 2) end
-  self.sent[#self.sent + 1] = { data = data, binary = not not is_binary }
-  return true
-end
-function Conn:close(code, reason)
-  if not open(self) then return nil, "closed" end
-  self._state, self._close_code, self._close_reason = "closing", code or 1000, reason or ""
-  table.insert(self._app.pending, self)
-  return true
-end
-function Conn:ping(data)
-  if not open(self) then return nil, "closed" end
-  if data and #data > 125 then error("ping: at most 125 bytes", 2) end
-  self.pings[#self.pings + 1] = data or ""
-  return true
-end
-function Conn:subscribe(topic)
-  if not open(self) then return nil, "closed" end
-  local topics = self._app.topics
-  topics[topic] = topics[topic] or {}
-  topics[topic][self.id] = true
-  return true
-end
-function Conn:unsubscribe(topic)
-  if not open(self) then return nil, "closed" end
-  local subs = self._app.topics[topic]
-  if subs then subs[self.id] = nil end
-  return true
-end
-function Conn:topics()
-  local out = {}
-  for topic, subs in pairs(self._app.topics) do
-    if subs[self.id] then out[#out + 1] = topic end
+  local head = request_head("GET", target_of(target, opts.query), defaults, opts.headers)
+  local peer, out
+  self:_run(1, function(n)
+    peer = n:connect(split_remote(opts.remote))
+    peer:feed(head)
+    out = peer:take()
+  end)
+  local status, _, body, rest = parse_response(out)
+  if status ~= 101 then
+    peer:release()
+    return nil, status, body and body:gsub("\n$", "")
   end
-  table.sort(out)
-  return out
+  local c = setmetatable({
+    id = peer:id(), sent = {}, pings = {}, pongs = {}, closed = false,
+    _app = self, _peer = peer, _buf = rest,
+  }, Client)
+  c.conn = self.core.get(c.id)
+  self._clients[#self._clients + 1] = c
+  self:_settle()
+  return c
 end
-function Conn:buffered() return 0 end
-function Conn:is_open() return open(self) end
 
 -- The client side a test drives.
+
+-- Read what the server sent; answer pings and close frames as a browser
+-- does. Returns true if anything arrived.
+function Client:_pump()
+  if self._gone then return false end
+  local out = self._peer:take()
+  local moved = out ~= ""
+  self._buf = self._buf .. out
+  while true do
+    local fin, op, rsv1, payload, rest = parse_frame(self._buf)
+    if not fin and not op then break end
+    self._buf = rest
+    if op == OP.continuation then
+      self._partial = self._partial .. payload
+      if fin then
+        self.sent[#self.sent + 1] = { data = self._partial, binary = self._partial_op == OP.binary }
+        self._partial = nil
+      end
+    elseif op == OP.text or op == OP.binary then
+      if fin then
+        self.sent[#self.sent + 1] = { data = payload, binary = op == OP.binary, compressed = rsv1 or nil }
+      else
+        self._partial, self._partial_op = payload, op
+      end
+    elseif op == OP.ping then
+      self.pings[#self.pings + 1] = payload
+      if self._app.auto_pong and not self._close_sent then self._peer:feed(frame(OP.pong, payload)) end
+    elseif op == OP.pong then
+      self.pongs[#self.pongs + 1] = payload
+    elseif op == OP.close then
+      self.closed = true
+      if not self._close_sent then
+        self.close_code = #payload >= 2 and string.unpack(">I2", payload) or 1005
+        self.close_reason = payload:sub(3)
+        self._close_sent = true
+        self._peer:feed(frame(OP.close, payload:sub(1, 2)))
+      end
+    end
+  end
+  local closed, shut = self._peer:state()
+  if shut and self._close_sent and not self._finished then
+    -- The server ended its side after the close handshake: end ours, as a
+    -- client's TCP does when it closes.
+    self._finished = true
+    self._peer:finish()
+    moved = true
+    closed = self._peer:state()
+  end
+  if closed then
+    self.closed = true
+    self.close_code = self.close_code or 1006
+    self._gone = true
+    self._peer:release()
+  end
+  return moved
+end
+
 local function check_open(self)
   if self.closed then error("connection " .. self.id .. " is closed", 3) end
+end
+
+--- Send raw bytes from the client (frames made with testing.frame).
+function Client:feed(bytes)
+  check_open(self)
+  self._app:_run(2, function() self._peer:feed(bytes) end)
 end
 
 --- Deliver a message from the client (on_message).
 function Client:receive(msg, is_binary)
   check_open(self)
-  if not is_binary and not utf8.len(msg) then error("text message is not valid UTF-8", 2) end
-  self.conn._app:_call(self.conn, "on_message", msg, not not is_binary)
+  self._app:_run(2, function() self._peer:feed(frame(is_binary and OP.binary or OP.text, msg)) end)
 end
-function Client:ping(data) check_open(self); self.conn._app:_call(self.conn, "on_ping", data or "") end
-function Client:pong(data) check_open(self); self.conn._app:_call(self.conn, "on_pong", data or "") end
+function Client:ping(data)
+  check_open(self)
+  self._app:_run(2, function() self._peer:feed(frame(OP.ping, data or "")) end)
+end
+function Client:pong(data)
+  check_open(self)
+  self._app:_run(2, function() self._peer:feed(frame(OP.pong, data or "")) end)
+end
 
---- The client closes (code defaults to 1005, no status) and on_close runs;
--- code 1006 simulates a dropped TCP connection.
+--- The client closes (no code: the server sees 1005) and on_close runs;
+-- code 1006 drops the connection without a close frame.
 function Client:close(code, reason)
   check_open(self)
-  finish(self.conn._app, self.conn, code or 1005, reason or "")
+  self.closed, self.close_code, self.close_reason = true, code or 1005, reason or ""
+  self._close_sent = true
+  if code == 1006 then
+    self._app:_run(2, function() self._peer:finish() end)
+    return
+  end
+  local payload = code and string.pack(">I2", code) .. (reason or "") or ""
+  self._app:_run(2, function() self._peer:feed(frame(OP.close, payload)) end)
+end
+
+--- The client stops reading (true) or reads again (false): the server's
+-- writes wait meanwhile, as with a peer whose socket is full.
+function Client:hold(on)
+  self._app:_run(2, function() self._peer:hold(on) end)
 end
 
 --- The text messages sent so far, as a list of strings (binary skipped).

@@ -35,13 +35,17 @@
  * pattern match) is caught by libFuzzer's -timeout instead.
  *
  * Compile-time: WSPUSH_LUA_DIR (the repo's lua/ dir) and FUZZ_ROUTE_LUA (the
- * path of fuzz_route.lua). package.cpath keeps its default, for cjson.
+ * path of fuzz_route.lua). package.cpath keeps its default, for cjson. The
+ * C codecs the modules share with the core ("wspush.native", lnative.c) are
+ * linked in and preloaded, as the server does.
  */
 #include "fuzz_util.h"
 
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+
+int ws__luaopen_native(lua_State *L); /* lnative.c */
 
 #ifndef WSPUSH_LUA_DIR
 #error "define WSPUSH_LUA_DIR (the repository's lua/ directory)"
@@ -117,14 +121,10 @@ static void init(void)
     lua_pushstring(L, WSPUSH_LUA_DIR "/?.lua;" WSPUSH_LUA_DIR "/?/init.lua");
     lua_setfield(L, -2, "path");
     lua_pop(L, 1);
-    /* What the C core would register: only what http.lua / server.lua use. */
-    if (luaL_dostring(L, "package.preload['wspush.core'] = function() return {\n"
-                         "  realpath = function() return nil, 'stub' end,\n"
-                         "  same_origin = function() return false end,\n"
-                         "} end") != LUA_OK) {
-        fprintf(stderr, "fuzz_route: %s\n", lua_tostring(L, -1));
-        abort();
-    }
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, ws__luaopen_native);
+    lua_setfield(L, -2, "wspush.native");
+    lua_pop(L, 1);
     lua_pushcfunction(L, msgh);
     if (luaL_loadfile(L, FUZZ_ROUTE_LUA) != LUA_OK) {
         fprintf(stderr, "fuzz_route: %s\n", lua_tostring(L, -1));

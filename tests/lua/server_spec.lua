@@ -1,5 +1,4 @@
 local server = require "wspush.server"
-local http = require "wspush.http"
 
 local function req(method, path, t)
   t = t or {}
@@ -8,14 +7,6 @@ local function req(method, path, t)
 end
 
 describe("server", function()
-  local saved_core
-  before_each(function()
-    -- S.upgrade asks the C core for same_origin; stand in with the Lua one.
-    saved_core = package.loaded["wspush.core"]
-    package.loaded["wspush.core"] = { same_origin = http.same_origin }
-  end)
-  after_each(function() package.loaded["wspush.core"] = saved_core end)
-
   describe("compile", function()
     it("returns nil and the router's error, without a file:line", function()
       local app, err = server.compile({ ["/x"] = 1 }, ".")
