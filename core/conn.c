@@ -17,7 +17,7 @@ static uint64_t now_ms(const ws_conn_t *c) { return ws_hub_now(c->hub); }
 /* --- accessors --- */
 
 uint64_t ws_conn_id(const ws_conn_t *c) { return c->id; }
-ws_conn_state_t ws_conn_state(const ws_conn_t *c) { return c->state; }
+ws_conn_state_t ws_conn_state(const ws_conn_t *c) { return (ws_conn_state_t)c->state; }
 ws_hub_t *ws_conn_hub(const ws_conn_t *c) { return c->hub; }
 ws_transport_t *ws_conn_transport(const ws_conn_t *c) { return c->t; }
 void *ws_conn_host_data(const ws_conn_t *c) { return c->host_data; }
@@ -106,12 +106,10 @@ void ws__conn_mark_dirty(ws_conn_t *c)
     c->hub->dirty = c;
 }
 
-void ws__conn_pending_free(ws_conn_t *c)
+void ws__conn_pending_free(ws_pending_t *p)
 {
-    ws_pending_t *p = c->pending;
     if (!p)
         return;
-    c->pending = NULL;
     ws_buf_free(&p->res.headers);
     ws_buf_free(&p->res.body);
     ws_buf_free(&p->up.headers);
@@ -125,6 +123,9 @@ void ws__conn_on_close(void *ud)
 {
     ws_conn_t *c = ud;
     ws_hub_t *h = c->hub;
+    /* Only ws__conn_finish closes the transport: the host has heard of the
+     * end, and no box in Lua points here any more. */
+    assert(c->state == WS_CONN_CLOSED);
     /* Unlinked from the dirty list only by the flush: it may still be on it. */
     if (c->in_dirty) {
         ws_conn_t **p = &h->dirty;
@@ -135,10 +136,13 @@ void ws__conn_on_close(void *ud)
     ws__conn_unlink(c);
     h->nconns--;
     ws_outq_free(&c->out);
-    if (c->http)
-        ws__conn_http_release(c->http);
-    ws__conn_pending_free(c);
-    ws_msg_reader_free(&c->reader);
+    if (c->is_ws) {
+        ws_msg_reader_free(&c->reader);
+    } else {
+        if (c->http)
+            ws__conn_http_release(c->http);
+        ws__conn_pending_free(c->pending);
+    }
     if (c->deflate) {
         ws_deflate_close(c->deflate);
         free(c->deflate);
@@ -161,7 +165,7 @@ void ws__conn_finish(ws_conn_t *c)
         ws_conn_ip(c, ip, sizeof ip);
         ws_iptab_dec(&h->ips, ip);
     }
-    if (c->pending && h->host->cancel)
+    if (!c->is_ws && c->pending && h->host->cancel)
         h->host->cancel(h->host_ud, c);
     if (c->is_ws) {
         h->nopen--;
@@ -192,13 +196,17 @@ void ws__conn_set_deadline(ws_conn_t *c)
 
 void ws__conn_http_error(ws_conn_t *c, int status, const char *reason, const char *extra)
 {
-    char head[512];
+    char head[256];
     size_t rlen = strlen(reason);
+    /* The host's extra headers go as they are: they may be longer than head. */
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n%s\r\n",
-                     status, ws_http_status_text(status), rlen + 1, extra ? extra : "");
+                     "Content-Length: %zu\r\nConnection: close\r\n",
+                     status, ws_http_status_text(status), rlen + 1);
     ws_outq_raw(&c->out, head, (size_t)n);
+    if (extra)
+        ws_outq_raw(&c->out, extra, strlen(extra));
+    ws_outq_raw(&c->out, "\r\n", 2);
     ws_outq_raw(&c->out, reason, rlen);
     ws_outq_raw(&c->out, "\n", 1);
     ws__conn_mark_dirty(c);
@@ -288,7 +296,8 @@ void ws__conn_send_close_frame(ws_conn_t *c, unsigned code, const char *reason, 
             len = 123;
         payload[0] = (uint8_t)(code >> 8);
         payload[1] = (uint8_t)code;
-        memcpy(payload + 2, reason, len);
+        if (len)
+            memcpy(payload + 2, reason, len);
         n = 2 + len;
     }
     ws_outq_frame(&c->out, WS_OP_CLOSE, payload, n);

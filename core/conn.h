@@ -48,7 +48,7 @@ void *ws_conn_host_data(const ws_conn_t *c);
 void ws_conn_set_host_data(ws_conn_t *c, void *data);
 /* permessage-deflate state, or NULL when it was not negotiated. */
 ws_deflate_t *ws_conn_deflate(const ws_conn_t *c);
-/* c's topic memberships (pubsub.h), and the connection owning m. */
+/* c's topic memberships (pubsub.h); c is the owner to subscribe them with. */
 ws_pubsub_member_t *ws_conn_topics(ws_conn_t *c);
 
 /* Queue one message or control frame. op is a ws_opcode_t. A data message

@@ -28,12 +28,13 @@ typedef struct {
     ws_header_t hdrs[WS_HTTP_MAX_HEADERS];
 } ws_pending_t;
 
+/* Every connection has one, idle ones included: keep it small. */
 struct ws_conn_s {
     ws_hub_t *hub;
     ws_transport_t *t;
     void *host_data;
     uint64_t id;
-    ws_conn_state_t state;
+    unsigned state : 2;          /* ws_conn_state_t */
     unsigned close_sent : 1;     /* our close frame is queued */
     unsigned close_received : 1; /* the peer's close frame arrived */
     unsigned shutdown : 1;       /* our end of the stream was shut after the last write */
@@ -46,14 +47,19 @@ struct ws_conn_s {
     unsigned ip_counted : 1;     /* counted in the hub's per-address table */
     unsigned on_open_list : 1;   /* next/prev link hub->open, not hub->conns */
     unsigned backpressure : 2;   /* ws_backpressure_t */
-    unsigned close_code;         /* what the host hears at the end */
+    uint16_t close_code;         /* what the host hears at the end */
+    uint32_t idle_ms;            /* 0 = no idle timeout */
 
     ws_conn_t *next, *prev;      /* on hub->open (state OPEN) or hub->conns (the rest) */
     ws_conn_t *dirty_next;       /* hub->dirty */
 
-    ws_http_t *http;             /* HTTP phase only */
-    ws_pending_t *pending;       /* while the host answers a request or decides an upgrade */
-    ws_msg_reader_t reader;      /* WebSocket phase */
+    union {                      /* one per phase: is_ws says which */
+        struct {
+            ws_http_t *http;        /* the parser */
+            ws_pending_t *pending;  /* while the host answers or decides */
+        };
+        ws_msg_reader_t reader;  /* the WebSocket phase */
+    };
     ws_deflate_t *deflate;       /* permessage-deflate, when negotiated */
     ws_outq_t out;
 
@@ -68,7 +74,6 @@ struct ws_conn_s {
     /* Limits, from the command line or the route. */
     size_t max_buffered;
     size_t max_message;
-    uint32_t idle_ms;            /* 0 = no idle timeout */
     float rate, burst, tokens;   /* inbound messages/s token bucket; rate 0 = off */
     uint64_t t_tokens;
 
@@ -94,7 +99,7 @@ void ws__conn_fail(ws_conn_t *c, int err);
 void ws__conn_send_close_frame(ws_conn_t *c, unsigned code, const char *reason, size_t len);
 /* Close the transport now; the host hears of an open connection's end here. */
 void ws__conn_finish(ws_conn_t *c);
-void ws__conn_pending_free(ws_conn_t *c);
+void ws__conn_pending_free(ws_pending_t *p);
 /* Transport callbacks (conn_recv.c holds the table). */
 void ws__conn_on_end(void *ud, int err);
 void ws__conn_on_shutdown(void *ud, int status);

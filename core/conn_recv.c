@@ -134,37 +134,6 @@ static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t
 
 /* --- HTTP answers --- */
 
-static int header_safe(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
-            return 0;
-    return 1;
-}
-
-static int named(const char *name, size_t nlen, const char *what)
-{
-    return nlen == strlen(what) && strncasecmp(name, what, nlen) == 0;
-}
-
-int ws_header_add(ws_buf_t *headers, const char *name, size_t nlen, const char *value, size_t vlen)
-{
-    if (!header_safe(name, nlen) || !header_safe(value, vlen)) {
-        ws_log_warn("response header '%.*s' dropped: contains CR, LF or NUL",
-                    (int)(nlen > 64 ? 64 : nlen), name);
-        return 0;
-    }
-    /* We frame the body ourselves; a handler's value would desync the stream. */
-    if (nlen == 0 || named(name, nlen, "content-length") || named(name, nlen, "connection") ||
-        named(name, nlen, "transfer-encoding"))
-        return 0;
-    ws_buf_append(headers, name, nlen);
-    ws_buf_append(headers, ": ", 2);
-    ws_buf_append(headers, value, vlen);
-    ws_buf_append(headers, "\r\n", 2);
-    return 1;
-}
-
 /* Queue the host's answer to the request p describes. */
 static void respond(ws_conn_t *c, ws_pending_t *p)
 {
@@ -280,8 +249,9 @@ static void upgraded(ws_conn_t *c, ws_pending_t *p)
     }
     ws_outq_raw(&c->out, resp, (size_t)n);
     ws__conn_mark_dirty(c);
+    /* The reader takes the place of the parser (a union): is_ws says which. */
     ws__conn_http_release(c->http);
-    c->http = NULL;
+    c->is_ws = 1;
     ws_msg_reader_init(&c->reader, c->max_message, on_frame, c);
     if (c->deflate) {
         c->reader.rsv_allowed = WS_FRAME_RSV1;
@@ -292,7 +262,6 @@ static void upgraded(ws_conn_t *c, ws_pending_t *p)
     c->state = WS_CONN_OPEN;
     ws__conn_unlink(c);
     ws__conn_link(c, &h->open);
-    c->is_ws = 1;
     h->nopen++;
     char ip[WS_REMOTE_MAX];
     ws_conn_ip(c, ip, sizeof ip);
@@ -316,12 +285,10 @@ static ws_pending_t *pending_new(void)
     return p;
 }
 
-static void pending_done(ws_conn_t *c)
+/* p is finished with: keep it as the spare (without its buffers) or free it. */
+static void pending_done(ws_pending_t *p)
 {
-    ws_pending_t *p = c->pending;
-    if (!spare && p->res.headers.cap + p->res.body.cap + p->up.headers.cap + p->up.reason.cap <=
-                      (1u << 16)) {
-        c->pending = NULL;
+    if (!spare) {
         free(p->up.subprotocol);
         ws_buf_free(&p->res.headers);
         ws_buf_free(&p->res.body);
@@ -330,7 +297,7 @@ static void pending_done(ws_conn_t *c)
         spare = p;
         return;
     }
-    ws__conn_pending_free(c);
+    ws__conn_pending_free(p);
 }
 
 /* The host has answered the request c->pending describes: queue the answer,
@@ -338,12 +305,13 @@ static void pending_done(ws_conn_t *c)
 static void answered(ws_conn_t *c)
 {
     ws_pending_t *p = c->pending;
+    c->pending = NULL; /* an accepted upgrade puts the reader in its place */
     if (p->upgrade)
         upgraded(c, p);
     else
         respond(c, p);
-    pending_done(c);
-    if (c->state == WS_CONN_HTTP && c->http)
+    pending_done(p);
+    if (c->state == WS_CONN_HTTP)
         ws_http_next(c->http);
 }
 
@@ -363,11 +331,13 @@ static void request(ws_conn_t *c)
                                 p->check.status == 426
                                     ? "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
                                     : NULL);
-            pending_done(c);
+            c->pending = NULL;
+            pending_done(p);
             return;
         }
         if (refuse_for_limits(c)) {
-            pending_done(c);
+            c->pending = NULL;
+            pending_done(p);
             return;
         }
         p->upgrade = 1;
@@ -392,7 +362,8 @@ static void request(ws_conn_t *c)
         return;
     }
     if (c->state == WS_CONN_CLOSED) {
-        ws__conn_pending_free(c);
+        c->pending = NULL;
+        pending_done(p);
         return;
     }
     answered(c);
@@ -401,7 +372,7 @@ static void request(ws_conn_t *c)
 /* Finish an answer the host gave later (WS_HOST_PENDING). */
 static void done_later(ws_conn_t *c, int upgrade)
 {
-    ws_pending_t *p = c->pending;
+    ws_pending_t *p = c->state == WS_CONN_HTTP ? c->pending : NULL;
     if (!p || p->upgrade != upgrade)
         return; /* nothing of that kind was asked (host misuse): ignore */
     p->done = 1;
@@ -428,12 +399,18 @@ static void process(ws_conn_t *c, uint8_t *p, size_t n)
                 ws__conn_http_error(c, ws_http_error_status((int)r), ws_strerror((int)r), NULL);
                 return;
             }
+            /* The first bytes of a request (after an earlier one, in the same
+             * read too) start its deadline: it must be whole in time. */
+            if (r > 0 && !c->http_partial) {
+                c->http_partial = 1;
+                c->t_http = now_ms(c) + (uint64_t)(c->hub->cfg.handshake_timeout * 1000);
+            }
             p += r;
             n -= (size_t)r;
             if (!c->http->complete)
                 continue;
             request(c);
-            if (c->pending) {
+            if (c->state == WS_CONN_HTTP && c->pending) {
                 /* The host answers later: keep what followed the request. */
                 ws_transport_unread(c->t, p, n);
                 return;
@@ -460,9 +437,5 @@ static void on_read(void *ud, uint8_t *data, size_t len)
     if (c->state == WS_CONN_CLOSED)
         return;
     c->t_rx = now_ms(c);
-    if (c->state == WS_CONN_HTTP && !c->http_partial) {
-        c->http_partial = 1;
-        c->t_http = c->t_rx + (uint64_t)(c->hub->cfg.handshake_timeout * 1000);
-    }
     process(c, data, len);
 }

@@ -65,9 +65,9 @@ int ws_frame_parse_header(const uint8_t *buf, size_t len, unsigned rsv_allowed, 
             plen = plen << 8 | buf[pos];
     }
     h->fin = (b0 & WS_FRAME_FIN) != 0;
-    h->rsv = rsv;
-    h->opcode = op;
-    h->masked = masked;
+    h->rsv = (uint8_t)rsv;
+    h->opcode = (uint8_t)op;
+    h->masked = (uint8_t)masked;
     h->len = plen;
     if (masked)
         memcpy(h->mask, buf + pos, 4);

@@ -23,11 +23,12 @@ typedef enum {
 #define WS_FRAME_RSV3 0x10
 #define WS_FRAME_HDR_MAX 14 /* 2 + 8 (64-bit length) + 4 (mask) */
 
+/* Every connection's reader holds one: bytes, not words. */
 typedef struct {
-    unsigned fin;      /* 1 if FIN is set */
-    unsigned rsv;      /* the RSV bits as in byte 0 (WS_FRAME_RSV1|2|3 mask) */
-    unsigned opcode;   /* ws_opcode_t */
-    unsigned masked;   /* 1 if the mask bit is set */
+    uint8_t fin;       /* 1 if FIN is set */
+    uint8_t rsv;       /* the RSV bits as in byte 0 (WS_FRAME_RSV1|2|3 mask) */
+    uint8_t opcode;    /* ws_opcode_t */
+    uint8_t masked;    /* 1 if the mask bit is set */
     uint8_t mask[4];   /* masking key, valid when masked */
     uint64_t len;      /* payload length */
 } ws_frame_hdr_t;

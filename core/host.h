@@ -44,15 +44,11 @@ typedef struct {
  * Connection; a HEAD gets the headers without the body. */
 typedef struct {
     int status;                 /* 100..999; anything else answers 500 */
-    ws_buf_t headers;           /* "Name: value\r\n" lines, see ws_header_add */
+    ws_buf_t headers;           /* "Name: value\r\n" lines (ws_http_header_add) */
     ws_buf_t body;
 } ws_response_t;
 
-/* Append "name: value\r\n" to headers, unless the name is empty or the name
- * or value holds CR, LF or NUL, or the name is one the protocol sets itself
- * (Content-Length, Connection, Transfer-Encoding). Returns 1 when added, 0
- * when dropped. */
-int ws_header_add(ws_buf_t *headers, const char *name, size_t nlen, const char *value, size_t vlen);
+
 
 /* What a WebSocket route may change for its connections. */
 typedef struct {

@@ -1,6 +1,7 @@
 #include "http.h"
 
 #include <string.h>
+#include <strings.h>
 
 #include "error.h"
 
@@ -253,4 +254,33 @@ const char *ws_http_status_text(int status)
     case 503: return "Service Unavailable";
     }
     return "Unknown";
+}
+
+static int header_safe(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+            return 0;
+    return 1;
+}
+
+static int named(const char *name, size_t nlen, const char *what)
+{
+    return nlen == strlen(what) && strncasecmp(name, what, nlen) == 0;
+}
+
+int ws_http_header_add(ws_buf_t *headers, const char *name, size_t nlen, const char *value,
+                       size_t vlen)
+{
+    if (!header_safe(name, nlen) || !header_safe(value, vlen))
+        return -1;
+    /* We frame the body ourselves; a handler's value would desync the stream. */
+    if (nlen == 0 || named(name, nlen, "content-length") || named(name, nlen, "connection") ||
+        named(name, nlen, "transfer-encoding"))
+        return 0;
+    ws_buf_append(headers, name, nlen);
+    ws_buf_append(headers, ": ", 2);
+    ws_buf_append(headers, value, vlen);
+    ws_buf_append(headers, "\r\n", 2);
+    return 1;
 }

@@ -70,4 +70,11 @@ int ws_http_error_status(int err);
 /* Reason phrase for a status code ("Not Found"); "Unknown" if not known. */
 const char *ws_http_status_text(int status);
 
+/* Append "name: value\r\n" to a response's header lines. Returns 1 when
+ * added; -1 (nothing added) when the name or value holds CR, LF or NUL; 0
+ * when the name is empty or one the server sets itself (Content-Length,
+ * Connection, Transfer-Encoding). */
+int ws_http_header_add(ws_buf_t *headers, const char *name, size_t nlen, const char *value,
+                       size_t vlen);
+
 #endif

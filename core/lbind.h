@@ -51,28 +51,30 @@ struct ws_lhost_s {
 /* A route as its connections share it (routes are few and connections many):
  * its key, and one registry ref of its handler table for script generation
  * gen, found again once per route after a reload instead of once per
- * connection. Kept until ws__lhost_free_routes. */
+ * connection. It is the host's data of each of its connections
+ * (ws_conn_host_data). A connection routed by the catch-all has a route of
+ * its own (not shared, no key), freed when it closes. Shared ones are kept
+ * until ws__lhost_free_routes. */
 struct ws_route_s {
     struct ws_route_s *next;
     int handler_ref;  /* LUA_NOREF when the script of generation gen lacks the route */
     uint32_t gen;
+    unsigned shared : 1;
     size_t len;
     char key[];
 };
+/* The shared route of key, made on first use. */
 struct ws_route_s *ws__lhost_route(ws_lhost_t *lh, const char *key, size_t len);
+/* A catch-all connection's own route, for the handler table at index handler. */
+struct ws_route_s *ws__lhost_route_own(ws_lhost_t *lh, int handler);
 void ws__lhost_free_routes(ws_lhost_t *lh);
 
-/* The "wspush.conn" box: the userdata Lua holds, and the host's data of its
- * connection (ws_conn_host_data). C clears c when the connection closes, so
- * a reference kept in Lua is inert and never touches freed memory. */
+/* The "wspush.conn" box: the userdata Lua holds. C clears c when the
+ * connection closes, so a reference kept in Lua is inert and never touches
+ * freed memory. Kept at 16 bytes: every idle connection has one. */
 typedef struct {
     ws_conn_t *c;           /* NULL once closed */
     lua_Integer id;
-    struct ws_route_s *route; /* the route, shared by its connections; NULL when
-                                 routed by the catch-all */
-    int handler_ref;        /* registry ref of the handler table: route->handler_ref
-                               (not ours), or our own for a catch-all connection */
-    uint32_t gen;           /* script generation handler_ref belongs to */
 } ws_lbox_t;
 
 /* The host of a "wspush.core" function (its upvalue 1). */
@@ -129,13 +131,10 @@ void ws__lconn_set_json(lua_State *L);
 /* Replace *ref by a registry ref of the handler table on top of the stack
  * (popped), or by LUA_NOREF when it is not a table; the old ref is released. */
 void ws__lconn_set_handler(lua_State *L, int *ref);
-/* Create the Lua object of c for a route (NULL: the catch-all) and handler
- * (the table at index handler, for a catch-all connection), its fields
- * (path, query, params, headers, remote, id, subprotocol, data) taken from
- * the request table at index req, enter it in the connection table and make
- * its box c's host data. */
-void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req, struct ws_route_s *route, int handler,
-                   const char *subprotocol);
+/* Create the Lua object of c, its fields (path, query, params, headers,
+ * remote, id, subprotocol, data) taken from the request table at index req,
+ * and enter it in the connection table. */
+void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req, const char *subprotocol);
 /* Push the Lua object of c (must exist). */
 void ws__lconn_push(ws_lhost_t *lh, ws_conn_t *c);
 /* Make the object of c inert and remove it from the connection table. */

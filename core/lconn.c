@@ -328,8 +328,7 @@ static int empty_table(lua_State *L, int i)
     return 1;
 }
 
-void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req, struct ws_route_s *route, int handler,
-                   const char *subprotocol)
+void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req, const char *subprotocol)
 {
     /* Idle connections are most of a server's memory, so a connection keeps
      * only what cannot be made later: path and headers as user values, and
@@ -340,21 +339,10 @@ void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req, struct ws_route_s *rou
     static const char *const extra[] = {"query", "params"};
     lua_State *L = lh->L;
     req = lua_absindex(L, req);
-    handler = lua_absindex(L, handler);
     box_t *b = lua_newuserdatauv(L, sizeof *b, UV_N);
     int box = lua_gettop(L);
     b->c = c;
     b->id = (lua_Integer)ws_conn_id(c);
-    b->route = route;
-    b->gen = lh->gen;
-    b->handler_ref = LUA_NOREF;
-    if (route) {
-        b->handler_ref = route->handler_ref;
-    } else {
-        lua_pushvalue(L, handler);
-        ws__lconn_set_handler(L, &b->handler_ref);
-    }
-    ws_conn_set_host_data(c, b);
     luaL_setmetatable(L, CONN_MT);
     lua_getfield(L, req, "path");
     lua_setiuservalue(L, box, UV_PATH);

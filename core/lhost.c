@@ -379,54 +379,46 @@ void ws_lhost_stop(ws_lhost_t *lh) { ws__ltimers_close_all(lh); }
 
 /* --- WebSocket events --- */
 
-/* After a reload, find the connection's handler in the new routes by its
- * route key (or its path, for the catch-all). Returns 0 when the new script
- * no longer serves the route: the connection is then closed with 1001. */
-static int rebind(ws_lhost_t *lh, ws_conn_t *c, ws_lbox_t *b)
+/* After a reload, find the handler of route r in the new routes by its key
+ * (or, for a catch-all connection's own route, by c's path): once per route,
+ * not once per connection. */
+static void rebind(ws_lhost_t *lh, ws_conn_t *c, struct ws_route_s *r)
 {
     lua_State *L = lh->L;
-    struct ws_route_s *r = b->route;
-    if (!r || r->gen != lh->gen) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
-        lua_getfield(L, -1, "resolve");
-        lua_remove(L, -2);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, lh->app_ref);
-        if (r) {
-            lua_pushlstring(L, r->key, r->len);
-            lua_pushnil(L);
-        } else {
-            lua_pushnil(L);
-            ws__lconn_push(lh, c);
-            lua_getfield(L, -1, "path"); /* conn.path, through __index */
-            lua_replace(L, -2);
-        }
-        if (ws__lcall_log(lh, 3, 1, "rebinding a connection after reload") != 0)
-            lua_pushnil(L);
-        /* A route's handler is found once for all its connections. */
-        ws__lconn_set_handler(L, r ? &r->handler_ref : &b->handler_ref);
-        if (r)
-            r->gen = lh->gen;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
+    lua_getfield(L, -1, "resolve");
+    lua_remove(L, -2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->app_ref);
+    if (r->shared) {
+        lua_pushlstring(L, r->key, r->len);
+        lua_pushnil(L);
+    } else {
+        lua_pushnil(L);
+        ws__lconn_push(lh, c);
+        lua_getfield(L, -1, "path"); /* conn.path, through __index */
+        lua_replace(L, -2);
     }
-    if (r)
-        b->handler_ref = r->handler_ref;
-    b->gen = lh->gen;
-    if (b->handler_ref == LUA_NOREF) {
+    if (ws__lcall_log(lh, 3, 1, "rebinding a connection after reload") != 0)
+        lua_pushnil(L);
+    ws__lconn_set_handler(L, &r->handler_ref);
+    r->gen = lh->gen;
+}
+
+/* Push handler[name] and the connection object; 0 (nothing pushed) when the
+ * handler has no such function. A connection whose route a reload removed
+ * is closed with 1001. */
+static int push_event(ws_lhost_t *lh, ws_conn_t *c, int ev)
+{
+    lua_State *L = lh->L;
+    struct ws_route_s *r = ws_conn_host_data(c);
+    if (r->gen != lh->gen)
+        rebind(lh, c, r);
+    if (r->handler_ref == LUA_NOREF) {
         static const char msg[] = "endpoint removed by a reload";
         ws_conn_close(c, WS_CLOSE_GOING_AWAY, msg, sizeof msg - 1);
         return 0;
     }
-    return 1;
-}
-
-/* Push handler[name] and the connection object; 0 (nothing pushed) when the
- * handler has no such function. */
-static int push_event(ws_lhost_t *lh, ws_conn_t *c, int ev)
-{
-    lua_State *L = lh->L;
-    ws_lbox_t *b = ws_conn_host_data(c);
-    if (b->gen != lh->gen && !rebind(lh, c, b))
-        return 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, b->handler_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->handler_ref);
     if (lua_type(L, -1) != LUA_TTABLE) {
         lua_pop(L, 1);
         return 0;
@@ -448,8 +440,8 @@ static int event_call(ws_lhost_t *lh, ws_conn_t *c, const char *name, int nargs)
     if (ws__lcall(lh, nargs + 1, 0) == LUA_OK)
         return 0;
     char buf[8192];
-    ws_lbox_t *b = ws_conn_host_data(c);
-    ws_log_error("%s (%s, conn %llu): %s", name, b->route ? b->route->key : "*",
+    struct ws_route_s *r = ws_conn_host_data(c);
+    ws_log_error("%s (%s, conn %llu): %s", name, r->shared ? r->key : "*",
                  (unsigned long long)ws_conn_id(c),
                  ws__lcall_where(lh, lua_tostring(lh->L, -1), buf, sizeof buf));
     lua_pop(lh->L, 1);
@@ -502,16 +494,18 @@ static void on_closed(void *ud, ws_conn_t *c, unsigned code, const char *reason)
 {
     ws_lhost_t *lh = ud;
     lua_State *L = lh->L;
-    ws_lbox_t *b = ws_conn_host_data(c);
+    struct ws_route_s *r = ws_conn_host_data(c);
     if (push_event(lh, c, WS_EV_CLOSE)) {
         lua_pushinteger(L, code);
         lua_pushstring(L, reason);
         event_call(lh, c, "on_close", 2);
     }
-    if (!b->route) /* a route's ref is the route's */
-        luaL_unref(L, LUA_REGISTRYINDEX, b->handler_ref);
-    b->handler_ref = LUA_NOREF;
     ws__lconn_detach(lh, c);
+    ws_conn_set_host_data(c, NULL);
+    if (!r->shared) { /* a catch-all connection's own */
+        luaL_unref(L, LUA_REGISTRYINDEX, r->handler_ref);
+        free(r);
+    }
 }
 
 const ws_host_ops_t ws_lhost_ops = {

@@ -95,7 +95,9 @@ static void add_headers(lua_State *L, int headers, ws_buf_t *out)
             size_t kl, vl;
             const char *k = lua_tolstring(L, -2, &kl);
             const char *v = lua_tolstring(L, -1, &vl);
-            ws_header_add(out, k, kl, v, vl);
+            if (ws_http_header_add(out, k, kl, v, vl) < 0)
+                ws_log_warn("response header '%.*s' dropped: contains CR, LF or NUL",
+                            (int)(kl > 64 ? 64 : kl), k);
         }
         lua_pop(L, 1);
     }
@@ -225,11 +227,22 @@ struct ws_route_s *ws__lhost_route(ws_lhost_t *lh, const char *key, size_t len)
     r = ws_malloc(sizeof *r + len + 1);
     r->handler_ref = LUA_NOREF;
     r->gen = 0;
+    r->shared = 1;
     r->len = len;
     memcpy(r->key, key, len);
     r->key[len] = '\0';
     r->next = lh->routes;
     lh->routes = r;
+    return r;
+}
+
+struct ws_route_s *ws__lhost_route_own(ws_lhost_t *lh, int handler)
+{
+    struct ws_route_s *r = ws_calloc(1, sizeof *r + 1);
+    r->handler_ref = LUA_NOREF;
+    r->gen = lh->gen;
+    lua_pushvalue(lh->L, handler);
+    ws__lconn_set_handler(lh->L, &r->handler_ref);
     return r;
 }
 
@@ -309,7 +322,10 @@ int ws__lhost_upgrade(void *ud, ws_conn_t *c, const ws_request_t *req, const cha
         ws__lconn_set_handler(L, &route->handler_ref);
         route->gen = lh->gen;
     }
-    ws__lconn_new(lh, c, top + 1, route, top + 2, up->subprotocol);
+    if (!route)
+        route = ws__lhost_route_own(lh, top + 2);
+    ws_conn_set_host_data(c, route);
+    ws__lconn_new(lh, c, top + 1, up->subprotocol);
     /* An upgrade leaves ~0.5 KB of garbage (the request) next to the ~0.2 KB
      * the connection keeps. Left to the collector's pace, a burst of
      * handshakes spreads it between the live objects, where freeing it later

@@ -6,6 +6,7 @@
 
 struct ws_memio_s {
     ws_transport_t base;  /* first: a ws_memio_t is its transport */
+    ws_io_t *io;
     ws_buf_t out;
     ws_write_t *w;        /* a write in flight */
     int hold;
@@ -53,9 +54,9 @@ static void mem_run(ws_transport_t *t)
     }
     if (t->closing)
         return;
-    if (t->stash_len && !t->paused)
+    if (t->stash && !t->paused)
         ws_transport_deliver(t, NULL, 0);
-    if (m->end_due && !t->closing && !t->paused && !t->stash_len) {
+    if (m->end_due && !t->closing && !t->paused && !t->stash) {
         m->end_due = 0;
         t->cb->on_end(t->ud, UV_EOF);
     }
@@ -90,6 +91,8 @@ static void mem_shutdown(ws_transport_t *t)
 
 static void mem_close(ws_transport_t *t) { ws_transport_defer(t); }
 
+static ws_io_t *mem_io(ws_transport_t *t) { return ((ws_memio_t *)t)->io; }
+
 static const ws_transport_vt_t mem_vt = {
     .name = "memory",
     .read = mem_read,
@@ -97,12 +100,14 @@ static const ws_transport_vt_t mem_vt = {
     .shutdown = mem_shutdown,
     .close = mem_close,
     .run = mem_run,
+    .io = mem_io,
 };
 
 ws_memio_t *ws_memio_new(ws_io_t *io, const char *ip, int port)
 {
     ws_memio_t *m = ws_calloc(1, sizeof *m);
-    ws_transport_init(&m->base, &mem_vt, io);
+    ws_transport_init(&m->base, &mem_vt);
+    m->io = io;
     ws_buf_init(&m->out);
     struct sockaddr_storage ss;
     if (uv_ip4_addr(ip, port, (struct sockaddr_in *)&ss) == 0 ||
@@ -116,8 +121,10 @@ ws_transport_t *ws_memio_transport(ws_memio_t *m) { return &m->base; }
 void ws_memio_free(ws_memio_t *m)
 {
     if (m->closed || !m->base.cb) {
-        if (!m->closed)
-            ws_transport_close(&m->base);
+        /* Never started: nothing but the io may still know of it. */
+        if (!m->closed && m->base.ready_idx)
+            m->io->ready[m->base.ready_idx - 1] = NULL;
+        free(m->base.stash);
         ws_buf_free(&m->out);
         free(m);
         return;

@@ -108,12 +108,38 @@ void ws_outq_frame(ws_outq_t *q, unsigned op, const void *data, size_t len)
         memcpy(p + hl, data, len);
 }
 
+/* Drop whole frames from the front of a chunk only the queue holds, until
+ * at least need bytes are gone or it is empty. Returns the bytes dropped. */
+static size_t drop_front(ws_chunk_t *k, size_t need)
+{
+    size_t off = 0;
+    while (off < k->len && off < need) {
+        ws_frame_hdr_t h;
+        int hl = ws_frame_parse_header(k->data + off, k->len - off, WS_FRAME_RSV1, 0, &h);
+        if (hl < 0 || h.len > k->len - off - (size_t)hl)
+            break; /* not a frame we wrote (cannot happen): keep the rest */
+        off += (size_t)hl + (size_t)h.len;
+    }
+    memmove(k->data, k->data + off, k->len - off);
+    k->len -= off;
+    return off;
+}
+
 int ws_outq_drop(ws_outq_t *q, size_t limit, size_t n, int all)
 {
     size_t i = q->qoff ? 1 : 0, kept = i;
     for (; i < q->qn; i++) {
-        if (!all && ws_outq_buffered(q) + n <= limit)
+        size_t b = ws_outq_buffered(q);
+        if (!all && b + n <= limit)
             break;
+        /* Small frames coalesce into one chunk: drop only as many of them as
+         * must go, not the whole chunk. */
+        size_t excess = b + n - limit;
+        if (!all && q->q[i]->refs == 1 && q->q[i]->len > excess) {
+            q->queued -= drop_front(q->q[i], excess);
+            if (q->q[i]->len)
+                break;
+        }
         q->queued -= q->q[i]->len;
         ws_chunk_unref(q->q[i]);
     }

@@ -13,7 +13,7 @@
 
 typedef struct {
     ws_transport_t base;  /* first: a ws_tcp_t is its transport */
-    uv_tcp_t tcp;
+    uv_tcp_t tcp;         /* its data is the ws_io_t */
     ws_write_t *w;        /* the write in flight */
 } ws_tcp_t;
 
@@ -21,6 +21,7 @@ typedef struct {
 enum { SEND_RING = 1, SEND_UV = 2, SEND_DONE = 3 };
 
 #define TCP_OF(h) ((ws_tcp_t *)((char *)(h) - offsetof(ws_tcp_t, tcp)))
+#define IO_OF(t) ((ws_io_t *)(t)->tcp.data)
 
 /* --- writing --- */
 
@@ -112,14 +113,14 @@ static int tcp_write(ws_transport_t *bt, ws_write_t *w)
     w->_waited = 0;
     w->_status = 0;
     t->w = w;
-    if (bt->io->ring) {
+    if (IO_OF(t)->ring) {
         w->_kind = SEND_RING;
         memset(&w->_msg, 0, sizeof w->_msg);
         w->_msg.msg_iov = (struct iovec *)w->iov; /* libuv lays uv_buf_t out as iovec on Unix */
         w->_msg.msg_iovlen = w->n;
         uv_os_fd_t fd;
         uv_fileno((uv_handle_t *)&t->tcp, &fd);
-        ws_ring_send(bt->io->ring, fd, &w->_msg, w);
+        ws_ring_send(IO_OF(t)->ring, fd, &w->_msg, w);
         return 0;
     }
     /* Most writes fit in the socket buffer: try first, wait only for the rest. */
@@ -143,7 +144,7 @@ static int tcp_write(ws_transport_t *bt, ws_write_t *w)
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    ws_io_t *io = TCP_OF(h)->base.io;
+    ws_io_t *io = IO_OF(TCP_OF(h));
     (void)suggested;
     /* One read buffer serves every connection: reads are processed to the end
      * before the next one starts, and what the owner keeps it copies out. */
@@ -160,7 +161,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
-    t->base.io->reads++;
+    IO_OF(t)->reads++;
     ws_transport_deliver(&t->base, (uint8_t *)buf->base, (size_t)nread);
 }
 
@@ -180,7 +181,7 @@ static void tcp_run(ws_transport_t *bt)
         return; /* the handle's close callback finishes it */
     if (t->w && t->w->_kind == SEND_DONE)
         complete(t, t->w, t->w->_status);
-    if (bt->stash_len && !bt->paused && !bt->closing)
+    if (bt->stash && !bt->paused && !bt->closing)
         ws_transport_deliver(bt, NULL, 0);
 }
 
@@ -225,9 +226,11 @@ static void tcp_close(ws_transport_t *bt)
     ws_tcp_t *t = (ws_tcp_t *)bt;
     uv_read_stop((uv_stream_t *)&t->tcp);
     if (t->w && t->w->_kind == SEND_RING)
-        ws_ring_cancel(bt->io->ring, t->w);
+        ws_ring_cancel(IO_OF(t)->ring, t->w);
     uv_close((uv_handle_t *)&t->tcp, on_closed);
 }
+
+static ws_io_t *tcp_io(ws_transport_t *bt) { return IO_OF((ws_tcp_t *)bt); }
 
 static const ws_transport_vt_t tcp_vt = {
     .name = "tcp",
@@ -236,13 +239,15 @@ static const ws_transport_vt_t tcp_vt = {
     .shutdown = tcp_shutdown,
     .close = tcp_close,
     .run = tcp_run,
+    .io = tcp_io,
 };
 
 static ws_tcp_t *tcp_new(ws_io_t *io)
 {
     ws_tcp_t *t = ws_calloc(1, sizeof *t);
-    ws_transport_init(&t->base, &tcp_vt, io);
+    ws_transport_init(&t->base, &tcp_vt);
     uv_tcp_init(io->loop, &t->tcp);
+    t->tcp.data = io;
     return t;
 }
 

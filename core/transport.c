@@ -58,16 +58,15 @@ void ws_write_release(ws_write_t *w)
     w->_uv = NULL;
 }
 
-void ws_transport_init(ws_transport_t *t, const ws_transport_vt_t *vt, ws_io_t *io)
+void ws_transport_init(ws_transport_t *t, const ws_transport_vt_t *vt)
 {
     memset(t, 0, sizeof *t);
     t->vt = vt;
-    t->io = io;
 }
 
 void ws_transport_defer(ws_transport_t *t)
 {
-    ws_io_t *io = t->io;
+    ws_io_t *io = t->vt->io(t);
     if (t->ready_idx)
         return;
     if (io->nready == io->ready_cap) {
@@ -105,7 +104,7 @@ void ws_transport_resume(ws_transport_t *t, unsigned reason)
     t->vt->read(t, 1);
     /* Stashed bytes go out from ws_io_run, not from inside the caller,
      * which may be in the middle of its own work on the connection. */
-    if (t->stash_len)
+    if (t->stash)
         ws_transport_defer(t);
 }
 
@@ -114,34 +113,34 @@ void ws_transport_unread(ws_transport_t *t, const uint8_t *data, size_t len)
     if (!len)
         return;
     /* New bytes go after older ones the owner still has not taken. */
-    uint8_t *s = ws_malloc(t->stash_len + len);
-    memcpy(s, t->stash, t->stash_len);
-    memcpy(s + t->stash_len, data, len);
+    size_t old = t->stash ? t->stash->len : 0;
+    ws_stash_t *s = ws_malloc(sizeof *s + old + len);
+    if (old)
+        memcpy(s->data, t->stash->data, old);
+    memcpy(s->data + old, data, len);
+    s->len = old + len;
     free(t->stash);
     t->stash = s;
-    t->stash_len += (uint32_t)len;
 }
 
 /* Hand the owner the stash, then data, as long as it does not pause again. */
 void ws_transport_deliver(ws_transport_t *t, uint8_t *data, size_t len)
 {
-    if (t->stash_len) {
-        uint8_t *s = t->stash;
-        size_t n = t->stash_len;
+    if (t->stash) {
+        ws_stash_t *s = t->stash;
         t->stash = NULL;
-        t->stash_len = 0;
         if (t->paused || t->closing) {
-            ws_transport_unread(t, s, n);
+            ws_transport_unread(t, s->data, s->len);
         } else {
             /* The owner may stash part of it again (and pause): that lands in
              * a fresh stash, and data goes after it. */
-            t->cb->on_read(t->ud, s, n);
+            t->cb->on_read(t->ud, s->data, s->len);
         }
         free(s);
     }
     if (!len || t->closing)
         return;
-    if (t->paused || t->stash_len)
+    if (t->paused || t->stash)
         ws_transport_unread(t, data, len);
     else
         t->cb->on_read(t->ud, data, len);
@@ -155,12 +154,11 @@ void ws_transport_close(ws_transport_t *t)
     /* Work deferred before the close is void; a kind's close may defer its
      * own last step again (vt->run sees closing set). */
     if (t->ready_idx) {
-        t->io->ready[t->ready_idx - 1] = NULL;
+        t->vt->io(t)->ready[t->ready_idx - 1] = NULL;
         t->ready_idx = 0;
     }
     free(t->stash);
     t->stash = NULL;
-    t->stash_len = 0;
     t->vt->close(t);
 }
 
@@ -170,20 +168,22 @@ void ws_transport_set_peer(ws_transport_t *t, const struct sockaddr *sa)
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
         memcpy(t->peer_addr, &a->sin6_addr, 16);
         t->peer_port = ntohs(a->sin6_port);
-        t->peer_family = AF_INET6;
+        t->peer_v6 = 1;
+        t->peer_known = 1;
     } else if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
         memcpy(t->peer_addr, &a->sin_addr, 4);
         t->peer_port = ntohs(a->sin_port);
-        t->peer_family = AF_INET;
+        t->peer_v6 = 0;
+        t->peer_known = 1;
     }
 }
 
 void ws_transport_ip(const ws_transport_t *t, char *out, size_t len)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
-    if (t->peer_family)
-        uv_inet_ntop(t->peer_family, t->peer_addr, ip, sizeof ip);
+    if (t->peer_known)
+        uv_inet_ntop(t->peer_v6 ? AF_INET6 : AF_INET, t->peer_addr, ip, sizeof ip);
     snprintf(out, len, "%s", ip);
 }
 
@@ -191,5 +191,5 @@ void ws_transport_peer(const ws_transport_t *t, char *out, size_t len)
 {
     char ip[INET6_ADDRSTRLEN];
     ws_transport_ip(t, ip, sizeof ip);
-    snprintf(out, len, t->peer_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, t->peer_port);
+    snprintf(out, len, t->peer_v6 ? "[%s]:%u" : "%s:%u", ip, t->peer_port);
 }

@@ -100,6 +100,8 @@ typedef struct {
     void (*close)(ws_transport_t *t);
     /* Deliver work deferred to ws_io_run (stashed bytes, completions). */
     void (*run)(ws_transport_t *t);
+    /* The io t belongs to (kept by the kind: idle transports stay small). */
+    struct ws_io_s *(*io)(ws_transport_t *t);
 } ws_transport_vt_t;
 
 /* What the transports of one loop share. */
@@ -115,19 +117,25 @@ typedef struct ws_io_s {
 
 #define WS_IO_READ_BUF 65536
 
-/* The state every transport starts with; kinds embed it first. */
+/* Bytes given back by the owner (ws_transport_unread). */
+typedef struct ws_stash_s {
+    size_t len;
+    uint8_t data[];
+} ws_stash_t;
+
+/* The state every transport starts with; kinds embed it first. Every
+ * connection has one, so it is packed (56 bytes). */
 struct ws_transport_s {
     const ws_transport_vt_t *vt;
     const ws_transport_cb_t *cb;
     void *ud;
-    ws_io_t *io;
-    uint8_t *stash;          /* bytes given back by the owner (ws_transport_unread) */
-    uint32_t stash_len;
+    ws_stash_t *stash;       /* or NULL */
     uint32_t ready_idx;      /* 1 + its place in io->ready, or 0 */
     uint8_t paused;          /* WS_PAUSE_* reasons */
     uint8_t closing : 1;
     uint8_t reading : 1;     /* the owner wants to read (ws_transport_start) */
-    uint8_t peer_family;     /* AF_INET, AF_INET6, or 0 when unknown */
+    uint8_t peer_v6 : 1;     /* peer_addr holds an IPv6 address (else IPv4) */
+    uint8_t peer_known : 1;
     uint16_t peer_port;
     uint8_t peer_addr[16];   /* binary, formatted when asked (ws_transport_peer) */
 };
@@ -139,7 +147,7 @@ void ws_io_free(ws_io_t *io);
 int ws_io_run(ws_io_t *io);
 
 /* For kinds: set up the common part. */
-void ws_transport_init(ws_transport_t *t, const ws_transport_vt_t *vt, ws_io_t *io);
+void ws_transport_init(ws_transport_t *t, const ws_transport_vt_t *vt);
 /* For kinds: t has deferred work; ws_io_run will call vt->run. */
 void ws_transport_defer(ws_transport_t *t);
 /* For kinds: deliver bytes to the owner (stashed ones first). */
@@ -150,6 +158,7 @@ void ws_transport_start(ws_transport_t *t, const ws_transport_cb_t *cb, void *ud
 void ws_transport_pause(ws_transport_t *t, unsigned reason);
 void ws_transport_resume(ws_transport_t *t, unsigned reason);
 static inline int ws_transport_paused(const ws_transport_t *t) { return t->paused != 0; }
+static inline int ws_transport_stashed(const ws_transport_t *t) { return t->stash != NULL; }
 /* Keep data[0..len), which the owner did not take before pausing: it is
  * delivered again, before anything newer, once reading resumes. */
 void ws_transport_unread(ws_transport_t *t, const uint8_t *data, size_t len);

@@ -145,3 +145,47 @@ describe("the same-origin check", function()
     end)
   end
 end)
+
+describe("wspush.testing clients", function()
+  local SCRIPT = [[
+    local wspush = require "wspush"
+    return { ["/ws"] = {
+      on_message = function(conn, msg)
+        if msg == "flood" then
+          for _ = 1, 64 do conn:send(string.rep("x", 1024)) end
+          wspush.shared.buffered = conn:buffered()
+        else
+          conn:send("got " .. #msg)
+        end
+      end,
+      on_drain = function(conn) conn:send("drained") end,
+    } }
+  ]]
+
+  it("can stop reading: the server's queue grows, on_drain runs once it reads again", function()
+    local dir = project({ ["d.lua"] = SCRIPT })
+    local app = testing.load(dir .. "/d.lua", { args = { "--max-buffered", "1m" } })
+    local c = app:connect("/ws")
+    c:hold(true)
+    c:receive("flood")
+    assert.is_true(app.core.shared.buffered > 0)
+    assert.equal(0, #c.sent)
+    c:hold(false)
+    assert.equal(65, #c.sent)
+    assert.equal("drained", c.sent[65].data)
+    app:close()
+  end)
+
+  it("sends raw frames: a message in three fragments arrives whole", function()
+    local dir = project({ ["d.lua"] = SCRIPT })
+    local app = testing.load(dir .. "/d.lua")
+    local c = app:connect("/ws")
+    local OP, frame = testing.OP, testing.frame
+    c:feed(frame(OP.text, "ab", false))
+    c:feed(frame(OP.continuation, "cd", false))
+    assert.equal(0, #c.sent)
+    c:feed(frame(OP.continuation, "e"))
+    assert.equal("got 5", c.sent[1].data)
+    app:close()
+  end)
+end)

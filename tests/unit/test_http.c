@@ -161,6 +161,33 @@ static void test_http_rejects_empty_header_name_with_400(void **state)
     }
 }
 
+static void test_http_header_add_keeps_safe_headers_and_drops_the_rest(void **state)
+{
+    (void)state;
+    ws_buf_t b;
+    ws_buf_init(&b);
+    assert_int_equal(ws_http_header_add(&b, "X-Ok", 4, "yes", 3), 1);
+    /* Response splitting: refused (-1) and nothing of it added. */
+    assert_int_equal(ws_http_header_add(&b, "X-Bad", 5, "a\r\nSet-Cookie: x=1", 18), -1);
+    assert_int_equal(ws_http_header_add(&b, "X-Bad", 5, "a\nb", 3), -1);
+    assert_int_equal(ws_http_header_add(&b, "X-Bad", 5, "a\rb", 3), -1);
+    assert_int_equal(ws_http_header_add(&b, "X-Bad\n", 6, "v", 1), -1);
+    assert_int_equal(ws_http_header_add(&b, "X-Nul", 5, "a\0b", 3), -1);
+    /* The ones the protocol frames itself, in any case, and an empty name: 0. */
+    assert_int_equal(ws_http_header_add(&b, "", 0, "v", 1), 0);
+    assert_int_equal(ws_http_header_add(&b, "Content-Length", 14, "0", 1), 0);
+    assert_int_equal(ws_http_header_add(&b, "content-length", 14, "0", 1), 0);
+    assert_int_equal(ws_http_header_add(&b, "CONNECTION", 10, "keep-alive", 10), 0);
+    assert_int_equal(ws_http_header_add(&b, "Transfer-Encoding", 17, "chunked", 7), 0);
+    /* Names that only start like the protected ones are the host's. */
+    assert_int_equal(ws_http_header_add(&b, "Content-Type", 12, "x", 1), 1);
+    assert_int_equal(ws_http_header_add(&b, "Connection-Id", 13, "7", 1), 1);
+    static const char want[] = "X-Ok: yes\r\nContent-Type: x\r\nConnection-Id: 7\r\n";
+    assert_int_equal(b.len, sizeof want - 1);
+    assert_memory_equal(b.data, want, b.len);
+    ws_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -171,6 +198,7 @@ int main(void)
         cmocka_unit_test(test_http_rejects_oversized_body_with_413),
         cmocka_unit_test(test_http_rejects_garbage_with_400),
         cmocka_unit_test(test_http_rejects_empty_header_name_with_400),
+        cmocka_unit_test(test_http_header_add_keeps_safe_headers_and_drops_the_rest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
