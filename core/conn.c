@@ -97,14 +97,6 @@ ws_conn_t *ws_conn_dirty_pop(ws_hub_t *h)
 
 ws_conn_t *ws_conn_next(const ws_conn_t *c) { return c->next; }
 
-void ws__conn_mark_dirty(ws_conn_t *c)
-{
-    if (c->in_dirty)
-        return;
-    c->in_dirty = 1;
-    c->dirty_next = c->hub->dirty;
-    c->hub->dirty = c;
-}
 
 void ws__conn_pending_free(ws_pending_t *p)
 {
@@ -338,12 +330,21 @@ void ws__conn_fail(ws_conn_t *c, int err)
 /* Apply the backpressure policy before queueing a data frame of n bytes.
  * A message always fits into an empty queue, so one larger than the limit
  * can still be sent: the limit bounds the backlog, not the message size. */
-static int make_room(ws_conn_t *c, size_t n)
+static int apply_policy(ws_conn_t *c, size_t n);
+
+static inline int make_room(ws_conn_t *c, size_t n)
 {
-    ws_outq_t *q = &c->out;
-    size_t b = ws_outq_buffered(q);
+    size_t b = ws_outq_buffered(&c->out);
     if (b == 0 || b + n <= c->max_buffered)
         return 0;
+    return apply_policy(c, n);
+}
+
+/* The queue is over its bound: drop, refuse or close. */
+static int apply_policy(ws_conn_t *c, size_t n)
+{
+    ws_outq_t *q = &c->out;
+    size_t b;
     switch (c->backpressure) {
     case WS_BP_DROP_OLDEST:
         if (c->deflate && !c->deflate->params.server_no_context_takeover) {

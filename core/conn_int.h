@@ -88,7 +88,16 @@ ws_http_t *ws__conn_http_new(void);
 void ws__conn_http_release(ws_http_t *h);
 void ws__conn_link(ws_conn_t *c, ws_conn_t **list);
 void ws__conn_unlink(ws_conn_t *c);
-void ws__conn_mark_dirty(ws_conn_t *c);
+/* Have c's output written at the end of the loop turn (hub->dirty). Inline:
+ * every queued frame calls it. */
+static inline void ws__conn_mark_dirty(ws_conn_t *c)
+{
+    if (c->in_dirty)
+        return;
+    c->in_dirty = 1;
+    c->dirty_next = c->hub->dirty;
+    c->hub->dirty = c;
+}
 void ws__conn_set_deadline(ws_conn_t *c);
 /* Answer the HTTP request with status and a short text, then end. extra:
  * more header lines ("Name: value\r\n"), or NULL. */

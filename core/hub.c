@@ -27,6 +27,7 @@ void ws_hub_init(ws_hub_t *h, ws_io_t *io, const ws_config_t *cfg)
 {
     memset(h, 0, sizeof *h);
     h->io = io;
+    h->loop = io->loop;
     h->cfg = *cfg;
     ws_pubsub_init(&h->pubsub);
     ws_timers_init(&h->timers);

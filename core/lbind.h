@@ -25,6 +25,7 @@ struct ws_lhost_s {
     lua_State *L;     /* the state (the server's own), or the thread a test calls from */
     ws_hub_t *hub;
     double lua_timeout;
+    uint64_t budget_ns; /* lua_timeout, as the time budget counts it */
     int own_state;    /* 1: L is ours (lua_close on free); 0: a test's (wspush.testing) */
     int server_ref;   /* the wspush.server module (routing glue) */
     int app_ref;      /* the compiled routes of the current script */

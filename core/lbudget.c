@@ -113,8 +113,11 @@ static void hook_coroutines(lua_State *L)
 
 void ws__lbudget_init(ws_lhost_t *lh)
 {
+    lh->budget_ns = (uint64_t)(lh->lua_timeout * 1e9);
     if (!lh->own_state)
         return;
+    /* One server host per process: the message names its budget. */
+    wd_timeout = lh->lua_timeout;
     hook_coroutines(lh->L);
     if (wd_running)
         return;
@@ -173,14 +176,14 @@ void ws__lbudget_start(ws_lhost_t *lh)
 {
     if (lh->depth++ != 0)
         return;
-    uint64_t budget = (uint64_t)(lh->lua_timeout * 1e9);
-    wd_timeout = lh->lua_timeout;
+    uint64_t budget = lh->budget_ns;
     if (lh->own_state) {
         /* From the loop's cached time: no clock read per call. */
-        uint64_t now = uv_now(lh->hub->io->loop) * 1000000ULL;
+        uint64_t now = uv_now(lh->hub->loop) * 1000000ULL;
         atomic_store_explicit(&wd_deadline, now + budget, memory_order_relaxed);
         return;
     }
+    wd_timeout = lh->lua_timeout;
     /* A test's loop does not run: its cached time is stale. */
     atomic_store_explicit(&wd_deadline, uv_hrtime() + budget, memory_order_relaxed);
     /* A hook of the test's own (a coverage tool) comes back afterwards. */

@@ -62,8 +62,10 @@ size_t ws_publish(ws_hub_t *h, const char *name, size_t len, unsigned op, const 
     size_t nzf = 0, n = 0;
     /* A send never leaves a topic (conn.h), so the array stays as it is. */
     ws_pubsub_walk_begin(&h->pubsub);
-    for (size_t i = 0, count = ws_pubsub_count(t); i < count; i++) {
-        ws_conn_t *c = ws_pubsub_owner(t, i);
+    size_t count;
+    ws_sub_t *const *subs = ws_pubsub_subscribers(t, &count);
+    for (size_t i = 0; i < count; i++) {
+        ws_conn_t *c = subs[i]->owner;
         ws_chunk_t *f = plain;
         ws_deflate_t *d = ws_conn_deflate(c);
         if (d && ws_deflate_should_compress(d, dlen)) {

@@ -162,6 +162,8 @@ ws_topic_t *ws_pubsub_find(ws_pubsub_t *ps, const char *name, size_t len)
     return t && t->nsubs ? t : NULL;
 }
 
-size_t ws_pubsub_count(const ws_topic_t *t) { return t->nsubs; }
-
-void *ws_pubsub_owner(const ws_topic_t *t, size_t i) { return t->subs[i]->owner; }
+ws_sub_t *const *ws_pubsub_subscribers(const ws_topic_t *t, size_t *n)
+{
+    *n = t->nsubs;
+    return t->subs;
+}

@@ -50,11 +50,10 @@ const char *ws_pubsub_topic_name(const ws_sub_t *sub, size_t *len);
 
 /* The topic named so, or NULL when it has no subscribers. */
 ws_topic_t *ws_pubsub_find(ws_pubsub_t *ps, const char *name, size_t len);
-/* Subscribers of t, and the owner of the i-th (0 <= i < count). Between
+/* The subscribers of t: *n memberships, each with its owner. Between
  * ws_pubsub_walk_begin and _end nobody may leave a topic (asserted): the
  * array being walked must not change under the walker. */
-size_t ws_pubsub_count(const ws_topic_t *t);
-void *ws_pubsub_owner(const ws_topic_t *t, size_t i);
+ws_sub_t *const *ws_pubsub_subscribers(const ws_topic_t *t, size_t *n);
 static inline void ws_pubsub_walk_begin(ws_pubsub_t *ps) { ps->walking++; }
 static inline void ws_pubsub_walk_end(ws_pubsub_t *ps) { ps->walking--; }
 

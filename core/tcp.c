@@ -89,6 +89,11 @@ static void ring_done(void *req, int res)
         complete(t, w, res < 0 ? res : UV_ECANCELED);
         return;
     }
+    if ((size_t)res == w->unsent) { /* the usual case: all of it left at once */
+        w->unsent = 0;
+        complete(t, w, 0);
+        return;
+    }
     advance(w, (size_t)res);
     if (w->n == 0)
         complete(t, w, 0);
