@@ -13,6 +13,9 @@ section of tests/bench/README.md for the exact rules.
 
 Exit status: 0 = all checks passed, 1 = a check failed, 2 = could not run.
 Only 127.0.0.1 is ever contacted.
+
+Longer than our ~600-line guide on purpose: one soak run with its client
+kinds, pusher, checker and report, which only make sense together.
 """
 import argparse
 import array

@@ -1,3 +1,5 @@
+/* The client side of RFC 6455 for wsbench. Longer than our ~600-line guide on purpose: one
+ * connection type on two backends (io_uring, epoll) that share its frame code. */
 #define _GNU_SOURCE /* memmem, IP_BIND_ADDRESS_NO_PORT */
 #include "wbconn.h"
 

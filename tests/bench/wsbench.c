@@ -1,4 +1,5 @@
-/* wsbench: a WebSocket load generator for wspush and its peers.
+/* wsbench: a WebSocket load generator for wspush and its peers. Longer than our
+ * ~600-line guide on purpose: the modes share one set of options, phases and report.
  *
  *   wsbench echo   --port P [-c conns] [-k inflight] [-s size] [-d secs | -n count]
  *   wsbench rtt    --port P [-d secs]                    (echo with 1 connection, 1 in flight)

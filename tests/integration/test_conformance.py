@@ -25,6 +25,9 @@ One server serves the whole module (started with --ping-interval 0 so no
 unsolicited ping can interleave); its liveness is checked after every case and
 its stderr for sanitizer reports at the end (WSPUSH_SANITIZE_LOG=1). A summary
 line "conformance: N cases ran ..." is printed at the end of the session.
+
+Longer than our ~600-line guide on purpose: one case per Autobahn id, in
+the suite's order, so a failing id is found by its number.
 """
 import struct
 import time

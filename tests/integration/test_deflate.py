@@ -3,6 +3,9 @@ raw frames (RSV1, thresholds, publish, limits, bombs, corrupt data), and
 interop with independent implementations (python websockets, node ws, Chromium).
 
 Server routes: tests/integration/scripts/deflate_app.lua.
+
+Longer than our ~600-line guide on purpose: negotiation, raw frames,
+limits and three interop peers share one set of frame and zlib helpers.
 """
 import asyncio
 import json

@@ -9,6 +9,10 @@ and shutdown is checked with 100 clients and a script that records its hooks.
 Server script: scripts/live_liveness.lua. Every wait is bounded; the only
 sleeps are pacing (a slowloris trickle, a well-behaved message rate) and the
 one-second CPU measurement window.
+
+Longer than our ~600-line guide on purpose: each case needs its own
+stuck or silent client and the figures it prints; split by theme they would
+share most of their helpers again.
 """
 import json
 import os

@@ -1,3 +1,5 @@
+/* Unit tests for deflate.c. Longer than our ~600-line guide on purpose: one file per codec, and
+ * most of it is tables of offers and streams. */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include <setjmp.h>
 #include <stdarg.h>

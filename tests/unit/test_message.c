@@ -1,3 +1,5 @@
+/* Unit tests for message.c. Longer than our ~600-line guide on purpose: one file per codec, fed
+ * in every chunking (whole, split mid-header, byte by byte). */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include <setjmp.h>
 #include <stdarg.h>
