@@ -96,6 +96,8 @@ static const opt_t opts[] = {
      "send with one writev per connection and turn"},
     {"lua-timeout", 0, OPT_SECONDS, FIELD(lua_timeout), 0, 3600, "5", "SECONDS",
      "a Lua callback running longer than this is stopped with an error"},
+    {"lua-max-memory", 0, OPT_SIZE, FIELD(lua_max_memory), 0, 0, "512m", "BYTES",
+     "cap on the Lua heap: a callback that needs more fails with an error; 0 = no cap"},
     {"shutdown-timeout", 0, OPT_SECONDS, FIELD(shutdown_timeout), 0, 3600, "10", "SECONDS",
      "on SIGTERM/SIGINT, wait this long for close handshakes"},
     {"help", 'h', OPT_FLAG, WS_CLI_HELP, 0, 0, NULL, NULL, "show this help and exit"},

@@ -31,6 +31,7 @@ typedef struct {
     double rate_burst;       /* --rate-burst MSGS, default 50 */
     double shutdown_timeout; /* --shutdown-timeout SECONDS, default 10 */
     double lua_timeout;      /* --lua-timeout SECONDS, default 5: budget of one Lua callback */
+    size_t lua_max_memory;   /* --lua-max-memory BYTES, default 512 MiB: cap on the Lua heap */
     int compression;         /* --compression / --no-compression, default on */
     int compression_level;   /* --compression-level N, default 6 */
     size_t compression_threshold; /* --compression-threshold BYTES, default 1 KiB */

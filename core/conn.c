@@ -327,15 +327,16 @@ void ws__conn_fail(ws_conn_t *c, int err)
 
 /* --- sending --- */
 
-/* Apply the backpressure policy before queueing a data frame of n bytes.
- * A message always fits into an empty queue, so one larger than the limit
- * can still be sent: the limit bounds the backlog, not the message size. */
 static int apply_policy(ws_conn_t *c, size_t n);
 
+/* Apply the backpressure policy before queueing a data frame of n bytes. A
+ * message always fits into a queue with no frame in it (the 101 that has not
+ * left yet does not count), so one larger than the limit can still be sent:
+ * the limit bounds the backlog, not the message size. */
 static inline int make_room(ws_conn_t *c, size_t n)
 {
     size_t b = ws_outq_buffered(&c->out);
-    if (b == 0 || b + n <= c->max_buffered)
+    if (b == c->out.keep || b + n <= c->max_buffered)
         return 0;
     return apply_policy(c, n);
 }
@@ -354,9 +355,11 @@ static int apply_policy(ws_conn_t *c, size_t n)
             ws_outq_drop(q, c->max_buffered, 0, 1);
             ws_deflate_forget(c->deflate);
             b = ws_outq_buffered(q);
-            return b + n <= c->max_buffered || b == 0 ? 0 : WS_EFULL;
+            return b + n <= c->max_buffered || b == q->keep ? 0 : WS_EFULL;
         }
-        return ws_outq_drop(q, c->max_buffered, n, 0) ? 0 : WS_EFULL;
+        if (ws_outq_drop(q, c->max_buffered, n, 0))
+            return 0;
+        return ws_outq_buffered(q) == q->keep ? 0 : WS_EFULL;
     case WS_BP_DROP:
         return WS_EFULL;
     default: {

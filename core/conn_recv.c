@@ -248,6 +248,9 @@ static void upgraded(ws_conn_t *c, ws_pending_t *p)
         return;
     }
     ws_outq_raw(&c->out, resp, (size_t)n);
+    /* What is queued so far is HTTP (the 101, answers before it): no
+     * backpressure policy may drop it. */
+    c->out.keep = c->out.queued;
     ws__conn_mark_dirty(c);
     /* The reader takes the place of the parser (a union): is_ws says which. */
     ws__conn_http_release(c->http);

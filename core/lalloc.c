@@ -40,6 +40,13 @@ typedef struct block_s {
 
 static block_t *lists[CLASSES];
 static size_t pooled; /* bytes on the lists */
+static size_t in_use; /* bytes Lua holds */
+static size_t cap;    /* --lua-max-memory; 0 = none */
+static int enforcing; /* nesting of ws__lalloc_enforce(1) */
+
+void ws__lalloc_set_cap(size_t bytes) { cap = bytes; }
+void ws__lalloc_enforce(int on) { enforcing += on ? 1 : -1; }
+size_t ws__lalloc_in_use(void) { return in_use; }
 
 /* Class of a block of n bytes (1..CLASS_MAX), and its capacity. */
 static unsigned class_of(size_t n) { return n <= 24 ? 0 : (unsigned)((n - 9) / 16); }
@@ -75,12 +82,25 @@ static void give(void *p, size_t n)
     pooled += class_cap(k);
 }
 
+static void *resize(void *ptr, size_t osize, size_t nsize);
+
 void *ws__lalloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     (void)ud;
     /* Without a block, osize is the kind of object being made, not a size. */
     if (!ptr)
         osize = 0;
+    /* Lua requires that shrinking never fails; growth may, under the cap. */
+    if (nsize > osize && enforcing > 0 && cap && in_use + (nsize - osize) > cap)
+        return NULL;
+    void *q = resize(ptr, osize, nsize);
+    if (q || nsize == 0)
+        in_use = in_use - osize + nsize;
+    return q;
+}
+
+static void *resize(void *ptr, size_t osize, size_t nsize)
+{
     if (nsize == 0) {
         if (ptr)
             give(ptr, osize);

@@ -26,7 +26,9 @@ struct ws_lhost_s {
     ws_hub_t *hub;
     double lua_timeout;
     uint64_t budget_ns; /* lua_timeout, as the time budget counts it */
+    size_t lua_max_memory; /* the heap cap (own state only) */
     int own_state;    /* 1: L is ours (lua_close on free); 0: a test's (wspush.testing) */
+    int freeing;      /* ws_lhost_free has begun: finalizers may still run, timers may not start */
     int server_ref;   /* the wspush.server module (routing glue) */
     int app_ref;      /* the compiled routes of the current script */
     int conns_ref;    /* table: id -> connection object (the connection table) */
@@ -88,6 +90,9 @@ void ws__lbudget_init(ws_lhost_t *lh);
 void ws__lbudget_free(ws_lhost_t *lh);
 void ws__lbudget_start(ws_lhost_t *lh);
 void ws__lbudget_end(ws_lhost_t *lh);
+/* Stop the watchdog and run close(L) (lua_close) with its finalizers under
+ * one time budget. */
+void ws__lbudget_close(ws_lhost_t *lh, void (*close)(lua_State *L));
 
 /* --- lcall.c: calls into Lua --- */
 
@@ -106,6 +111,10 @@ int ws__lcall_log(ws_lhost_t *lh, int nargs, int nres, const char *what);
 /* The same without a traceback, for load errors, where the message alone
  * (file:line) is the answer: into err, and popped. Returns 0 or -1. */
 int ws__lcall_msg(ws_lhost_t *lh, int nargs, int nres, char *err, size_t errlen);
+/* One step of the collector (as if kb KiB had been allocated), protected
+ * and under the time budget: finalizers (__gc) are user code. Returns 1 when
+ * the step ended a cycle. */
+int ws__lcall_gc_step(ws_lhost_t *lh, int kb);
 /* msg with every file Lua shortened to ".../tail" given its full path when
  * it is the script or a project module: msg itself or buf. */
 const char *ws__lcall_where(ws_lhost_t *lh, const char *msg, char *buf, size_t n);

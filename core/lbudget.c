@@ -111,6 +111,39 @@ static void hook_coroutines(lua_State *L)
     lua_pop(L, 1);
 }
 
+/* setmetatable / debug.setmetatable (upvalue 1: the original), refusing a
+ * metatable with __gc: Lua runs finalizers with hooks off, so no budget can
+ * stop one that never returns, and the collector runs them at any
+ * allocation. Lua marks an object for finalization only if __gc is there
+ * when the metatable is set, so checking then is enough. */
+static int setmetatable_no_gc(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "wspush: __gc metamethods are not allowed: a finalizer runs "
+                                 "outside any time budget (use on_close or on_shutdown)");
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static void deny_finalizers(lua_State *L)
+{
+    lua_getglobal(L, "setmetatable");
+    lua_pushcclosure(L, setmetatable_no_gc, 1);
+    lua_setglobal(L, "setmetatable");
+    if (lua_getglobal(L, "debug") == LUA_TTABLE) {
+        lua_getfield(L, -1, "setmetatable");
+        lua_pushcclosure(L, setmetatable_no_gc, 1);
+        lua_setfield(L, -2, "setmetatable");
+    }
+    lua_pop(L, 1);
+}
+
 void ws__lbudget_init(ws_lhost_t *lh)
 {
     lh->budget_ns = (uint64_t)(lh->lua_timeout * 1e9);
@@ -119,6 +152,7 @@ void ws__lbudget_init(ws_lhost_t *lh)
     /* One server host per process: the message names its budget. */
     wd_timeout = lh->lua_timeout;
     hook_coroutines(lh->L);
+    deny_finalizers(lh->L);
     if (wd_running)
         return;
     /* Checked four times per budget: a stuck callback is stopped within
@@ -170,6 +204,20 @@ void ws__lbudget_free(ws_lhost_t *lh)
     pthread_join(watchdog, NULL);
     pthread_cond_destroy(&wd_cond);
     wd_running = 0;
+}
+
+void ws__lbudget_close(ws_lhost_t *lh, void (*close)(lua_State *L))
+{
+    /* lua_close runs the finalizers still due, which are user code. The
+     * watchdog would signal a state that may be gone by then, so they run
+     * under a count hook and one budget for all of them. */
+    ws__lbudget_free(lh);
+    lua_State *L = lh->L;
+    wd_timeout = lh->lua_timeout;
+    atomic_store_explicit(&wd_deadline, uv_hrtime() + lh->budget_ns, memory_order_relaxed);
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+    close(L);
+    atomic_store_explicit(&wd_deadline, 0, memory_order_relaxed);
 }
 
 void ws__lbudget_start(ws_lhost_t *lh)

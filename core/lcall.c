@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lalloc.h"
 #include "lbind.h"
 #include "log.h"
 
@@ -85,11 +86,39 @@ int ws__lcall(ws_lhost_t *lh, int nargs, int nres)
         lua_insert(L, msgh);
     }
     ws__lbudget_start(lh);
+    if (lh->own_state)
+        ws__lalloc_enforce(1);
     int r = lua_pcall(L, nargs, nres, msgh);
+    if (lh->own_state)
+        ws__lalloc_enforce(0);
     ws__lbudget_end(lh);
     if (!lh->own_state)
         lua_remove(L, msgh);
+    if (r == LUA_ERRMEM && lh->own_state) {
+        /* No traceback for memory errors: say at least which limit it was. */
+        lua_pop(L, 1);
+        lua_pushfstring(L, "not enough memory: the Lua heap is at its cap (--lua-max-memory, %d MiB)",
+                        (int)(lh->lua_max_memory >> 20));
+    }
     return r;
+}
+
+static int gc_step(lua_State *L)
+{
+    lua_pushboolean(L, lua_gc(L, LUA_GCSTEP, (int)lua_tointeger(L, 1)));
+    return 1;
+}
+
+int ws__lcall_gc_step(ws_lhost_t *lh, int kb)
+{
+    lua_State *L = lh->L;
+    lua_pushcfunction(L, gc_step);
+    lua_pushinteger(L, kb);
+    if (ws__lcall_log(lh, 1, 1, "collecting garbage (a __gc metamethod)") != LUA_OK)
+        return 0;
+    int done = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return done;
 }
 
 int ws__lcall_log(ws_lhost_t *lh, int nargs, int nres, const char *what)

@@ -97,6 +97,7 @@ static void timer_fire(ws_timer_t *h)
     ws_lhost_t *lh = t->lh;
     int repeat = t->t.repeat != 0;
     int fn_ref = t->fn_ref;
+    ws__lbudget_start(lh);
     /* A one-shot timer is released first, so the callback sees it as stopped. */
     if (!repeat) {
         t->fn_ref = LUA_NOREF;
@@ -106,6 +107,7 @@ static void timer_fire(ws_timer_t *h)
     if (!repeat)
         luaL_unref(lh->L, LUA_REGISTRYINDEX, fn_ref);
     ws__lcall_log(lh, 0, 0, "timer");
+    ws__lbudget_end(lh);
 }
 
 static int new_timer(lua_State *L, int repeat)
@@ -117,6 +119,9 @@ static int new_timer(lua_State *L, int repeat)
     uint64_t ms = (uint64_t)(secs * 1000.0 + 0.5);
     if (repeat && ms == 0)
         ms = 1;
+    /* A finalizer run by lua_close would make a timer nothing frees. */
+    if (lh->freeing)
+        return luaL_error(L, "the server is shutting down: no new timers");
     ws_ltimer_t *t = calloc(1, sizeof *t);
     if (!t)
         return luaL_error(L, "out of memory");

@@ -9,6 +9,10 @@
 #include "lbind.h"
 #include "log.h"
 
+/* The events' names: the handler fields looked up, and the log's labels. */
+static const char *const ev_label[WS_EV_COUNT] = {"open",    "on_message", "on_ping",
+                                                  "on_pong", "on_drain",   "on_close"};
+
 #ifndef WSPUSH_LUA_DIR
 #define WSPUSH_LUA_DIR "lua"
 #endif
@@ -157,10 +161,8 @@ static int open_host(ws_lhost_t *lh, int prepare, char *err, size_t errlen)
     lh->shared_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
     lh->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    static const char *const ev_names[WS_EV_COUNT] = {"open",    "on_message", "on_ping",
-                                                      "on_pong", "on_drain",   "on_close"};
     for (int i = 0; i < WS_EV_COUNT; i++) {
-        lua_pushstring(L, ev_names[i]);
+        lua_pushstring(L, ev_label[i]);
         lh->ev_ref[i] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     ws__lcore_push(lh);
@@ -200,12 +202,14 @@ static ws_lhost_t *host_new(lua_State *L, ws_hub_t *hub, const char *script, dou
     return lh;
 }
 
-ws_lhost_t *ws_lhost_new(ws_hub_t *hub, const char *script, double lua_timeout, char *err,
-                         size_t errlen)
+ws_lhost_t *ws_lhost_new(ws_hub_t *hub, const char *script, double lua_timeout,
+                         size_t lua_max_memory, char *err, size_t errlen)
 {
     lua_State *L = lua_newstate(ws__lalloc, NULL);
     ws_lhost_t *lh = host_new(L, hub, script, lua_timeout);
     lh->own_state = 1;
+    lh->lua_max_memory = lua_max_memory;
+    ws__lalloc_set_cap(lua_max_memory);
     lua_atpanic(L, panic);
     lua_pushcfunction(L, ws__lcall_traceback); /* WS_LCALL_TRACEBACK_IDX */
     luaL_openlibs(L);
@@ -232,7 +236,7 @@ ws_lhost_t *ws__lhost_new_in(lua_State *L, ws_hub_t *hub, const char *script, do
 int ws_lhost_collect_step(ws_lhost_t *lh)
 {
     /* As if 1 MiB had been allocated: a few ms of work at most. */
-    if (!lua_gc(lh->L, LUA_GCSTEP, 1024))
+    if (!ws__lcall_gc_step(lh, 1024))
         return 0;
     ws__lalloc_trim();
     return 1;
@@ -243,10 +247,10 @@ void ws_lhost_free(ws_lhost_t *lh)
     if (!lh)
         return;
     lua_State *L = lh->L;
+    lh->freeing = 1;
     ws__ltimers_close_all(lh);
-    ws__lbudget_free(lh);
     if (lh->own_state) {
-        lua_close(L);
+        ws__lbudget_close(lh, lua_close);
     } else {
         /* A test's state lives on: give back what this host took of it. */
         int refs[] = {lh->server_ref, lh->app_ref,    lh->conns_ref,   lh->core_ref,
@@ -269,7 +273,9 @@ void ws_lhost_free(ws_lhost_t *lh)
 
 void ws_lhost_files(ws_lhost_t *lh, void (*cb)(void *ud, const char *path), void *ud)
 {
+    ws__lbudget_start(lh);
     ws__lcall_files(lh, cb, ud);
+    ws__lbudget_end(lh);
 }
 
 /* Set package.loaded[name] = saved[name] for every name in the table at index saved. */
@@ -302,7 +308,17 @@ static void one_line(char *s)
     *o = '\0';
 }
 
+static int reload(ws_lhost_t *lh, const char *changed, char *err, size_t errlen);
+
 int ws_lhost_reload(ws_lhost_t *lh, const char *changed, char *err, size_t errlen)
+{
+    ws__lbudget_start(lh);
+    int r = reload(lh, changed, err, errlen);
+    ws__lbudget_end(lh);
+    return r;
+}
+
+static int reload(ws_lhost_t *lh, const char *changed, char *err, size_t errlen)
 {
     lua_State *L = lh->L;
     int top = lua_gettop(L);
@@ -404,9 +420,37 @@ static void rebind(ws_lhost_t *lh, ws_conn_t *c, struct ws_route_s *r)
     r->gen = lh->gen;
 }
 
+/* Log a failed event handler (or the lookup of one), naming the event, the
+ * route and the connection; the error message is popped. */
+static void log_event_error(ws_lhost_t *lh, ws_conn_t *c, int ev)
+{
+    char buf[8192];
+    struct ws_route_s *r = ws_conn_host_data(c);
+    ws_log_error("%s (%s, conn %llu): %s", ev_label[ev], r->shared ? r->key : "*",
+                 (unsigned long long)ws_conn_id(c),
+                 ws__lcall_where(lh, lua_tostring(lh->L, -1), buf, sizeof buf));
+    lua_pop(lh->L, 1);
+}
+
+static void fail_event(ws_conn_t *c)
+{
+    static const char msg[] = "internal server error";
+    ws_conn_close(c, WS_CLOSE_INTERNAL, msg, sizeof msg - 1);
+}
+
+/* handler[name] through its metatable: run protected, as user code. */
+static int lookup(lua_State *L)
+{
+    lua_gettable(L, 1);
+    return 1;
+}
+
 /* Push handler[name] and the connection object; 0 (nothing pushed) when the
- * handler has no such function. A connection whose route a reload removed
- * is closed with 1001. */
+ * handler has no such function. A plain handler table is read raw; one with
+ * a metatable (inheritance, or a strict mode whose __index raises or loops)
+ * is read inside a protected call under the time budget, and a failure
+ * there counts as the handler's (logged, 1011). A connection whose route a
+ * reload removed is closed with 1001. */
 static int push_event(ws_lhost_t *lh, ws_conn_t *c, int ev)
 {
     lua_State *L = lh->L;
@@ -424,70 +468,84 @@ static int push_event(ws_lhost_t *lh, ws_conn_t *c, int ev)
         return 0;
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->ev_ref[ev]);
-    if (lua_gettable(L, -2) != LUA_TFUNCTION) {
+    lua_pushvalue(L, -1);
+    int t = lua_rawget(L, -3); /* handler, name, f */
+    if (t == LUA_TNIL && lua_getmetatable(L, -3)) {
         lua_pop(L, 2);
+        lua_pushcfunction(L, lookup);
+        lua_insert(L, -3);
+        if (ws__lcall(lh, 2, 1) != LUA_OK) {
+            log_event_error(lh, c, ev);
+            if (ev != WS_EV_CLOSE)
+                fail_event(c);
+            return 0;
+        }
+        t = lua_type(L, -1);
+    } else {
+        lua_replace(L, -3);
+        lua_pop(L, 1);
+    }
+    if (t != LUA_TFUNCTION) {
+        lua_pop(L, 1);
         return 0;
     }
-    lua_remove(L, -2);
     ws__lconn_push(lh, c);
     return 1;
 }
 
-/* Run an event handler; an error is logged (naming the event, route and
- * connection) and closes the connection with 1011. Returns 0 on success. */
-static int event_call(ws_lhost_t *lh, ws_conn_t *c, const char *name, int nargs)
+/* Run the event handler push_event pushed, with nargs arguments above it;
+ * an error is logged and, but for on_close, closes the connection 1011. */
+static void call_event(ws_lhost_t *lh, ws_conn_t *c, int ev, int nargs)
 {
     if (ws__lcall(lh, nargs + 1, 0) == LUA_OK)
-        return 0;
-    char buf[8192];
-    struct ws_route_s *r = ws_conn_host_data(c);
-    ws_log_error("%s (%s, conn %llu): %s", name, r->shared ? r->key : "*",
-                 (unsigned long long)ws_conn_id(c),
-                 ws__lcall_where(lh, lua_tostring(lh->L, -1), buf, sizeof buf));
-    lua_pop(lh->L, 1);
-    return -1;
+        return;
+    log_event_error(lh, c, ev);
+    if (ev != WS_EV_CLOSE)
+        fail_event(c);
 }
 
-static void call_event(ws_lhost_t *lh, ws_conn_t *c, const char *name, int nargs)
-{
-    if (event_call(lh, c, name, nargs) != 0) {
-        static const char msg[] = "internal server error";
-        ws_conn_close(c, WS_CLOSE_INTERNAL, msg, sizeof msg - 1);
-    }
-}
-
+/* Every entry from the loop runs under the time budget from its first Lua
+ * allocation on: an allocation may run a finalizer (__gc), which is user code. */
 static void on_open(void *ud, ws_conn_t *c)
 {
     ws_lhost_t *lh = ud;
+    ws__lbudget_start(lh);
     if (push_event(lh, c, WS_EV_OPEN))
-        call_event(lh, c, "open", 0);
+        call_event(lh, c, WS_EV_OPEN, 0);
+    ws__lbudget_end(lh);
 }
 
 static void on_message(void *ud, ws_conn_t *c, const uint8_t *data, size_t len, int binary)
 {
     ws_lhost_t *lh = ud;
-    if (!push_event(lh, c, WS_EV_MESSAGE))
-        return;
-    lua_pushlstring(lh->L, (const char *)data, len);
-    lua_pushboolean(lh->L, binary);
-    call_event(lh, c, "on_message", 2);
+    ws__lbudget_start(lh);
+    if (push_event(lh, c, WS_EV_MESSAGE)) {
+        lua_pushlstring(lh->L, (const char *)data, len);
+        lua_pushboolean(lh->L, binary);
+        call_event(lh, c, WS_EV_MESSAGE, 2);
+    }
+    ws__lbudget_end(lh);
 }
 
 static void on_control(void *ud, ws_conn_t *c, unsigned op, const uint8_t *data, size_t len)
 {
     ws_lhost_t *lh = ud;
-    int ping = op == WS_OP_PING;
-    if (!push_event(lh, c, ping ? WS_EV_PING : WS_EV_PONG))
-        return;
-    lua_pushlstring(lh->L, (const char *)data, len);
-    call_event(lh, c, ping ? "on_ping" : "on_pong", 1);
+    int ev = op == WS_OP_PING ? WS_EV_PING : WS_EV_PONG;
+    ws__lbudget_start(lh);
+    if (push_event(lh, c, ev)) {
+        lua_pushlstring(lh->L, (const char *)data, len);
+        call_event(lh, c, ev, 1);
+    }
+    ws__lbudget_end(lh);
 }
 
 static void on_drain(void *ud, ws_conn_t *c)
 {
     ws_lhost_t *lh = ud;
+    ws__lbudget_start(lh);
     if (push_event(lh, c, WS_EV_DRAIN))
-        call_event(lh, c, "on_drain", 0);
+        call_event(lh, c, WS_EV_DRAIN, 0);
+    ws__lbudget_end(lh);
 }
 
 static void on_closed(void *ud, ws_conn_t *c, unsigned code, const char *reason)
@@ -495,10 +553,11 @@ static void on_closed(void *ud, ws_conn_t *c, unsigned code, const char *reason)
     ws_lhost_t *lh = ud;
     lua_State *L = lh->L;
     struct ws_route_s *r = ws_conn_host_data(c);
+    ws__lbudget_start(lh);
     if (push_event(lh, c, WS_EV_CLOSE)) {
         lua_pushinteger(L, code);
         lua_pushstring(L, reason);
-        event_call(lh, c, "on_close", 2);
+        call_event(lh, c, WS_EV_CLOSE, 2);
     }
     ws__lconn_detach(lh, c);
     ws_conn_set_host_data(c, NULL);
@@ -506,6 +565,7 @@ static void on_closed(void *ud, ws_conn_t *c, unsigned code, const char *reason)
         luaL_unref(L, LUA_REGISTRYINDEX, r->handler_ref);
         free(r);
     }
+    ws__lbudget_end(lh);
 }
 
 const ws_host_ops_t ws_lhost_ops = {

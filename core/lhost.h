@@ -19,11 +19,12 @@ typedef struct ws_lhost_s ws_lhost_t;
 extern const ws_host_ops_t ws_lhost_ops;
 
 /* Create a Lua state, load script and compile its routes, for hub's
- * connections. lua_timeout: the budget of one callback, in seconds. On
- * failure returns NULL and a one-line message in err (with file:line for Lua
+ * connections. lua_timeout: the budget of one callback, in seconds;
+ * lua_max_memory: the cap on the state's heap (0 = none). On failure
+ * returns NULL and a one-line message in err (with file:line for Lua
  * errors). The caller then gives the host to the hub (ws_hub_set_host). */
-ws_lhost_t *ws_lhost_new(ws_hub_t *hub, const char *script, double lua_timeout, char *err,
-                         size_t errlen);
+ws_lhost_t *ws_lhost_new(ws_hub_t *hub, const char *script, double lua_timeout,
+                         size_t lua_max_memory, char *err, size_t errlen);
 void ws_lhost_free(ws_lhost_t *lh);
 /* One bounded step of the Lua collector; 1 when it ended a cycle. */
 int ws_lhost_collect_step(ws_lhost_t *lh);

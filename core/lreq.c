@@ -103,9 +103,8 @@ static void add_headers(lua_State *L, int headers, ws_buf_t *out)
     }
 }
 
-int ws__lhost_http(void *ud, ws_conn_t *c, const ws_request_t *req, ws_response_t *res)
+static void http_op(ws_lhost_t *lh, ws_conn_t *c, const ws_request_t *req, ws_response_t *res)
 {
-    ws_lhost_t *lh = ud;
     lua_State *L = lh->L;
     int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
@@ -120,7 +119,7 @@ int ws__lhost_http(void *ud, ws_conn_t *c, const ws_request_t *req, ws_response_
         res->status = 500;
         ws_buf_append_str(&res->body, "Internal Server Error\n");
         lua_settop(L, top);
-        return 0;
+        return;
     }
     /* S.http normalised them; still, nothing here may raise outside a pcall. */
     int isnum = 1;
@@ -132,37 +131,36 @@ int ws__lhost_http(void *ud, ws_conn_t *c, const ws_request_t *req, ws_response_
         ws_buf_append(&res->body, body, blen);
     add_headers(L, top + 3, &res->headers);
     lua_settop(L, top);
-    return 0;
 }
 
-/* A number field of the handler table, or def. */
-static double opt_number(lua_State *L, int handler, const char *name, double def)
+/* A number field of the route's settings within [lo, hi], or def (with a
+ * warning when the field is there but is not such a number: NaN and
+ * infinities included, which no conversion below may see). */
+static double opt_number(lua_State *L, int handler, const char *name, double def, double lo,
+                         double hi)
 {
     double v = def;
-    if (lua_getfield(L, handler, name) == LUA_TNUMBER)
+    int t = lua_getfield(L, handler, name);
+    if (t == LUA_TNUMBER && lua_tonumber(L, -1) >= lo && lua_tonumber(L, -1) <= hi)
         v = lua_tonumber(L, -1);
-    else if (!lua_isnil(L, -1))
-        ws_log_warn("route option %s must be a number; using %g", name, def);
+    else if (t != LUA_TNIL)
+        ws_log_warn("route option %s must be a number from %g to %g; using %g", name, lo, hi, def);
     lua_pop(L, 1);
     return v;
 }
 
 /* Per-route limits: a WebSocket handler table may override the server's
  * max_message, max_buffered, backpressure, idle_timeout, rate_limit and
- * rate_burst for its connections. */
+ * rate_burst for its connections. The ranges are the command line's. */
 static void route_limits(lua_State *L, int handler, ws_route_limits_t *c)
 {
-    double v;
-    if ((v = opt_number(L, handler, "max_message", (double)c->max_message)) >= 1)
-        c->max_message = (size_t)v;
-    if ((v = opt_number(L, handler, "max_buffered", (double)c->max_buffered)) >= 1)
-        c->max_buffered = (size_t)v;
-    if ((v = opt_number(L, handler, "idle_timeout", c->idle_ms / 1000.0)) >= 0)
-        c->idle_ms = (uint32_t)(v * 1000);
-    if ((v = opt_number(L, handler, "rate_limit", c->rate)) >= 0)
-        c->rate = (float)v;
-    if ((v = opt_number(L, handler, "rate_burst", c->burst)) >= 1)
-        c->burst = (float)v;
+    c->max_message = (size_t)opt_number(L, handler, "max_message", (double)c->max_message, 1, 1e15);
+    c->max_buffered =
+        (size_t)opt_number(L, handler, "max_buffered", (double)c->max_buffered, 1, 1e15);
+    c->idle_ms = (uint32_t)(opt_number(L, handler, "idle_timeout", c->idle_ms / 1000.0, 0, 864000) *
+                            1000);
+    c->rate = (float)opt_number(L, handler, "rate_limit", c->rate, 0, 1e9);
+    c->burst = (float)opt_number(L, handler, "rate_burst", c->burst, 1, 1e9);
     if (lua_getfield(L, handler, "backpressure") == LUA_TSTRING) {
         const char *p = lua_tostring(L, -1);
         if (strcmp(p, "close") == 0)
@@ -186,24 +184,11 @@ static void route_compression(lua_State *L, int handler, ws_deflate_config_t *d)
         d->enabled = d->enabled && lua_toboolean(L, -1);
     } else if (t == LUA_TTABLE) {
         int tab = lua_gettop(L);
-        double v;
-        if ((v = opt_number(L, tab, "level", d->level)) >= 0 && v <= 9)
-            d->level = (int)v;
-        else
-            ws_log_warn("route option compression.level must be 0-9; using %d", d->level);
-        if ((v = opt_number(L, tab, "threshold", (double)d->threshold)) >= 0 && v < 1e15)
-            d->threshold = (size_t)v;
-        else
-            ws_log_warn("route option compression.threshold must be >= 0; using %zu", d->threshold);
-        if ((v = opt_number(L, tab, "window_bits", d->server_max_window_bits)) >= 9 && v <= 15)
-            d->server_max_window_bits = (int)v;
-        else
-            ws_log_warn("route option compression.window_bits must be 9-15; using %d",
-                        d->server_max_window_bits);
-        if ((v = opt_number(L, tab, "mem_level", d->mem_level)) >= 1 && v <= 9)
-            d->mem_level = (int)v;
-        else
-            ws_log_warn("route option compression.mem_level must be 1-9; using %d", d->mem_level);
+        d->level = (int)opt_number(L, tab, "level", d->level, 0, 9);
+        d->threshold = (size_t)opt_number(L, tab, "threshold", (double)d->threshold, 0, 1e15);
+        d->server_max_window_bits =
+            (int)opt_number(L, tab, "window_bits", d->server_max_window_bits, 9, 15);
+        d->mem_level = (int)opt_number(L, tab, "mem_level", d->mem_level, 1, 9);
         if (lua_getfield(L, tab, "context_takeover") == LUA_TBOOLEAN) {
             int keep = lua_toboolean(L, -1);
             d->server_no_context_takeover = d->client_no_context_takeover = !keep;
@@ -255,10 +240,9 @@ void ws__lhost_free_routes(ws_lhost_t *lh)
     }
 }
 
-int ws__lhost_upgrade(void *ud, ws_conn_t *c, const ws_request_t *req, const char *protocols,
-                      size_t protocols_len, ws_upgrade_t *up)
+static void upgrade_op(ws_lhost_t *lh, ws_conn_t *c, const ws_request_t *req,
+                       const char *protocols, size_t protocols_len, ws_upgrade_t *up)
 {
-    ws_lhost_t *lh = ud;
     lua_State *L = lh->L;
     int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
@@ -288,7 +272,7 @@ int ws__lhost_upgrade(void *ud, ws_conn_t *c, const ws_request_t *req, const cha
         ws_buf_append_str(&up->reason, "internal error");
         up->status = 500;
         lua_settop(L, top);
-        return 0;
+        return;
     }
     /* stack: req, r1, r2, r3, r4 */
     if (!lua_istable(L, top + 2)) {
@@ -301,7 +285,7 @@ int ws__lhost_upgrade(void *ud, ws_conn_t *c, const ws_request_t *req, const cha
         add_headers(L, top + 5, &up->headers);
         up->status = (int)status;
         lua_settop(L, top);
-        return 0;
+        return;
     }
     size_t kl, sl;
     const char *key = lua_tolstring(L, top + 3, &kl);
@@ -310,12 +294,16 @@ int ws__lhost_upgrade(void *ud, ws_conn_t *c, const ws_request_t *req, const cha
         ws_buf_append_str(&up->reason, "invalid subprotocol");
         up->status = 500;
         lua_settop(L, top);
-        return 0;
+        return;
     }
     struct ws_route_s *route = key ? ws__lhost_route(lh, key, kl) : NULL;
     up->subprotocol = sub ? ws_strndup(sub, sl) : NULL;
-    route_limits(L, top + 2, &up->limits);
-    route_compression(L, top + 2, &up->limits.deflate);
+    /* The route's settings, as S.upgrade read them from the handler (a plain
+     * table: nothing here may run a metamethod of the user's). */
+    if (lua_istable(L, top + 5)) {
+        route_limits(L, top + 5, &up->limits);
+        route_compression(L, top + 5, &up->limits.deflate);
+    }
     /* Within one generation a route key always gives the same handler. */
     if (route && (route->gen != lh->gen || route->handler_ref == LUA_NOREF)) {
         lua_pushvalue(L, top + 2);
@@ -333,7 +321,26 @@ int ws__lhost_upgrade(void *ud, ws_conn_t *c, const ws_request_t *req, const cha
      * connection. A collector step every UPGRADE_GC_EVERY upgrades reclaims it
      * while the burst goes on, for ~2.5 us per upgrade. */
     if (++lh->upgrades % UPGRADE_GC_EVERY == 0)
-        lua_gc(L, LUA_GCSTEP, 0);
+        ws__lcall_gc_step(lh, 0);
     lua_settop(L, top);
+}
+
+/* The host operations: every entry runs under the time budget (see lhost.c). */
+int ws__lhost_http(void *ud, ws_conn_t *c, const ws_request_t *req, ws_response_t *res)
+{
+    ws_lhost_t *lh = ud;
+    ws__lbudget_start(lh);
+    http_op(lh, c, req, res);
+    ws__lbudget_end(lh);
+    return 0;
+}
+
+int ws__lhost_upgrade(void *ud, ws_conn_t *c, const ws_request_t *req, const char *protocols,
+                      size_t protocols_len, ws_upgrade_t *up)
+{
+    ws_lhost_t *lh = ud;
+    ws__lbudget_start(lh);
+    upgrade_op(lh, c, req, protocols, protocols_len, up);
+    ws__lbudget_end(lh);
     return 0;
 }

@@ -90,7 +90,8 @@ static int start(app_t *a, uv_loop_t *loop, char *err, size_t errlen)
     ws_io_init(&a->io, loop);
     ws_hub_init(&a->hub, &a->io, &a->cfg);
     ws_deflate_set_mem_limit(a->cfg.compression_max_memory);
-    a->lh = ws_lhost_new(&a->hub, a->cfg.script, a->cfg.lua_timeout, err, errlen);
+    a->lh = ws_lhost_new(&a->hub, a->cfg.script, a->cfg.lua_timeout, a->cfg.lua_max_memory, err,
+                         errlen);
     if (!a->lh)
         goto fail;
     ws_hub_set_host(&a->hub, &ws_lhost_ops, a->lh);

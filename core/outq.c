@@ -108,40 +108,60 @@ void ws_outq_frame(ws_outq_t *q, unsigned op, const void *data, size_t len)
         memcpy(p + hl, data, len);
 }
 
-/* Drop whole frames from the front of a chunk only the queue holds, until
- * at least need bytes are gone or it is empty. Returns the bytes dropped. */
-static size_t drop_front(ws_chunk_t *k, size_t need)
+/* Drop whole frames from a chunk only the queue holds, from offset off on,
+ * until at least need bytes are gone or none is left. Returns the bytes
+ * dropped. */
+static size_t drop_frames(ws_chunk_t *k, size_t off, size_t need)
 {
-    size_t off = 0;
-    while (off < k->len && off < need) {
+    size_t end = off;
+    while (end < k->len && end - off < need) {
         ws_frame_hdr_t h;
-        int hl = ws_frame_parse_header(k->data + off, k->len - off, WS_FRAME_RSV1, 0, &h);
-        if (hl < 0 || h.len > k->len - off - (size_t)hl)
+        int hl = ws_frame_parse_header(k->data + end, k->len - end, WS_FRAME_RSV1, 0, &h);
+        if (hl < 0 || h.len > k->len - end - (size_t)hl)
             break; /* not a frame we wrote (cannot happen): keep the rest */
-        off += (size_t)hl + (size_t)h.len;
+        end += (size_t)hl + (size_t)h.len;
     }
-    memmove(k->data, k->data + off, k->len - off);
-    k->len -= off;
-    return off;
+    memmove(k->data + off, k->data + end, k->len - end);
+    k->len -= end - off;
+    return end - off;
+}
+
+static size_t need_of(const ws_outq_t *q, size_t limit, size_t n, int all)
+{
+    size_t b = ws_outq_buffered(q);
+    return all ? SIZE_MAX : b + n > limit ? b + n - limit : 0;
 }
 
 int ws_outq_drop(ws_outq_t *q, size_t limit, size_t n, int all)
 {
-    size_t i = q->qoff ? 1 : 0, kept = i;
+    /* Chunks wholly within the protected front stay as they are... */
+    size_t i = 0, protect = q->keep;
+    while (i < q->qn && protect >= q->q[i]->len) {
+        protect -= q->q[i]->len;
+        i++;
+    }
+    /* ...and of one that begins with protected bytes only the frames after
+     * them may go (frames coalesce into the chunk of the handshake's answer). */
+    if (protect && i < q->qn) {
+        if (q->q[i]->refs == 1)
+            q->queued -= drop_frames(q->q[i], protect, need_of(q, limit, n, all));
+        i++;
+    }
+    size_t kept = i;
     for (; i < q->qn; i++) {
-        size_t b = ws_outq_buffered(q);
-        if (!all && b + n <= limit)
+        size_t need = need_of(q, limit, n, all);
+        if (!need)
             break;
-        /* Small frames coalesce into one chunk: drop only as many of them as
-         * must go, not the whole chunk. */
-        size_t excess = b + n - limit;
-        if (!all && q->q[i]->refs == 1 && q->q[i]->len > excess) {
-            q->queued -= drop_front(q->q[i], excess);
-            if (q->q[i]->len)
-                break;
+        ws_chunk_t *k = q->q[i];
+        /* Small frames coalesce into one private chunk: drop only as many of
+         * them as must go. */
+        if (!all && k->refs == 1 && k->len > need) {
+            q->queued -= drop_frames(k, 0, need);
+            if (k->len)
+                break; /* the rest of it stays, first in line */
         }
-        q->queued -= q->q[i]->len;
-        ws_chunk_unref(q->q[i]);
+        q->queued -= k->len;
+        ws_chunk_unref(k);
     }
     memmove(q->q + kept, q->q + i, (q->qn - i) * sizeof *q->q);
     q->qn -= (uint32_t)(i - kept);
@@ -155,16 +175,15 @@ ws_write_t *ws_outq_take(ws_outq_t *q, ws_write_cb cb, void *data)
     wreq_t *r = wreq_new(n);
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t off = i == 0 ? q->qoff : 0;
-        r->iov[i] = uv_buf_init((char *)q->q[i]->data + off, (unsigned)(q->q[i]->len - off));
-        total += q->q[i]->len - off;
+        r->iov[i] = uv_buf_init((char *)q->q[i]->data, (unsigned)q->q[i]->len);
+        total += q->q[i]->len;
     }
     memcpy(r->chunks, q->q, n * sizeof *q->q);
     r->n = (uint32_t)n;
     memmove(q->q, q->q + n, (q->qn - n) * sizeof *q->q);
     q->qn -= (uint32_t)n;
-    q->qoff = 0;
     q->queued -= total;
+    q->keep = q->keep > total ? q->keep - total : 0;
     r->w.unsent = total;
     r->w.iov = r->iov;
     r->w.n = r->n;
@@ -203,7 +222,7 @@ void ws_outq_free(ws_outq_t *q)
     free(q->q);
     q->q = NULL;
     q->qn = q->qcap = 0;
-    q->qoff = q->queued = 0;
+    q->queued = q->keep = 0;
 }
 
 int ws_outq_trim(ws_outq_t *q)

@@ -21,8 +21,9 @@
 typedef struct {
     ws_chunk_t **q;
     uint32_t qn, qcap;
-    size_t qoff;       /* bytes of q[0] already written by an earlier write */
     size_t queued;     /* bytes in q not yet taken by a write */
+    size_t keep;       /* bytes at the front that are not frames (the 101 and
+                          earlier HTTP answers): never dropped */
     ws_write_t *w;     /* the write in flight, or NULL */
 } ws_outq_t;
 
@@ -39,9 +40,10 @@ void ws_outq_raw(ws_outq_t *q, const void *data, size_t len);
 /* Queue one whole frame; op may carry WS_FRAME_RSV1. */
 void ws_outq_frame(ws_outq_t *q, unsigned op, const void *data, size_t len);
 
-/* Drop queued chunks, oldest first, until n more bytes fit under limit (or
- * every droppable one when all is set). A chunk partly written stays: the
- * frame it began must be finished. Returns 1 when n bytes now fit. */
+/* Drop queued frames, oldest first, until n more bytes fit under limit (or
+ * every one when all is set). Whole frames only, and never the first keep
+ * bytes (set q->keep after queueing the handshake's answer). Returns 1 when
+ * n bytes now fit. */
 int ws_outq_drop(ws_outq_t *q, size_t limit, size_t n, int all);
 
 /* Move the first chunks of the queue (there must be some) into a write

@@ -3,7 +3,7 @@
 -- Contract with the C core (its Lua bindings call exactly these):
 --   S.compile(routes, script_dir)    -> app | nil, err   (err has no file:line)
 --   S.http(app, req)                 -> status, body, headers
---   S.upgrade(app, req, protocols)   -> handler, key, subprotocol
+--   S.upgrade(app, req, protocols)   -> handler, key, subprotocol, settings
 --                                     | nil, status, reason[, headers]
 --   S.resolve(app, key[, path])      -> handler table | nil
 --   S.project_modules(dirs)          -> { module name = real file path }
@@ -75,6 +75,26 @@ function S.http(app, req)
   return http.normalize(h(req))
 end
 
+-- The route's own settings, read here, inside the protected call: a handler
+-- table may have a metatable (inheritance, a strict mode that raises), and C
+-- only reads the plain table this returns.
+local SETTINGS = { "max_message", "max_buffered", "idle_timeout", "rate_limit", "rate_burst",
+                   "backpressure" }
+local COMPRESSION = { "level", "threshold", "window_bits", "mem_level", "context_takeover" }
+
+local function settings_of(h)
+  local s = {}
+  for _, k in ipairs(SETTINGS) do s[k] = h[k] end
+  local c = h.compression
+  if type(c) == "table" then
+    s.compression = {}
+    for _, k in ipairs(COMPRESSION) do s.compression[k] = c[k] end
+  else
+    s.compression = c
+  end
+  return s
+end
+
 function S.upgrade(app, req, protocols)
   req.method = req.method or "GET"
   local h, key, allow = route(app, req)
@@ -103,7 +123,7 @@ function S.upgrade(app, req, protocols)
       end
     end
   end
-  return h, key, sub
+  return h, key, sub, settings_of(h)
 end
 
 --- Re-find a connection's handler after a reload. key is the route key S.upgrade

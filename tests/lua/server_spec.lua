@@ -129,8 +129,9 @@ describe("server", function()
       local calls = 0
       local h = { select_subprotocol = function(list) calls = calls + 1; return list[2] end }
       local a = server.compile({ ["/ws"] = h }, ".")
-      assert.same({ h, "/ws", "chat.v2" }, { server.upgrade(a, req("GET", "/ws"), { "chat.v1", "chat.v2" }) })
-      assert.same({ h, "/ws" }, { server.upgrade(a, req("GET", "/ws"), {}) })
+      assert.same({ h, "/ws", "chat.v2", { } },
+        { server.upgrade(a, req("GET", "/ws"), { "chat.v1", "chat.v2" }) })
+      assert.same({ h, "/ws", nil, { } }, { server.upgrade(a, req("GET", "/ws"), {}) })
       assert.equal(1, calls)
     end)
 
@@ -142,7 +143,23 @@ describe("server", function()
 
     it("returns no key for a handler found by the catch-all", function()
       local a = server.compile(function() return ws end, ".")
-      assert.same({ ws }, { server.upgrade(a, req("GET", "/any"), {}) })
+      assert.same({ ws, nil, nil, { } }, { server.upgrade(a, req("GET", "/any"), {}) })
+    end)
+
+    it("reads the route's settings for the core into a plain table", function()
+      local base = { max_buffered = 1024, compression = { level = 1, junk = true } }
+      local h = setmetatable({ max_message = 100 }, { __index = base })
+      local a = server.compile({ ["/ws"] = h }, ".")
+      local settings = select(4, server.upgrade(a, req("GET", "/ws"), {}))
+      assert.same({ max_message = 100, max_buffered = 1024, compression = { level = 1 } }, settings)
+      assert.is_nil(getmetatable(settings))
+    end)
+
+    it("lets a handler table's raising __index raise from upgrade (the core answers 500)", function()
+      local h = setmetatable({ check_origin = function() return true end },
+        { __index = function(_, k) error("strict: no field " .. k) end })
+      local a = server.compile({ ["/ws"] = h }, ".")
+      assert.has_error(function() server.upgrade(a, req("GET", "/ws"), {}) end)
     end)
   end)
 

@@ -328,6 +328,56 @@ static void test_conn_backpressure_close_queues_1008_and_drops_queued(void **sta
     assert_true(ws_memio_closed(m));
 }
 
+/* open() sends more than the queue holds before the 101 has left: the policy
+ * may drop frames, never the handshake's answer (the peer would read a close
+ * frame where it waits for a status line). Found by fuzz_host. */
+static void big_send_in_open(fake_host_t *fh, ws_conn_t *c)
+{
+    static char big[8000];
+    (void)fh;
+    memset(big, 'o', sizeof big);
+    ws_conn_send(c, WS_OP_TEXT, "small", 5, 0);
+    ws_conn_send(c, WS_OP_BINARY, big, sizeof big, 0);
+    ws_conn_send(c, WS_OP_BINARY, big, sizeof big, 0);
+}
+
+static void test_conn_backpressure_never_drops_the_101(void **state)
+{
+    harness_t *h = *state;
+    for (int policy = WS_BP_CLOSE; policy <= WS_BP_DROP_OLDEST; policy++) {
+        h->cfg.max_buffered = 4096;
+        h->cfg.backpressure = policy;
+        if (h->started)
+            hs_finish(h);
+        hs_start(h);
+        h->host.on_open = big_send_in_open;
+        ws_memio_t *m;
+        ws_conn_t *c = hs_conn(h, &m);
+        ws_memio_hold(m, 1);
+        ws_buf_t req;
+        ws_buf_init(&req);
+        hs_upgrade_request(&req, "/", NULL, NULL, NULL);
+        hs_feed(h, m, req.data, req.len);
+        ws_buf_free(&req);
+        ws_memio_hold(m, 0);
+        hs_pump(h);
+        const hs_response_t *r = hs_take_response(h, m, 0);
+        assert_non_null(r);
+        assert_int_equal(r->status, 101);
+        const hs_frame_t *f = hs_next_frame(h, m);
+        if (!f)
+            fail_msg("policy %d: no frame after the 101 (%zu bytes left)", policy,
+                     hs_pending_output(m));
+        if (policy == WS_BP_CLOSE) {
+            /* The whole backlog went, and the close followed. */
+            assert_int_equal(f->opcode, WS_OP_CLOSE);
+            assert_int_equal(hs_close_code(f), WS_CLOSE_POLICY);
+        } else {
+            assert_int_equal(ws_conn_state(c), WS_CONN_OPEN);
+        }
+    }
+}
+
 static void test_conn_backpressure_drop_refuses_then_recovers_when_peer_reads(void **state)
 {
     harness_t *h = *state;
@@ -569,6 +619,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_conn_fragmented_text_reaches_host_once_whole_however_split),
+        T(test_conn_backpressure_never_drops_the_101),
         T(test_conn_ping_answered_with_pong_of_same_payload),
         T(test_conn_binary_message_and_pong_reach_host),
         T(test_conn_close_by_peer_echoes_code_reports_it_then_closes),
