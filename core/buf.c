@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mem.h"
+
 static void oom(size_t n)
 {
     fprintf(stderr, "wspush: out of memory allocating %zu bytes\n", n);
@@ -55,8 +57,15 @@ void ws_buf_reserve(ws_buf_t *b, size_t extra)
     size_t cap = b->cap ? b->cap : 256;
     while (cap - b->len < extra)
         cap *= 2;
+    ws_buf_resize(b, cap);
+}
+
+void ws_buf_resize(ws_buf_t *b, size_t cap)
+{
+    ws_mem_sub(WS_MEM_BUFFERS, b->cap);
     b->data = ws_realloc(b->data, cap);
     b->cap = cap;
+    ws_mem_add(WS_MEM_BUFFERS, cap);
 }
 
 void ws_buf_append(ws_buf_t *b, const void *p, size_t n)
@@ -76,15 +85,13 @@ void ws_buf_append_str(ws_buf_t *b, const char *s)
 void ws_buf_reset(ws_buf_t *b, size_t keep)
 {
     b->len = 0;
-    if (b->cap > keep) {
-        free(b->data);
-        b->data = NULL;
-        b->cap = 0;
-    }
+    if (b->cap > keep)
+        ws_buf_free(b);
 }
 
 void ws_buf_free(ws_buf_t *b)
 {
+    ws_mem_sub(WS_MEM_BUFFERS, b->cap);
     free(b->data);
     ws_buf_init(b);
 }
@@ -103,6 +110,7 @@ ws_chunk_t *ws_chunk_new_exact(size_t cap)
     } else {
         c = ws_malloc(sizeof *c + cap);
         c->cap = cap;
+        ws_mem_add(WS_MEM_QUEUE, sizeof *c + cap);
     }
     c->refs = 1;
     c->len = 0;
@@ -121,6 +129,7 @@ ws_chunk_t *ws_chunk_shrink(ws_chunk_t *c)
 {
     if (c->refs != 1 || c->cap - c->len < SHRINK_MIN)
         return c;
+    ws_mem_sub(WS_MEM_QUEUE, c->cap - c->len);
     c = ws_realloc(c, sizeof *c + c->len);
     c->cap = c->len;
     return c;
@@ -130,8 +139,10 @@ void ws_chunk_unref(ws_chunk_t *c)
 {
     if (--c->refs > 0)
         return;
-    if (c->cap == WS_CHUNK_STD && free_n < FREE_MAX)
+    if (c->cap == WS_CHUNK_STD && free_n < FREE_MAX) {
         free_list[free_n++] = c;
-    else
+    } else {
+        ws_mem_sub(WS_MEM_QUEUE, sizeof *c + c->cap);
         free(c);
+    }
 }

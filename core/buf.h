@@ -25,6 +25,9 @@ char *ws_strndup(const char *s, size_t n);
 void ws_buf_init(ws_buf_t *b);
 /* Ensure room for extra more bytes past len; grows geometrically. */
 void ws_buf_reserve(ws_buf_t *b, size_t extra);
+/* Make the capacity exactly cap (>= len). Buffers are counted in mem.h's
+ * budget: change their storage only through these functions. */
+void ws_buf_resize(ws_buf_t *b, size_t cap);
 void ws_buf_append(ws_buf_t *b, const void *p, size_t n);
 void ws_buf_append_str(ws_buf_t *b, const char *s);
 /* Empty the buffer; its storage is released when larger than keep bytes (bounds idle memory). */

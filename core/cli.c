@@ -66,8 +66,14 @@ static const opt_t opts[] = {
      "WebSocket connections at once (503 above)"},
     {"max-per-ip", 0, OPT_INT, FIELD(max_per_ip), 0, 10000000, "0", "N",
      "WebSocket connections per client address (503 above); 0 = no limit"},
-    {"max-buffered", 0, OPT_SIZE, FIELD(max_buffered), 1, 0, "16m", "BYTES",
-     "outbound bytes queued per connection before the backpressure policy applies"},
+    {"max-buffered", 0, OPT_SIZE, FIELD(max_buffered), 1, 0, "256k", "BYTES",
+     "outbound bytes queued per connection before the backpressure policy applies "
+     "(reading pauses at half of it)"},
+    {"max-memory", 0, OPT_SIZE, FIELD(max_memory), 0, 0, "2g", "BYTES",
+     "memory budget: queues, buffers, compression, Lua heap; near it upgrades get 503, "
+     "over it the worst queues are shed (1013); 0 = none"},
+    {"send-timeout", 0, OPT_SECONDS, FIELD(send_timeout), 0, 86400, "30", "SECONDS",
+     "close a connection whose peer takes no bytes for this long"},
     {"backpressure", 0, OPT_CHOICE, FIELD(backpressure), 0, 0, "close", "close|drop|drop-oldest",
      "over --max-buffered: close 1008, drop the new message, or drop the oldest"},
     {"rate-limit", 0, OPT_SECONDS, FIELD(rate_limit), -1, 1e9, "0", "MSGS",

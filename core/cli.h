@@ -25,7 +25,9 @@ typedef struct {
     double keepalive_timeout;/* --keepalive-timeout SECONDS, default 30 */
     int max_connections;     /* --max-connections N, default 100000 (503 above) */
     int max_per_ip;          /* --max-per-ip N, default 0 = off */
-    size_t max_buffered;     /* --max-buffered BYTES, default 16 MiB */
+    size_t max_buffered;     /* --max-buffered BYTES, default 256 KiB */
+    double send_timeout;     /* --send-timeout SECONDS, default 30: a peer that drains nothing */
+    size_t max_memory;       /* --max-memory BYTES, default 2 GiB: the process's memory budget */
     int backpressure;        /* --backpressure close|drop|drop-oldest: a ws_backpressure_t */
     double rate_limit;       /* --rate-limit MSGS per second, default 0 = off */
     double rate_burst;       /* --rate-burst MSGS, default 50 */

@@ -25,6 +25,52 @@ void ws_conn_set_host_data(ws_conn_t *c, void *data) { c->host_data = data; }
 ws_deflate_t *ws_conn_deflate(const ws_conn_t *c) { return c->deflate; }
 ws_pubsub_member_t *ws_conn_topics(ws_conn_t *c) { return &c->subs; }
 size_t ws_conn_buffered(const ws_conn_t *c) { return ws_outq_buffered(&c->out); }
+
+size_t ws_conn_memory(const ws_conn_t *c)
+{
+    size_t n = ws_outq_held(&c->out);
+    if (c->is_ws)
+        n += c->reader._msg.cap;
+    if (c->deflate)
+        n += ws_deflate_mem(c->deflate);
+    return n;
+}
+
+/* A write that waits for the peer completes only once all of it has left:
+ * take what the peer has taken since as progress too. */
+static void note_progress(ws_conn_t *c, uint64_t now)
+{
+    ws_write_t *w = c->out.w;
+    if (!w)
+        return;
+    size_t unsent = ws_transport_unsent(c->t);
+    if (unsent < w->unsent) {
+        w->unsent = unsent;
+        c->t_drain = (uint32_t)now;
+    }
+}
+
+int ws_conn_draining(ws_conn_t *c, uint64_t now, uint32_t stall_ms)
+{
+    note_progress(c, now);
+    return !c->out.w || (uint32_t)now - c->t_drain < stall_ms;
+}
+
+void ws_conn_shed(ws_conn_t *c, uint64_t now)
+{
+    static const char msg[] = "server overloaded, try again later";
+    if (c->state != WS_CONN_OPEN)
+        return;
+    (void)now;
+    ws_outq_drop(&c->out, 0, 0, 1);
+    /* A write in flight holds its memory until it completes: only a cut
+     * frees it now (the peer then gets no close frame). */
+    if (c->out.w) {
+        ws_conn_abort(c, WS_CLOSE_TRY_AGAIN);
+        return;
+    }
+    ws_conn_close(c, WS_CLOSE_TRY_AGAIN, msg, sizeof msg - 1);
+}
 void ws_conn_want_drain(ws_conn_t *c) { c->want_drain = 1; }
 void ws_conn_ip(const ws_conn_t *c, char *out, size_t len) { ws_transport_ip(c->t, out, len); }
 void ws_conn_remote(const ws_conn_t *c, char *out, size_t len) { ws_transport_peer(c->t, out, len); }
@@ -218,6 +264,15 @@ void ws_conn_sweep(ws_conn_t *c, uint64_t now)
         ws_conn_abort(c, WS_CLOSE_ABNORMAL);
         return;
     }
+    /* A peer that takes nothing of what we send is gone, whatever it says:
+     * while reading is paused its pongs are not even seen. */
+    if (c->out.w && cfg->send_timeout > 0 &&
+        !ws_conn_draining(c, now, (uint32_t)(cfg->send_timeout * 1000))) {
+        ws_log_debug("conn %llu: nothing sent for %.1f s, closing", (unsigned long long)c->id,
+                     cfg->send_timeout);
+        ws_conn_abort(c, WS_CLOSE_ABNORMAL);
+        return;
+    }
     if (c->state == WS_CONN_HTTP) {
         /* Slowloris: a request must be whole by its deadline; an idle
          * keep-alive connection simply ends. A request the host is still
@@ -232,7 +287,9 @@ void ws_conn_sweep(ws_conn_t *c, uint64_t now)
     }
     if (c->state != WS_CONN_OPEN)
         return;
-    if (cfg->ping_interval > 0) {
+    /* While reading is paused the peer's pongs wait unread: the send
+     * timeout above judges it then. */
+    if (cfg->ping_interval > 0 && !ws_transport_paused(c->t)) {
         /* Any bytes from the peer after our ping prove it alive, a pong included. */
         if (c->t_ping && c->t_rx >= c->t_ping)
             c->t_ping = 0;
@@ -457,12 +514,23 @@ static void on_written(ws_write_t *w, int status, int waited)
     ws_outq_written(c ? &c->out : NULL, w);
     if (!c || c->state == WS_CONN_CLOSED)
         return;
+    c->t_drain = (uint32_t)now_ms(c);
     if (waited)
         c->want_drain = c->is_ws;
-    if (status < 0)
+    if (status < 0) {
         ws__conn_finish(c);
-    else
-        ws_conn_flush(c);
+        return;
+    }
+    ws_conn_flush(c);
+    if (c->state != WS_CONN_CLOSED && (c->t->paused & WS_PAUSE_BACKPRESSURE) &&
+        ws_outq_buffered(&c->out) <= c->max_buffered / 4) {
+        /* It drained: it is alive, and the heartbeat starts over. */
+        if (c->state == WS_CONN_OPEN) {
+            c->t_ping = 0;
+            c->t_rx = now_ms(c);
+        }
+        ws_transport_resume(c->t, WS_PAUSE_BACKPRESSURE);
+    }
 }
 
 void ws_conn_flush(ws_conn_t *c)
@@ -474,6 +542,7 @@ void ws_conn_flush(ws_conn_t *c)
         return;
     }
     ws_write_t *w = ws_outq_take(&c->out, on_written, c);
+    c->t_drain = (uint32_t)now_ms(c);
     if (ws_transport_write(c->t, w) < 0) {
         ws_outq_written(&c->out, w);
         ws__conn_finish(c);

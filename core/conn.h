@@ -76,6 +76,17 @@ void ws_conn_abort(ws_conn_t *c, unsigned code);
 /* Bytes queued and in flight. */
 size_t ws_conn_buffered(const ws_conn_t *c);
 
+/* What c holds of the budgeted memory (mem.h): its queue, its inbound
+ * message buffer, its compression state. */
+size_t ws_conn_memory(const ws_conn_t *c);
+/* 0 when a write of c has waited at least stall_ms (clock time now) without
+ * completing: the peer is not taking what it is sent. */
+int ws_conn_draining(ws_conn_t *c, uint64_t now, uint32_t stall_ms);
+/* The memory budget is exceeded: drop c's queue and close it with 1013 (one
+ * with a write in flight is cut at once: that write's memory is freed only
+ * so; the host still hears 1013). */
+void ws_conn_shed(ws_conn_t *c, uint64_t now);
+
 /* Ask for ops->drain once the outbound queue is empty. */
 void ws_conn_want_drain(ws_conn_t *c);
 

@@ -75,6 +75,8 @@ struct ws_conn_s {
     size_t max_buffered;
     size_t max_message;
     float rate, burst, tokens;   /* inbound messages/s token bucket; rate 0 = off */
+    uint32_t t_drain;            /* low 32 bits of the clock when the write in flight began or
+                                    last completed (differences are taken modulo 2^32) */
     uint64_t t_tokens;
 
     char *close_reason;
@@ -82,6 +84,14 @@ struct ws_conn_s {
 
     ws_pubsub_member_t subs;     /* topic memberships */
 };
+
+/* Reading stops (WS_PAUSE_BACKPRESSURE) once the outbound queue reaches half
+ * of max_buffered, and starts again under a quarter: a peer that does not
+ * read its replies cannot make us queue more than that for them. */
+static inline int ws__conn_over_high_water(const ws_conn_t *c)
+{
+    return ws_outq_buffered(&c->out) >= c->max_buffered / 2;
+}
 
 /* conn.c, for conn_recv.c */
 ws_http_t *ws__conn_http_new(void);

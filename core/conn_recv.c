@@ -129,6 +129,11 @@ static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t
         return 1;
     }
     }
+    if (c->state == WS_CONN_OPEN && ws__conn_over_high_water(c)) {
+        /* Our replies are piling up: read no more until they drain. */
+        ws_transport_pause(c->t, WS_PAUSE_BACKPRESSURE);
+        return 1;
+    }
     return c->state == WS_CONN_CLOSED || c->end_after_write;
 }
 
@@ -206,6 +211,10 @@ static int refuse_for_limits(ws_conn_t *c)
     }
     if (h->nopen >= (size_t)h->cfg.max_connections) {
         ws__conn_http_error(c, 503, "too many connections", "Retry-After: 1\r\n");
+        return 1;
+    }
+    if (ws_hub_memory_tight(h)) {
+        ws__conn_http_error(c, 503, "server low on memory", "Retry-After: 5\r\n");
         return 1;
     }
     char ip[WS_REMOTE_MAX];
@@ -428,6 +437,11 @@ static void process(ws_conn_t *c, uint8_t *p, size_t n)
             }
             p += r;
             n -= (size_t)r;
+            if (ws_transport_paused(c->t)) {
+                /* Kept for when reading resumes. */
+                ws_transport_unread(c->t, p, n);
+                return;
+            }
         } else {
             return;
         }

@@ -9,6 +9,7 @@
 #include <zlib.h>
 
 #include "error.h"
+#include "mem.h"
 
 /* --- memory accounting --- */
 
@@ -36,6 +37,7 @@ static void *mem_alloc(size_t *counter, size_t n)
     hdr_t *h = ws_malloc(sizeof(hdr_t) + n);
     h->n = n;
     *counter += n;
+    ws_mem_add(WS_MEM_DEFLATE, n);
     return h + 1;
 }
 
@@ -46,6 +48,7 @@ static void mem_free(size_t *counter, void *p)
     hdr_t *h = (hdr_t *)p - 1;
     atomic_fetch_sub(&g_mem, h->n);
     *counter -= h->n;
+    ws_mem_sub(WS_MEM_DEFLATE, h->n);
     free(h);
 }
 
@@ -452,8 +455,7 @@ static int inf_run(ws_deflate_t *d, const uint8_t *in, size_t len, size_t max_ou
                 size_t want = out->cap * 2 > out->len + 4096 ? out->cap * 2 : out->len + 4096;
                 if (want - out->len > allowed)
                     want = out->len + allowed;
-                out->data = ws_realloc(out->data, want);
-                out->cap = want;
+                ws_buf_resize(out, want);
             }
             size_t room = out->cap - out->len;
             if (room > allowed)

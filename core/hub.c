@@ -1,10 +1,13 @@
 /* The work done over all connections of a hub: flushing, sweeping, closing. */
 #include "hub.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "conn.h"
 #include "error.h"
+#include "log.h"
+#include "mem.h"
 
 /* The fast sweep enforces close deadlines; its period bounds how late one can be. */
 #define SWEEP_MS 100
@@ -19,6 +22,8 @@ static uint64_t slow_period(const ws_config_t *cfg)
     }
     if (cfg->idle_timeout > 0 && cfg->idle_timeout / 4 < p)
         p = cfg->idle_timeout / 4;
+    if (cfg->send_timeout > 0 && cfg->send_timeout / 4 < p)
+        p = cfg->send_timeout / 4;
     uint64_t ms = (uint64_t)(p * 1000);
     return ms < SWEEP_MS ? SWEEP_MS : ms;
 }
@@ -87,9 +92,94 @@ static void sweep_list(ws_conn_t *c, uint64_t now)
     }
 }
 
+/* --- the memory budget --- */
+
+/* A write waiting this long without completing: the peer is not reading. */
+#define STALL_MS 1000
+
+typedef struct {
+    ws_conn_t *c;
+    size_t mem;
+    int stuck;
+} candidate_t;
+
+/* Those that do not read first, then the largest. */
+static int worse_first(const void *a, const void *b)
+{
+    const candidate_t *x = a, *y = b;
+    if (x->stuck != y->stuck)
+        return y->stuck - x->stuck;
+    return x->mem < y->mem ? 1 : x->mem > y->mem ? -1 : 0;
+}
+
+static size_t low_water(const ws_hub_t *h) { return h->cfg.max_memory / 10 * 9; }
+
+int ws_hub_memory_tight(ws_hub_t *h)
+{
+    if (!h->cfg.max_memory)
+        return 0;
+    size_t total = ws_mem_total();
+    if (total < low_water(h)) {
+        h->refusing = 0;
+        return 0;
+    }
+    if (!h->refusing) {
+        h->refusing = 1;
+        ws_log_warn("memory budget: %zu of %zu MiB in use; new upgrades get 503", total >> 20,
+                    h->cfg.max_memory >> 20);
+    }
+    return 1;
+}
+
+size_t ws_hub_enforce_budget(ws_hub_t *h)
+{
+    if (!h->cfg.max_memory)
+        return 0;
+    size_t total = ws_mem_total();
+    if (total <= h->cfg.max_memory) {
+        if (h->over_budget && total < low_water(h)) {
+            ws_log_warn("memory budget: back to %zu MiB; %zu connections were shed, holding %zu MiB",
+                        total >> 20, h->shed, h->shed_bytes >> 20);
+            h->over_budget = 0;
+            h->shed = h->shed_bytes = 0;
+        }
+        return 0;
+    }
+    if (!h->over_budget) {
+        h->over_budget = 1;
+        ws_log_warn("memory budget exceeded: %zu of %zu MiB (queues %zu, buffers %zu, "
+                    "compression %zu, Lua %zu MiB); shedding connections with 1013",
+                    total >> 20, h->cfg.max_memory >> 20, ws_mem_used(WS_MEM_QUEUE) >> 20,
+                    ws_mem_used(WS_MEM_BUFFERS) >> 20, ws_mem_used(WS_MEM_DEFLATE) >> 20,
+                    ws_mem_used(WS_MEM_LUA) >> 20);
+    }
+    uint64_t now = ws_hub_now(h);
+    size_t n = 0, cap = h->nopen;
+    candidate_t *v = ws_malloc((cap ? cap : 1) * sizeof *v);
+    for (ws_conn_t *c = h->open; c && n < cap; c = ws_conn_next(c)) {
+        size_t mem = ws_conn_memory(c);
+        if (mem)
+            v[n++] = (candidate_t){c, mem, !ws_conn_draining(c, now, STALL_MS)};
+    }
+    qsort(v, n, sizeof *v, worse_first);
+    size_t shed = 0, projected = total;
+    /* Shedding frees a queue at once, but a write in flight only once its
+     * connection has closed (a loop turn later): count what each will free. */
+    for (size_t i = 0; i < n && projected > low_water(h); i++) {
+        ws_conn_shed(v[i].c, now);
+        h->shed_bytes += v[i].mem;
+        projected -= v[i].mem < projected ? v[i].mem : projected;
+        shed++;
+    }
+    h->shed += shed;
+    free(v);
+    return shed;
+}
+
 int ws_hub_tick(ws_hub_t *h)
 {
     uint64_t now = ws_hub_now(h);
+    ws_hub_enforce_budget(h);
     sweep_list(h->conns, now);
     if (now < h->next_slow)
         return 0;

@@ -53,6 +53,10 @@ typedef struct ws_hub_s {
     int stopping;       /* no new upgrades (graceful shutdown) */
     uint64_t slow_ms;   /* period of the heartbeat sweep over open connections */
     uint64_t next_slow; /* clock time of the next one */
+    /* The memory budget (cfg.max_memory): an episode over it is logged once. */
+    int over_budget;    /* shedding since the total went over the budget */
+    int refusing;       /* upgrades refused since the total neared the budget */
+    size_t shed, shed_bytes; /* connections shed in this episode, and what they held */
 } ws_hub_t;
 
 /* Set up a hub over io with the server's settings cfg (copied). The host is
@@ -79,6 +83,16 @@ static inline size_t ws_hub_run_timers(ws_hub_t *h) { return ws_timers_run(&h->t
  * heartbeat of open ones (pings, idle timeouts, releasing idle buffers).
  * Returns 1 when the slow sweep ran. */
 int ws_hub_tick(ws_hub_t *h);
+
+/* Apply the memory budget: if the counted memory (mem.h) is over
+ * cfg.max_memory, shed open connections (ws_conn_shed) until it is back
+ * under 90 % of it: first those whose peers do not read what they are sent,
+ * then the largest. A connection that reads is never shed before one that
+ * does not. ws_hub_tick calls it; returns how many were shed. */
+size_t ws_hub_enforce_budget(ws_hub_t *h);
+/* 1 when new upgrades should be refused (503): the memory counted is at 90 %
+ * of the budget or more. */
+int ws_hub_memory_tight(ws_hub_t *h);
 
 /* Close every connection: open ones with 1001 and reason, HTTP ones once
  * their answer is written. New upgrades get 503 from now on. */

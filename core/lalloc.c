@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "lalloc.h"
+#include "mem.h"
 
 /* Class k holds blocks of up to 16k + 24 bytes: what glibc gives a request
  * of that size anyway (16-byte chunks with an 8-byte header), so rounding up
@@ -94,8 +95,11 @@ void *ws__lalloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (nsize > osize && enforcing > 0 && cap && in_use + (nsize - osize) > cap)
         return NULL;
     void *q = resize(ptr, osize, nsize);
-    if (q || nsize == 0)
+    if (q || nsize == 0) {
         in_use = in_use - osize + nsize;
+        ws_mem_sub(WS_MEM_LUA, osize);
+        ws_mem_add(WS_MEM_LUA, nsize);
+    }
     return q;
 }
 

@@ -1,6 +1,7 @@
 /* The in-memory transport. */
 #include "memio.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,6 +94,12 @@ static void mem_close(ws_transport_t *t) { ws_transport_defer(t); }
 
 static ws_io_t *mem_io(ws_transport_t *t) { return ((ws_memio_t *)t)->io; }
 
+static size_t mem_unsent(ws_transport_t *t)
+{
+    ws_memio_t *m = (ws_memio_t *)t;
+    return m->w ? m->w->unsent : 0;
+}
+
 static const ws_transport_vt_t mem_vt = {
     .name = "memory",
     .read = mem_read,
@@ -101,6 +108,7 @@ static const ws_transport_vt_t mem_vt = {
     .close = mem_close,
     .run = mem_run,
     .io = mem_io,
+    .unsent = mem_unsent,
 };
 
 ws_memio_t *ws_memio_new(ws_io_t *io, const char *ip, int port)
@@ -124,7 +132,7 @@ void ws_memio_free(ws_memio_t *m)
         /* Never started: nothing but the io may still know of it. */
         if (!m->closed && m->base.ready_idx)
             m->io->ready[m->base.ready_idx - 1] = NULL;
-        free(m->base.stash);
+        assert(!m->base.stash); /* only a started transport keeps bytes */
         ws_buf_free(&m->out);
         free(m);
         return;

@@ -19,6 +19,7 @@
 typedef struct wreq_s {
     ws_write_t w;                /* first: a ws_write_t is its wreq */
     struct wreq_s *next_free;
+    size_t held;                 /* bytes of its chunks (sent or not: freed at completion) */
     uint32_t n, cap;
     ws_chunk_t **chunks;         /* [cap], after iov */
     uv_buf_t iov[];              /* [cap] */
@@ -184,6 +185,7 @@ ws_write_t *ws_outq_take(ws_outq_t *q, ws_write_cb cb, void *data)
     q->qn -= (uint32_t)n;
     q->queued -= total;
     q->keep = q->keep > total ? q->keep - total : 0;
+    r->held = total;
     r->w.unsent = total;
     r->w.iov = r->iov;
     r->w.n = r->n;
@@ -223,6 +225,11 @@ void ws_outq_free(ws_outq_t *q)
     q->q = NULL;
     q->qn = q->qcap = 0;
     q->queued = q->keep = 0;
+}
+
+size_t ws_outq_held(const ws_outq_t *q)
+{
+    return q->queued + (q->w ? ((const wreq_t *)q->w)->held : 0);
 }
 
 int ws_outq_trim(ws_outq_t *q)

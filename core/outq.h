@@ -33,6 +33,10 @@ static inline size_t ws_outq_buffered(const ws_outq_t *q)
     return q->queued + (q->w ? q->w->unsent : 0);
 }
 
+/* Bytes the queue keeps alive: queued, and the whole of the write in flight
+ * (its chunks are freed only when it completes, however much has left). */
+size_t ws_outq_held(const ws_outq_t *q);
+
 /* Queue a chunk; the caller's reference becomes the queue's. */
 void ws_outq_push(ws_outq_t *q, ws_chunk_t *k);
 /* Queue raw bytes (an HTTP response). */

@@ -237,6 +237,17 @@ static void tcp_close(ws_transport_t *bt)
 
 static ws_io_t *tcp_io(ws_transport_t *bt) { return IO_OF((ws_tcp_t *)bt); }
 
+static size_t tcp_unsent(ws_transport_t *bt)
+{
+    ws_tcp_t *t = (ws_tcp_t *)bt;
+    if (!t->w)
+        return 0;
+    /* libuv counts what its queued write still has to send. */
+    if (t->w->_kind == SEND_UV)
+        return uv_stream_get_write_queue_size((uv_stream_t *)&t->tcp);
+    return t->w->unsent;
+}
+
 static const ws_transport_vt_t tcp_vt = {
     .name = "tcp",
     .read = tcp_read,
@@ -245,6 +256,7 @@ static const ws_transport_vt_t tcp_vt = {
     .close = tcp_close,
     .run = tcp_run,
     .io = tcp_io,
+    .unsent = tcp_unsent,
 };
 
 static ws_tcp_t *tcp_new(ws_io_t *io)

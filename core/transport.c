@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "mem.h"
 #include "ring.h"
 
 void ws_io_init(ws_io_t *io, uv_loop_t *loop)
@@ -119,6 +120,7 @@ void ws_transport_unread(ws_transport_t *t, const uint8_t *data, size_t len)
         memcpy(s->data, t->stash->data, old);
     memcpy(s->data + old, data, len);
     s->len = old + len;
+    ws_mem_add(WS_MEM_BUFFERS, len);
     free(t->stash);
     t->stash = s;
 }
@@ -129,6 +131,7 @@ void ws_transport_deliver(ws_transport_t *t, uint8_t *data, size_t len)
     if (t->stash) {
         ws_stash_t *s = t->stash;
         t->stash = NULL;
+        ws_mem_sub(WS_MEM_BUFFERS, s->len);
         if (t->paused || t->closing) {
             ws_transport_unread(t, s->data, s->len);
         } else {
@@ -157,6 +160,8 @@ void ws_transport_close(ws_transport_t *t)
         t->vt->io(t)->ready[t->ready_idx - 1] = NULL;
         t->ready_idx = 0;
     }
+    if (t->stash)
+        ws_mem_sub(WS_MEM_BUFFERS, t->stash->len);
     free(t->stash);
     t->stash = NULL;
     t->vt->close(t);

@@ -102,6 +102,9 @@ typedef struct {
     void (*run)(ws_transport_t *t);
     /* The io t belongs to (kept by the kind: idle transports stay small). */
     struct ws_io_s *(*io)(ws_transport_t *t);
+    /* Bytes of the write in flight not sent yet, as of now (a write that
+     * waits for the peer makes progress without completing). */
+    size_t (*unsent)(ws_transport_t *t);
 } ws_transport_vt_t;
 
 /* What the transports of one loop share. */
@@ -165,6 +168,7 @@ void ws_transport_unread(ws_transport_t *t, const uint8_t *data, size_t len);
 
 static inline int ws_transport_write(ws_transport_t *t, ws_write_t *w) { return t->vt->write(t, w); }
 static inline void ws_transport_shutdown(ws_transport_t *t) { t->vt->shutdown(t); }
+static inline size_t ws_transport_unsent(ws_transport_t *t) { return t->vt->unsent(t); }
 /* Close t (idempotent). */
 void ws_transport_close(ws_transport_t *t);
 

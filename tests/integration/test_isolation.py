@@ -3,6 +3,8 @@
 metatables, error objects that are tables, JSON of hostile tables) are only
 touched inside protected calls under the time budget, and a Lua heap cap
 stops a handler that allocates without bound."""
+import re
+
 import rawws
 from rawws import OP_CLOSE
 from conftest import SCRIPTS, scaled
@@ -102,3 +104,187 @@ def test_hostile_values_in_sends_and_errors_are_contained(spawn):
             assert f.opcode == OP_CLOSE and f.close_code == 1011
         s.wait_log(pattern, since=mark)
     still_serving(s)
+
+
+# ---------------------------------------------------------------------------
+# Part 1: clients that do not read; the memory budget.
+
+import socket  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import pytest  # noqa: E402
+
+from conftest import bin_is_sanitized, report, rss_kb, wait_for  # noqa: E402
+from rawws import OP_TEXT, build_frame  # noqa: E402
+
+APP = SCRIPTS / "app.lua"
+
+
+def stuck_state_client(port):
+    """A /state client with a small fixed receive buffer that will not read."""
+    c = rawws.upgrade(port, "/state", timeout=scaled(10))
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.send_text("id")
+    return c, int(c.recv_text())
+
+
+def test_a_peer_that_takes_nothing_is_cut_after_the_send_timeout(spawn):
+    s = spawn(APP, "--send-timeout", "1", "--max-buffered", "16m", "--backpressure", "drop",
+              "--ping-interval", "0")
+    c, cid = stuck_state_client(s.port)
+    try:
+        t0 = time.monotonic()
+        # 8 MiB: more than the kernel takes for a peer that reads nothing, so a
+        # write of ours waits, and makes no progress.
+        assert s.json("/blast?id=%d&size=65536&count=128" % cid)["sent"] == 128
+        st = wait_for(lambda: (lambda j: j if j["seen"] else None)(s.json("/closes?id=%d" % cid)),
+                      timeout=10, desc="the stuck connection to be cut")
+        waited = time.monotonic() - t0
+        assert st["code"] == 1006, st
+        # Not before the timeout: the sweep runs every quarter of it.
+        assert 0.9 <= waited <= scaled(4), waited
+    finally:
+        c.close()
+
+
+def test_a_peer_that_reads_slowly_is_not_cut_by_the_send_timeout(spawn):
+    """A write that waits for a slow reader makes progress without completing:
+    progress is what the send timeout looks at."""
+    s = spawn(APP, "--send-timeout", "1", "--max-buffered", "16m", "--ping-interval", "0")
+    with rawws.upgrade(s.port, "/state", timeout=scaled(10)) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        c.send_text("id")
+        cid = int(c.recv_text())
+        assert s.json("/blast?id=%d&size=65536&count=128" % cid)["sent"] == 128
+        # 8 MiB taken over ~2.5 s: one write of ours waits longer than the
+        # timeout, but the peer keeps taking bytes.
+        t0 = time.monotonic()
+        for _ in range(128):
+            op, data = c.recv_message(timeout=scaled(5))
+            assert len(data) == 65536
+            time.sleep(0.02)
+        assert time.monotonic() - t0 > 2
+        c.send_text("count")
+        assert c.recv_text().isdigit()
+        assert not s.json("/closes?id=%d" % cid)["seen"]
+
+
+def test_the_memory_budget_sheds_peers_that_do_not_read_first(spawn):
+    # Each queue is capped at 5 MiB (drop): three full ones fit in 16 MiB, a
+    # fourth does not.
+    s = spawn(APP, "--max-memory", "16m", "--max-buffered", "5m", "--backpressure", "drop",
+              "--ping-interval", "0")
+    stuck = [stuck_state_client(s.port) for _ in range(4)]
+    reader = rawws.upgrade(s.port, "/state", timeout=scaled(10))
+    try:
+        reader.send_text("id")
+        rid = int(reader.recv_text())
+        mark = s.log_mark()
+        for _, cid in stuck[:3]:
+            assert s.json("/blast?id=%d&size=65536&count=96" % cid)["refused"] > 0
+        assert "memory budget" not in s.log
+        assert s.json("/blast?id=%d&size=65536&count=96" % stuck[3][1])["refused"] > 0
+        s.wait_log(r"memory budget exceeded: \d+ of 16 MiB .*shedding connections with 1013",
+                   since=mark)
+        s.wait_log(r"memory budget: back to \d+ MiB; \d connections were shed", since=mark)
+        closes = [j for j in (s.json("/closes?id=%d" % cid) for _, cid in stuck) if j["seen"]]
+        assert all(j["code"] == 1013 for j in closes), closes
+        # Shedding stops once back under 90 % of the budget: not all of them went.
+        assert 1 <= len(closes) <= 3, closes
+        # The peer that reads is untouched, and still served.
+        reader.send_text("count")
+        assert reader.recv_text().isdigit()
+        assert not s.json("/closes?id=%d" % rid)["seen"]
+        assert len(re.findall(r"memory budget exceeded", s.log)) == 1  # once per episode
+    finally:
+        for c, _ in stuck:
+            c.close()
+        reader.close()
+
+
+def test_near_the_memory_budget_new_upgrades_get_503(spawn):
+    s = spawn(APP, "--max-memory", "10m", "--max-buffered", "16m", "--backpressure", "drop",
+              "--ping-interval", "0")
+    c, cid = stuck_state_client(s.port)
+    try:
+        # ~9.2 MiB queued: over 90 % of the budget, under the budget itself.
+        r = s.json("/blast?id=%d&size=65536&count=147" % cid)
+        assert r["sent"] == 147, r
+        with rawws.Conn(s.port, timeout=scaled(5)) as d:
+            resp = d.handshake("/echo")
+        assert resp.status == 503 and b"low on memory" in resp.body, resp
+        assert resp.header("Retry-After") == "5"
+        assert s.http("/count").status == 200  # plain HTTP still answered
+    finally:
+        c.close()
+    # The queue went with its connection: upgrades work again.
+    wait_for(lambda: s.json("/count")["count"] == 0, desc="the stuck client gone")
+    with rawws.upgrade(s.port, "/echo", timeout=scaled(5)) as d:
+        d.send_text("back")
+        assert d.recv_text() == "back"
+
+
+@pytest.mark.slow
+def test_200_clients_that_never_read_cannot_take_the_memory(spawn, capsys):
+    """The issue's finding: 200 clients send 1 KiB messages to /echo as fast as
+    they can and never read. Read backpressure keeps each one's replies at a
+    few hundred KiB at most, and a well-behaved echo client alongside keeps
+    every reply within a second."""
+    s = spawn(APP, "--ping-interval", "0")
+    base = rss_kb(s.proc.pid)
+    conns = [rawws.upgrade(s.port, "/echo", timeout=scaled(20)) for _ in range(200)]
+    frame = build_frame(OP_TEXT, b"x" * 1024) * 16
+    canary = rawws.upgrade(s.port, "/echo", timeout=scaled(10))
+    lat, failures, stop = [], [], threading.Event()
+
+    def run_canary():
+        k = 0
+        while not stop.is_set():
+            msg = "canary %d" % k
+            t0 = time.monotonic()
+            canary.send_text(msg)
+            try:
+                got = canary.recv_text(timeout=scaled(1))
+            except TimeoutError:
+                failures.append(k)
+                continue
+            lat.append(time.monotonic() - t0)
+            if got != msg:
+                failures.append((k, got))
+            k += 1
+            time.sleep(0.01)
+
+    th = threading.Thread(target=run_canary, daemon=True)
+    try:
+        for c in conns:
+            c.sock.setblocking(False)
+        pending = {c: b"" for c in conns}
+        th.start()
+        peak = base
+        t_end = time.monotonic() + 10
+        while time.monotonic() < t_end:
+            for c in conns:
+                data = pending[c] or frame
+                try:
+                    n = c.sock.send(data)
+                    pending[c] = data[n:]
+                except BlockingIOError:
+                    pending[c] = data
+            peak = max(peak, rss_kb(s.proc.pid))
+        stop.set()
+        th.join(timeout=scaled(5))
+        lat.sort()
+        report(capsys, "200 clients that never read, 10 s: server VmRSS %d KiB before, peak %d KiB "
+               "(+%.1f MiB); canary %d round trips, p50 %.1f ms, p99 %.1f ms, %d timeouts"
+               % (base, peak, (peak - base) / 1024, len(lat), lat[len(lat) // 2] * 1e3,
+                  lat[int(len(lat) * 0.99)] * 1e3, len(failures)))
+        assert not failures, failures[:5]
+        assert len(lat) > 100
+        if not bin_is_sanitized():
+            assert peak - base < 100 * 1024, "server grew by %d KiB" % (peak - base)
+    finally:
+        stop.set()
+        for c in conns:
+            c.close()
+        canary.close()

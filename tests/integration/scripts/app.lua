@@ -136,6 +136,21 @@ return {
     return reply({ found = true, id = c.id, ok = ok, err = err })
   end,
 
+  -- The server pushes count messages of size bytes to one connection (what
+  -- the backpressure policy is for: the peer's own replies pause its reading
+  -- instead). Reports how many were refused ("buffer full").
+  ["/blast"] = function(req)
+    local c = wspush.get(tonumber(req.query.id))
+    if not c then return reply({ found = false }) end
+    local chunk = string.rep("b", tonumber(req.query.size) or 65536)
+    local sent, refused, err = 0, 0, nil
+    for i = 1, tonumber(req.query.count) or 64 do
+      local ok, e = c:send(chunk, true)
+      if ok then sent = sent + 1 else refused, err = refused + 1, err or e end
+    end
+    return reply({ found = true, sent = sent, refused = refused, err = err })
+  end,
+
   ["/closes"] = function(req)
     local c = closes[req.query.id]
     if not c then return reply({ seen = false }) end
