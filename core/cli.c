@@ -66,6 +66,13 @@ static const opt_t opts[] = {
      "WebSocket connections at once (503 above)"},
     {"max-per-ip", 0, OPT_INT, FIELD(max_per_ip), 0, 10000000, "0", "N",
      "WebSocket connections per client address (503 above); 0 = no limit"},
+    {"max-tcp-per-ip", 0, OPT_INT, FIELD(max_tcp_per_ip), 0, 10000000, "0", "N",
+     "TCP connections per client address, HTTP and handshakes included (503 above); 0 = no limit"},
+    {"accept-rate", 0, OPT_INT, FIELD(accept_rate), 0, 10000000, "0", "N",
+     "new connections per client address per second (429 above); 0 = no limit"},
+    {"max-requests-per-conn", 0, OPT_INT, FIELD(max_requests_per_conn), 0, 100000000, "1000", "N",
+     "HTTP requests on one keep-alive connection; the last is answered with Connection: close; "
+     "0 = no limit"},
     {"max-buffered", 0, OPT_SIZE, FIELD(max_buffered), 1, 0, "256k", "BYTES",
      "outbound bytes queued per connection before the backpressure policy applies "
      "(reading pauses at half of it)"},

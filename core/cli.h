@@ -25,6 +25,9 @@ typedef struct {
     double keepalive_timeout;/* --keepalive-timeout SECONDS, default 30 */
     int max_connections;     /* --max-connections N, default 100000 (503 above) */
     int max_per_ip;          /* --max-per-ip N, default 0 = off */
+    int max_tcp_per_ip;      /* --max-tcp-per-ip N: TCP connections per address, default 0 = off */
+    int accept_rate;         /* --accept-rate N: new connections per address per second, 0 = off */
+    int max_requests_per_conn; /* --max-requests-per-conn N, default 1000; 0 = no limit */
     size_t max_buffered;     /* --max-buffered BYTES, default 256 KiB */
     double send_timeout;     /* --send-timeout SECONDS, default 30: a peer that drains nothing */
     size_t max_memory;       /* --max-memory BYTES, default 2 GiB: the process's memory budget */

@@ -173,6 +173,11 @@ void ws__conn_on_close(void *ud)
     }
     ws__conn_unlink(c);
     h->nconns--;
+    if (c->tcp_counted) {
+        char ip[WS_REMOTE_MAX];
+        ws_conn_ip(c, ip, sizeof ip);
+        ws_iptab_dec(&h->tcp_ips, ip);
+    }
     ws_outq_free(&c->out);
     if (c->is_ws) {
         ws_msg_reader_free(&c->reader);

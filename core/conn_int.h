@@ -45,6 +45,7 @@ struct ws_conn_s {
                                     a write had to wait, or the host saw a backlog */
     unsigned http_partial : 1;   /* part of an HTTP request has arrived */
     unsigned ip_counted : 1;     /* counted in the hub's per-address table */
+    unsigned tcp_counted : 1;    /* counted in hub->tcp_ips */
     unsigned on_open_list : 1;   /* next/prev link hub->open, not hub->conns */
     unsigned backpressure : 2;   /* ws_backpressure_t */
     uint16_t close_code;         /* what the host hears at the end */
@@ -57,6 +58,7 @@ struct ws_conn_s {
         struct {
             ws_http_t *http;        /* the parser */
             ws_pending_t *pending;  /* while the host answers or decides */
+            uint32_t requests;      /* answered on this connection (keep-alive) */
         };
         ws_msg_reader_t reader;  /* the WebSocket phase */
     };

@@ -24,6 +24,37 @@ static const ws_transport_cb_t conn_transport_cb = {
     .on_close = ws__conn_on_close,
 };
 
+/* The per-address limits that hold before any request: connections at
+ * once (--max-tcp-per-ip) and new ones per second (--accept-rate, a fixed
+ * one-second window). Over either, the connection is answered at once and
+ * ends; it reads nothing more. */
+static void admit(ws_conn_t *c)
+{
+    ws_hub_t *h = c->hub;
+    const ws_config_t *cfg = &h->cfg;
+    char ip[WS_REMOTE_MAX];
+    ws_conn_ip(c, ip, sizeof ip);
+    if (cfg->accept_rate > 0) {
+        uint64_t now = now_ms(c);
+        if (now - h->accepts_since >= 1000) {
+            ws_iptab_free(&h->accepts);
+            ws_iptab_init(&h->accepts);
+            h->accepts_since = now;
+        }
+        if (ws_iptab_inc(&h->accepts, ip) > (uint32_t)cfg->accept_rate) {
+            ws__conn_http_error(c, 429, "too many new connections from your address",
+                                "Retry-After: 1\r\n");
+            return;
+        }
+    }
+    if (cfg->max_tcp_per_ip > 0) {
+        c->tcp_counted = 1;
+        if (ws_iptab_inc(&h->tcp_ips, ip) > (uint32_t)cfg->max_tcp_per_ip)
+            ws__conn_http_error(c, 503, "too many connections from your address",
+                                "Retry-After: 1\r\n");
+    }
+}
+
 ws_conn_t *ws_conn_new(ws_hub_t *h, ws_transport_t *t)
 {
     const ws_config_t *cfg = &h->cfg;
@@ -46,6 +77,8 @@ ws_conn_t *ws_conn_new(ws_hub_t *h, ws_transport_t *t)
     c->http = ws__conn_http_new();
     ws_http_init(c->http, cfg->max_header, cfg->max_body);
     ws_transport_start(t, &conn_transport_cb, c);
+    if (cfg->max_tcp_per_ip > 0 || cfg->accept_rate > 0)
+        admit(c);
     return c;
 }
 
@@ -155,6 +188,7 @@ static void respond(ws_conn_t *c, ws_pending_t *p)
     if (!head)
         ws_outq_raw(&c->out, r->body.data, r->body.len);
     ws__conn_mark_dirty(c);
+    c->requests++;
     if (!p->req.keep_alive) {
         c->end_after_write = 1;
         ws__conn_set_deadline(c);
@@ -365,8 +399,11 @@ static void request(ws_conn_t *c)
         r = h->host->upgrade(h->host_ud, c, &p->req, p->check.protocols, p->check.protocols_len,
                              &p->up);
     } else {
-        /* After an upgrade to anything but WebSocket the bytes that follow are not HTTP. */
-        p->req.keep_alive = c->http->keep_alive && !c->http->upgrade && !h->stopping;
+        /* After an upgrade to anything but WebSocket the bytes that follow are
+         * not HTTP; the last request a connection may make is told so. */
+        p->req.keep_alive = c->http->keep_alive && !c->http->upgrade && !h->stopping &&
+                            !(h->cfg.max_requests_per_conn > 0 &&
+                              c->requests + 1 >= (uint32_t)h->cfg.max_requests_per_conn);
         r = h->host->http(h->host_ud, c, &p->req, &p->res);
     }
     if (r == WS_HOST_PENDING && !p->done) {

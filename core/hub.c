@@ -37,6 +37,8 @@ void ws_hub_init(ws_hub_t *h, ws_io_t *io, const ws_config_t *cfg)
     ws_pubsub_init(&h->pubsub);
     ws_timers_init(&h->timers);
     ws_iptab_init(&h->ips);
+    ws_iptab_init(&h->tcp_ips);
+    ws_iptab_init(&h->accepts);
     /* Without context takeover a compressor is reset after every message and
      * its zlib memory released: idle connections hold none, and a published
      * message compressed once serves every subscriber. */
@@ -63,6 +65,8 @@ void ws_hub_free(ws_hub_t *h)
     ws_pubsub_free(&h->pubsub);
     ws_timers_free(&h->timers);
     ws_iptab_free(&h->ips);
+    ws_iptab_free(&h->tcp_ips);
+    ws_iptab_free(&h->accepts);
     ws_buf_free(&h->zin);
     ws_buf_free(&h->zout);
 }

@@ -42,6 +42,9 @@ typedef struct ws_hub_s {
     ws_pubsub_t pubsub;
     ws_timers_t timers; /* on the hub's clock; the driver runs them (ws_hub_run_timers) */
     ws_iptab_t ips;     /* WebSocket connections per client address */
+    ws_iptab_t tcp_ips; /* TCP connections per client address (--max-tcp-per-ip) */
+    ws_iptab_t accepts; /* connections accepted per address in this second (--accept-rate) */
+    uint64_t accepts_since; /* clock time the accepts window began */
     ws_buf_t zin, zout; /* scratch for one inflated / compressed message at a time */
 
     ws_conn_t *conns;   /* live connections not OPEN: HTTP, closing (intrusive list) */

@@ -4,6 +4,7 @@ values, so every wait is short and bounded."""
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -210,3 +211,69 @@ def test_backpressure_drop_keeps_connection_open(spawn):
             assert op == OP_BINARY and len(data) == 65536
         c.send_text("count")
         assert c.recv_text().isdigit()
+
+
+# ---------------------------------------------------------------------------
+# Limits that hold before any request (issue 14).
+
+def test_max_tcp_per_ip_counts_http_connections_and_handshakes_too(spawn):
+    s = start(spawn, "--max-tcp-per-ip", "2")
+    a, b = rawws.Conn(s.port), rawws.Conn(s.port)  # connected, nothing sent yet
+    try:
+        with rawws.Conn(s.port) as c:
+            r = c.read_response(timeout=scaled(5))  # answered without a request
+            assert r.status == 503 and r.header("Retry-After") == "1", r
+            c.wait_eof(timeout=scaled(5))
+        # A connection in progress still counts: its request is served.
+        r = a.request("GET /count HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert r.status == 200
+    finally:
+        a.close()
+        b.close()
+    # Once they are gone, the address may connect again.
+    wait_for(lambda: s.http("/count").status == 200, desc="a new connection admitted")
+
+
+def test_accept_rate_answers_429_to_an_address_that_connects_too_fast(spawn):
+    s = start(spawn, "--accept-rate", "3")
+    statuses = []
+    for _ in range(6):
+        with rawws.Conn(s.port) as c:
+            c.send(b"GET /count HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            statuses.append(c.read_response(timeout=scaled(5)).status)
+    # A fixed one-second window: at most 3 of 6 quick connects get through,
+    # at least 3 when the window does not turn in between.
+    assert statuses.count(429) >= 2 and statuses.count(200) >= 3, statuses
+    assert set(statuses) <= {200, 429}, statuses
+
+
+def test_max_requests_per_conn_closes_after_the_last_answer(spawn):
+    s = start(spawn, "--max-requests-per-conn", "3")
+    with rawws.Conn(s.port) as c:
+        for k in range(3):
+            r = c.request("GET /count HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert r.status == 200
+            assert (r.header("Connection") == "close") == (k == 2), (k, r)
+        c.wait_eof(timeout=scaled(5))
+
+
+def test_a_slow_request_body_is_cut_like_slow_headers(spawn):
+    s = start(spawn, "--handshake-timeout", "1")
+    with rawws.Conn(s.port) as c:
+        c.send(b"POST /echo_body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        t0 = time.monotonic()
+        status = None
+        for _ in range(50):  # one byte every 0.1 s: 5 s for the body, were it let through
+            try:
+                c.send(b"x")
+            except OSError:
+                break
+            c.sock.settimeout(0.1)
+            try:
+                status = c.read_response(timeout=0.1).status
+                break
+            except (TimeoutError, socket.timeout):
+                continue
+        waited = time.monotonic() - t0
+    assert status == 408, status
+    assert 0.9 <= waited <= scaled(3), waited
