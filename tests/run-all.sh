@@ -36,9 +36,9 @@ cmake --build build-asan -j"$JOBS"
 step "unit tests under ASan + UBSan"
 (cd build-asan && ctest --output-on-failure)
 
-step "end-to-end tests against the ASan + UBSan server"
+step "end-to-end tests against the ASan + UBSan server (the load tests marked slow ran above)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-  WSPUSH_BIN="$PWD/build-asan/wspush" WSPUSH_SANITIZE_LOG=1 "${PYTEST[@]}"
+  WSPUSH_BIN="$PWD/build-asan/wspush" WSPUSH_SANITIZE_LOG=1 "${PYTEST[@]}" -m "not slow"
 
 step "fuzzing (libFuzzer + ASan/UBSan, 20 s per target)"
 # A fixed seed: this is a regression run, repeatable; long random runs are

@@ -4,6 +4,8 @@
  *   wsbench echo   --port P [-c conns] [-k inflight] [-s size] [-d secs | -n count]
  *   wsbench rtt    --port P [-d secs]                    (echo with 1 connection, 1 in flight)
  *   wsbench fanout --port P [-c subscribers] [-k publishes in flight] [-s size] [-d secs]
+ *                  [--interval MS]   (open loop: one publish every MS ms; every subscriber's
+ *                                     sequence is checked: missed=, dup= in RESULT)
  *   wsbench hold   --port P [-c conns] [--sources S] [--pid SERVER_PID] [--hold secs]
  *
  * Every payload starts with the send time (16 hex digits of CLOCK_MONOTONIC ns) followed by a
@@ -52,6 +54,7 @@ static struct {
     int no_welcome;
     int use_uring;
     long batch, batch_us;
+    double interval;  /* fanout: ms between publishes (open loop); 0 = k in flight */
     /* state */
     wb_loop_t loop;
     wb_conn_t *c;  /* conns entries; for fanout the publisher is c[conns] */
@@ -68,6 +71,7 @@ static struct {
     /* fanout */
     slot_t slots[MAX_WINDOW];
     uint64_t next_seq, published;
+    uint64_t next_pub, missed, dup; /* --interval: next publish time; sequence checks */
     long subs_ready;
     const char *first_error;
 } B;
@@ -239,6 +243,41 @@ static void publish_next(void)
     B.published++;
 }
 
+/* --interval: one publish, whoever has received the last. */
+static void publish_open_loop(void)
+{
+    wb_conn_t *pub = &B.c[B.conns];
+    if (pub->state != WB_OPEN)
+        return;
+    send_payload(pub, B.next_seq++ & 0xffffffffu);
+    B.published++;
+}
+
+/* --interval: every subscriber must see 0, 1, 2, ... (its next expected
+ * sequence number is kept in c->inflight). */
+static void check_sequence(wb_conn_t *c, uint64_t seq)
+{
+    uint32_t want = c->inflight, got = (uint32_t)seq;
+    if (got == want) {
+        c->inflight++;
+    } else if (got > want) {
+        B.missed += got - want;
+        c->inflight = got + 1;
+    } else {
+        B.dup++;
+    }
+}
+
+/* --interval: subscribers that have not seen every publish yet. */
+static long subscribers_behind(void)
+{
+    long n = 0;
+    for (long i = 0; i < B.conns; i++)
+        if (B.c[i].ready && B.c[i].state == WB_OPEN && B.c[i].inflight < (uint32_t)B.next_seq)
+            n++;
+    return n;
+}
+
 static void fanout_message(wb_loop_t *loop, wb_conn_t *c, const uint8_t *p, size_t n, int op)
 {
     (void)op;
@@ -255,6 +294,10 @@ static void fanout_message(wb_loop_t *loop, wb_conn_t *c, const uint8_t *p, size
     if (B.phase == P_MEASURE) {
         wb_hist_add(&B.hist, loop->now - ts);
         B.measured++;
+    }
+    if (B.interval > 0) {
+        check_sequence(c, seq);
+        return;
     }
     slot_t *s = &B.slots[seq % (uint64_t)B.inflight];
     if (!s->active || (s->seq & 0xffffffffu) != seq)
@@ -313,7 +356,9 @@ static void begin_traffic(uint64_t now)
     B.phase = P_WARMUP;
     B.t_phase_end = now + (uint64_t)(B.warmup * 1e9);
     B.last_progress = now;
-    if (B.mode == M_FANOUT) {
+    if (B.mode == M_FANOUT && B.interval > 0) {
+        B.next_pub = now;
+    } else if (B.mode == M_FANOUT) {
         for (long i = 0; i < B.inflight; i++)
             publish_next();
     } else {
@@ -351,11 +396,13 @@ static void step(uint64_t now)
             return;
         B.phase = P_DRAIN;
         B.t_measure_end = now;
-        B.t_phase_end = now + 1000000000u;
+        B.t_phase_end = now + (B.interval > 0 ? 5000000000u : 1000000000u);
         snap(&B.ru1, &B.sys_r1, &B.sys_w1, &B.wake1);
         return;
     case P_DRAIN: {
-        long left = B.mode == M_FANOUT ? active_slots() : B.inflight_total;
+        long left = B.mode != M_FANOUT ? B.inflight_total
+                    : B.interval > 0   ? subscribers_behind()
+                                       : active_slots();
         if (left <= 0 || now >= B.t_phase_end)
             B.phase = P_DONE;
         return;
@@ -406,6 +453,18 @@ static void report_traffic(void)
            B.mode == M_FANOUT ? "fanout" : B.mode == M_RTT ? "rtt" : "echo", B.conns, B.inflight,
            B.size, secs, rate, us[0], us[1], us[2], us[3], secs > 0 ? 100 * cpu / secs : 0,
            B.failed, B.lost, wb_loop_backend(&B.loop));
+    if (B.interval > 0) {
+        /* What never arrived by the end of the drain is missed too. */
+        uint64_t missing = 0;
+        for (long i = 0; i < B.conns; i++)
+            if (B.c[i].ready && B.c[i].state == WB_OPEN)
+                missing += (uint32_t)B.next_seq - B.c[i].inflight;
+        printf("RESULT mode=fanout-interval published=%llu subscribers=%ld missed=%llu dup=%llu "
+               "failed=%ld lost=%ld\n",
+               (unsigned long long)B.published, B.subs_ready,
+               (unsigned long long)(B.missed + missing), (unsigned long long)B.dup, B.failed,
+               B.lost);
+    }
 }
 
 /* --- main --- */
@@ -433,6 +492,8 @@ static void usage(FILE *f)
             "                       epoll when the kernel refuses it) or epoll\n"
             "  --batch N, --batch-us U  io_uring: handle a wakeup once N completions are due or\n"
             "                       U us passed (default: fanout 64 and 100, others 1: at once)\n"
+            "  --interval MS        fanout: publish every MS ms instead of k in flight, and check\n"
+            "                       that every subscriber gets every message once, in order\n"
             "  hold: --sources S (source addresses 127.0.0.1..S, default 4), --pid PID (server\n"
             "        whose VmRSS is read before and after), --hold S (seconds held, default 1)\n",
             MIN_SIZE);
@@ -485,6 +546,7 @@ static int parse_args(int argc, char **argv)
         {"concurrency", required_argument, 0, 'C'}, {"no-welcome", no_argument, 0, 'W'},
         {"backend", required_argument, 0, 'B'},
         {"batch", required_argument, 0, 'b'}, {"batch-us", required_argument, 0, 'u'},
+        {"interval", required_argument, 0, 'I'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     int o;
     optind = 2;
@@ -508,6 +570,7 @@ static int parse_args(int argc, char **argv)
         case 'W': B.no_welcome = 1; break;
         case 'b': B.batch = atol(optarg); break;
         case 'u': B.batch_us = atol(optarg); break;
+        case 'I': B.interval = atof(optarg); break;
         case 'B':
             if (strcmp(optarg, "epoll") == 0)
                 B.use_uring = 0;
@@ -542,6 +605,10 @@ static int parse_args(int argc, char **argv)
         B.duration <= 0 || B.duration > 3600 || B.warmup < 0 || B.warmup > 600 || B.hold < 0 ||
         B.hold > 3600 || B.timeout <= 0 || B.timeout > 600) {
         fprintf(stderr, "wsbench: an option is out of range (see --help)\n");
+        return -1;
+    }
+    if (B.interval < 0 || B.interval > 60000 || (B.interval > 0 && B.mode != M_FANOUT)) {
+        fprintf(stderr, "wsbench: --interval is 0..60000 ms, for fanout\n");
         return -1;
     }
     if (B.batch < 0 || B.batch > 4096 || B.batch_us < 0 || B.batch_us > 100000) {
@@ -630,6 +697,16 @@ int main(int argc, char **argv)
             break;
         }
         step(now);
+        if (B.interval > 0 && (B.phase == P_WARMUP || B.phase == P_MEASURE)) {
+            /* The main loop wakes at least every 5 ms: a publish is late by that at most. */
+            uint64_t every = (uint64_t)(B.interval * 1e6);
+            for (int k = 0; now >= B.next_pub && k < 1000; k++) {
+                publish_open_loop();
+                B.next_pub += every;
+                B.last_progress = now;
+            }
+            wb_loop_flush(&B.loop);
+        }
     }
 
     int rc = 0;

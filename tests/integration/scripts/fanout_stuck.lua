@@ -1,6 +1,6 @@
 -- Broadcast to many subscribers of whom some never read (tests/integration/test_fanout_stuck.py).
 --
--- /ws (and /ws_drop_oldest): every connection joins topic "all"; one opened
+-- /ws (and /ws_drop_oldest, /ws_tiny): every connection joins topic "all"; one opened
 -- with ?stuck=1 also joins "bulk". max_buffered = 256 KiB on both routes;
 -- backpressure "close" on /ws, "drop-oldest" on /ws_drop_oldest. A message
 -- from a client is echoed (to show a connection is still served).
@@ -41,8 +41,8 @@ local function bump(t, k)
   t[k] = (t[k] or 0) + 1
 end
 
-local function route(policy)
-  local r = { max_buffered = MAX_BUFFERED, backpressure = policy, compression = false }
+local function route(policy, max_buffered)
+  local r = { max_buffered = max_buffered or MAX_BUFFERED, backpressure = policy, compression = false }
   function r.open(conn)
     conn:subscribe("all")
     stats.opens = stats.opens + 1
@@ -123,6 +123,10 @@ end
 
 return {
   ["/ws"] = route("close"),
+  -- test_isolation.py: stuck subscribers with a 4 KiB queue, and a WebSocket
+  -- publisher for wsbench (every message it sends goes to "all").
+  ["/ws_tiny"] = route("close", 4096),
+  ["/wspub"] = { on_message = function(_, msg, is_binary) wspush.publish("all", msg, is_binary) end },
   ["/ws_drop_oldest"] = route("drop-oldest"),
   ["/pub"] = pub,
   ["POST /pub"] = pub,
