@@ -3,9 +3,11 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "log.h"
@@ -280,18 +282,39 @@ static void peer_of(ws_tcp_t *t)
 
 static void free_unaccepted(uv_handle_t *h) { free(TCP_OF(h)); }
 
+/* At most once a second: a full descriptor table lasts, and every accept
+ * would say so. */
+static void warn_no_descriptors(ws_tcp_listener_t *l, int status)
+{
+    uint64_t now = uv_now(l->io->loop);
+    if (l->t_warn == 0 || now - l->t_warn >= 1000) {
+        l->t_warn = now ? now : 1;
+        ws_log_warn("accept: %s: new connections are dropped until descriptors free up",
+                    uv_strerror(status));
+    }
+}
+
+/* Whether this accept took the last descriptor. libuv answers EMFILE on
+ * accept itself (it closes a reserve descriptor, accepts and drops the
+ * pending connections, reopens it) and does not call us when that drained
+ * the queue: without this probe a full table would be silent. Two cheap
+ * system calls per accepted connection, none per message. */
+static void probe_descriptors(ws_tcp_listener_t *l, int fd)
+{
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (d >= 0)
+        close(d);
+    else if (errno == EMFILE || errno == ENFILE)
+        warn_no_descriptors(l, uv_translate_sys_error(errno));
+}
+
 static void on_connection(uv_stream_t *ls, int status)
 {
     ws_tcp_listener_t *l = ls->data;
     if (status < 0) {
-        /* Out of descriptors: libuv has already accepted and dropped the
-         * pending connections (its EMFILE trick), so this does not spin.
-         * Say so at most once a second. */
-        uint64_t now = uv_now(l->io->loop);
-        if (now - l->t_warn >= 1000) {
-            l->t_warn = now;
-            ws_log_warn("accept: %s", uv_strerror(status));
-        }
+        /* libuv has already dropped the pending connections (its EMFILE
+         * trick), so this does not spin. */
+        warn_no_descriptors(l, status);
         return;
     }
     ws_tcp_t *t = tcp_new(l->io);
@@ -299,6 +322,9 @@ static void on_connection(uv_stream_t *ls, int status)
         uv_close((uv_handle_t *)&t->tcp, free_unaccepted);
         return;
     }
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&t->tcp, &fd) == 0)
+        probe_descriptors(l, fd);
     uv_tcp_nodelay(&t->tcp, 1);
     peer_of(t);
     l->cb(l->ud, &t->base);

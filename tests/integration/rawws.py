@@ -337,6 +337,42 @@ class Conn:
             before.append(f)
         raise ProtocolError("no close frame within %d frames" % max_frames)
 
+    def wait_read_by_server(self, timeout=None):
+        """Wait until the server process has read every byte we sent so far:
+        our side has none unacknowledged (tx_queue) and the server's socket of
+        this connection has none unread (rx_queue), as the kernel reports them
+        in /proc/net/tcp (Linux; both ends are on this host). Bytes sent after
+        this returns reach the server in a later read. Polls (the kernel offers
+        no event for it), bounded; raises TimeoutError."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        me, srv = self.local_port, self.port
+        for _ in range(1000000):
+            mine = theirs = None
+            for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+                try:
+                    with open(name) as f:
+                        lines = f.read().splitlines()[1:]
+                except OSError:
+                    continue
+                for line in lines:
+                    fields = line.split()
+                    lport = int(fields[1].rsplit(":", 1)[1], 16)
+                    rport = int(fields[2].rsplit(":", 1)[1], 16)
+                    tx, rx = (int(x, 16) for x in fields[4].split(":"))
+                    if (lport, rport) == (me, srv):
+                        mine = tx
+                    elif (lport, rport) == (srv, me):
+                        theirs = rx
+            if mine is None or theirs is None:
+                raise ProtocolError("connection %d <-> %d not in /proc/net/tcp" % (me, srv))
+            if mine == 0 and theirs == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not read our bytes (unacked %d, unread %d)"
+                                   % (mine, theirs))
+            time.sleep(0.001)
+        raise TimeoutError("server did not read our bytes")
+
     def wait_eof(self, timeout=None):
         """Wait until the server closes TCP (recv returns b"" or reset); discard
         anything that arrives before. Returns seconds waited. Raises TimeoutError."""

@@ -52,14 +52,37 @@ def test_server_pings_and_a_peer_that_answers_stays_open(spawn):
             pytest.fail("no echo")
 
 
+# Timeout tests measure from before what starts the server's clock (it starts
+# when the server sees it, never earlier), so the lower bound is the option
+# itself less SLACK (millisecond clock truncation); the upper bound allows two
+# sweeps (0.1 s each) and scheduling, scaled.
+SLACK = 0.02
+
+
+def last_close(s):
+    """The last on_close the script recorded (path, code, reason), once there is one."""
+    def seen():
+        j = s.json("/last_close")
+        return j if j["seen"] else None
+    return wait_for(seen, desc="on_close")
+
+
 def test_peer_that_never_answers_pings_is_dropped(spawn):
-    s = start(spawn, "--ping-interval", "0.2", "--ping-timeout", "0.3")
+    interval, timeout = 0.2, 0.3
+    s = start(spawn, "--ping-interval", interval, "--ping-timeout", timeout)
+    t0 = time.monotonic()
     with rawws.upgrade(s.port, "/echo") as c:
         try:
-            waited = c.wait_eof(timeout=scaled(5))
+            c.wait_eof(timeout=scaled(5))
         except TimeoutError:
             pytest.fail("a peer that never answers pings was not dropped within 5 s")
+        waited = time.monotonic() - t0
+    # a ping after `interval` of silence, then `timeout` for the pong: not before
+    assert interval + timeout - SLACK <= waited <= interval + timeout + scaled(1.5), waited
     wait_for(lambda: s.json("/count")["count"] == 0, desc="count == 0")
+    # cut without a close handshake: on_close sees 1006
+    lc = last_close(s)
+    assert (lc["path"], lc["code"]) == ("/echo", 1006), lc
 
 
 def test_ping_interval_zero_sends_no_pings(spawn):
@@ -70,39 +93,54 @@ def test_ping_interval_zero_sends_no_pings(spawn):
 
 
 def test_handshake_timeout_drops_slowloris(spawn):
-    s = start(spawn, "--handshake-timeout", "0.5")
+    deadline = 0.5
+    s = start(spawn, "--handshake-timeout", deadline)
+    t0 = time.monotonic()     # the deadline runs from the request's first bytes, after this
     with rawws.Conn(s.port) as c:
         c.send(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         try:
-            waited = c.wait_eof(timeout=scaled(5))
+            r = c.read_response(timeout=scaled(5))
+            c.wait_eof(timeout=scaled(5))
         except TimeoutError:
             pytest.fail("an incomplete request was kept open past --handshake-timeout")
-        assert waited >= 0.3, waited
+        waited = time.monotonic() - t0
+    assert r.status == 408, r
+    assert deadline - SLACK <= waited <= deadline + scaled(1.5), waited
 
 
 def test_keepalive_timeout_closes_idle_http_connection(spawn):
-    s = start(spawn, "--keepalive-timeout", "0.5")
+    keepalive = 0.5
+    s = start(spawn, "--keepalive-timeout", keepalive)
     with rawws.Conn(s.port) as c:
+        t0 = time.monotonic()   # the idle time runs from the answer, after this
         r = c.request("GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
         assert r.status == 201
         try:
             c.wait_eof(timeout=scaled(5))
         except TimeoutError:
             pytest.fail("an idle keep-alive connection outlived --keepalive-timeout")
+        waited = time.monotonic() - t0
+    assert keepalive - SLACK <= waited <= keepalive + scaled(1.5), waited
 
 
 def test_idle_timeout_closes_silent_websocket(spawn):
-    s = start(spawn, "--idle-timeout", "0.5", "--ping-interval", "0")
+    idle = 0.5
+    s = start(spawn, "--idle-timeout", idle, "--ping-interval", "0")
+    t0 = time.monotonic()     # the idle time runs from the open, after this
     with rawws.upgrade(s.port, "/echo") as c:
         try:
-            f, _ = c.recv_close(timeout=scaled(5))   # a close handshake ...
-            c.send_close(f.close_code or 1000)
-            c.wait_eof(timeout=scaled(5))
-        except EOFError:
-            pass                                      # ... or a plain TCP close
+            f, before = c.recv_close(timeout=scaled(5))
         except TimeoutError:
             pytest.fail("a silent connection outlived --idle-timeout")
+        waited = time.monotonic() - t0
+        # docs/api.md: the server closes with 1001 (a close handshake, not a cut)
+        assert (f.close_code, f.close_reason, before) == (1001, b"idle timeout", []), (f, before)
+        assert idle - SLACK <= waited <= idle + scaled(1.5), waited
+        c.send_close(1001)
+        c.wait_eof(timeout=scaled(5))
     wait_for(lambda: s.json("/count")["count"] == 0, desc="count == 0")
+    lc = last_close(s)
+    assert (lc["path"], lc["code"]) == ("/echo", 1001), lc
 
 
 def test_max_connections_answers_503_above_the_limit(spawn):
@@ -144,6 +182,11 @@ def test_rate_limit_closes_1008(spawn):
         assert 1 <= len(before) < 50, "expected some messages through then a close, got %d" % len(before)
 
 
+def kernel_max(name):
+    with open("/proc/sys/net/ipv4/" + name) as f:
+        return int(f.read().split()[2])
+
+
 def test_a_peer_that_does_not_read_its_replies_is_paused_not_closed(spawn):
     """Read backpressure: its echoes stop being read at half of --max-buffered,
     so they never reach the bound, and every one arrives once it reads."""
@@ -151,7 +194,11 @@ def test_a_peer_that_does_not_read_its_replies_is_paused_not_closed(spawn):
     c = rawws.upgrade(s.port, "/echo", timeout=scaled(20))
     try:
         c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
-        n, size = 64, 256 * 1024
+        # More than every buffer between us can hold: the server's receive
+        # buffer grows up to tcp_rmem's maximum (32 MiB on some machines),
+        # both send buffers up to tcp_wmem's, ours is 512 KiB.
+        size = 256 * 1024
+        n = (kernel_max("tcp_rmem") + 2 * kernel_max("tcp_wmem") + 4 * size) // size + 16
         sent = []
 
         def send_all():
@@ -161,8 +208,8 @@ def test_a_peer_that_does_not_read_its_replies_is_paused_not_closed(spawn):
 
         sender = threading.Thread(target=send_all, daemon=True)
         sender.start()
-        # 16 MiB of echoes nobody reads: the server stops reading, so the
-        # sender blocks before it is done (its send buffer and ours fill up).
+        # Echoes nobody reads: the server stops reading, so the sender
+        # blocks before it is done (its send buffer and ours fill up).
         sender.join(timeout=scaled(2))
         assert sender.is_alive(), "all %d frames were taken without a read: no backpressure" % n
         assert s.json("/count")["count"] == 1

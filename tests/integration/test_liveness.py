@@ -16,6 +16,7 @@ share most of their helpers again.
 """
 import json
 import os
+import re
 import resource
 import select
 import signal
@@ -111,11 +112,18 @@ def test_client_answering_pings_stays_for_several_intervals_and_on_pong_runs(spa
 
 def fragmented_and_split_ping(c, text):
     """A text message in two fragments with a ping between them, the ping's
-    payload split across two TCP writes: the reader needs both its buffers."""
+    payload split across two reads of the server: the reader needs both its
+    buffers (the message's, and the control frame's, 2 of whose 10 payload
+    bytes come in the first read)."""
     half = len(text) // 2
     ping = build_frame(OP_PING, b"split-ping")
     c.send(build_frame(OP_TEXT, text[:half].encode(), fin=False) + ping[:8])
-    time.sleep(0.05)  # two TCP segments; nothing to wait for on our side
+    # A pause between the two sends would not split anything for sure: the
+    # server may read both at once. TCP_NODELAY (rawws sets it) makes the
+    # first part leave at once, and we wait until the server has provably
+    # read it (the kernel's count of unread bytes on its socket is 0), so the
+    # second part can only come in a later read.
+    c.wait_read_by_server(timeout=scaled(5))
     c.send(ping[8:] + build_frame(0, text[half:].encode()))
     frames = [c.recv_frame(timeout=scaled(3)) for _ in range(2)]
     assert [(f.opcode, f.payload) for f in frames] == [
@@ -232,6 +240,7 @@ def test_connection_cap_answers_503_and_disturbs_nothing(spawn):
 
 def test_out_of_file_descriptors_does_not_spin_and_recovers(spawn, capsys):
     s = start(spawn, "--ping-interval", "0")
+    mark = s.log_mark()
     nofile = 64
     resource.prlimit(s.proc.pid, resource.RLIMIT_NOFILE, (nofile, nofile))
     with rawws.upgrade(s.port, "/echo") as c:     # it still works under the limit
@@ -241,6 +250,7 @@ def test_out_of_file_descriptors_does_not_spin_and_recovers(spawn, capsys):
     try:
         # more TCP connections than the server has descriptors (the kernel
         # completes them all; the server can accept only some)
+        t_out = time.monotonic()
         for _ in range(2 * nofile):
             socks.append(rawws.Conn(s.port, timeout=scaled(5)))
         upgraded = 0
@@ -264,11 +274,17 @@ def test_out_of_file_descriptors_does_not_spin_and_recovers(spawn, capsys):
         wall = time.monotonic() - t0
         for e in extra:
             e.close()
-        warned = bool(s.wait_log(r"accept: ", timeout=0, must=False))
+        # logged at the first refused accept, over a second ago: a short wait
+        # only lets our reader of the server's stderr catch up
+        warned = bool(s.wait_log(r"\[warn\] accept: too many open files", timeout=1,
+                                 since=mark, must=False))
+        n_warned = len(re.findall(r"\[warn\] accept: ", "".join(s.log.splitlines(True)[mark:])))
         report(capsys, "out of descriptors (RLIMIT_NOFILE %d, %d upgraded, %d refused): server CPU "
                "%.3f s over %.2f s; accept warning logged: %s" % (
                    nofile, upgraded, len(socks) - upgraded, cpu, wall, warned))
         assert cpu < 0.25 * wall, "the server spins while out of descriptors: %.2f s CPU in %.2f s" % (cpu, wall)
+        # "at most once a second" since the descriptors ran out
+        assert n_warned <= 1 + int(time.monotonic() - t_out), "accept warning logged %d times" % n_warned
         assert s.alive()
     finally:
         for x in socks:
@@ -284,6 +300,7 @@ def test_out_of_file_descriptors_does_not_spin_and_recovers(spawn, capsys):
             return False
     wait_for(works, timeout=10, interval=0.1, desc="a connection to work after descriptors freed up")
     wait_for(lambda: s.json("/count")["count"] == 0, desc="count == 0")
+    assert warned, "out of descriptors, but no '[warn] accept: too many open files' in the log"
 
 
 # ---------------------------------------------------------------------------

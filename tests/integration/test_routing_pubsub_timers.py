@@ -221,11 +221,16 @@ def test_wspush_now_is_a_number(srv):
         assert a["type"] == "number" and b["now"] >= a["now"]
 
 
-def test_conn_buffered_is_an_integer(srv):
+def test_conn_buffered_counts_the_queued_frame_bytes(srv):
+    """conn:buffered() is the bytes queued and not yet written: 0 on a connection
+    whose peer has read everything (nothing was sent on /ctl before), then, after
+    a 1000-byte text send inside the same handler (written only once it
+    returns), that frame: 2 header bytes + 2 of extended length + 1000."""
     with ws(srv, "/ctl") as c:
         c.send_text("buffered")
+        assert c.recv_text() == "b" * 1000
         j = json.loads(c.recv_text())
-        assert j["type"] == "integer" and j["buffered"] >= 0, j
+        assert j == {"type": "integer", "before": 0, "after": 4 + 1000}, j
 
 
 def test_conn_is_open_until_close_starts(srv):
@@ -261,20 +266,33 @@ def test_send_invalid_utf8_as_text_is_refused(srv):
         c.send_text("bad utf8")
         op, data = c.recv_message()
         assert data != b"\xff\xfe", "invalid UTF-8 went out in a text frame"
-        j = json.loads(data)
-        # either an error raised, or nil + message: never a text frame with invalid UTF-8
-        assert j["pcall_ok"] is False or j["result"] in ("nil",), j
+        # docs/api.md: conn:send returns nil, "invalid UTF-8 (send it as binary)";
+        # it does not raise
+        assert (op, json.loads(data)) == (OP_TEXT, {
+            "pcall_ok": True, "result": "nil", "err": "invalid UTF-8 (send it as binary)"}), data
+        # and the connection goes on
+        c.send_text("x")
+        assert c.recv_text() == "echo:x"
 
 
 # --- handler errors outside on_message ----------------------------------------------------
 
 def test_error_in_open_closes_1011_and_is_logged(srv):
     mark = srv.log_mark()
-    with ws(srv, "/open_boom") as c:
-        f, before = c.recv_close()
-        assert f.close_code == 1011, f
-    srv.wait_log(r"routes\.lua:%d:" % script_line(ROUTES, "OPEN_RAISE_LINE"), since=mark)
-    assert srv.json("/count")["count"] >= 0
+    with ws(srv, "/ctl") as other:
+        with ws(srv, "/open_boom") as c:
+            f, before = c.recv_close()
+            assert f.close_code == 1011, f
+            assert before == [], before
+            # finish the close handshake: once the server has closed TCP the
+            # connection is gone from wspush.count()
+            c.send_close(1011)
+            c.wait_eof(timeout=scaled(5))
+        srv.wait_log(r"routes\.lua:%d:" % script_line(ROUTES, "OPEN_RAISE_LINE"), since=mark)
+        # the failed connection is not counted; the other one still is
+        assert srv.json("/count")["count"] == 1
+        other.send_text("x")
+        assert other.recv_text() == "echo:x"
 
 
 def test_error_in_on_close_is_logged_and_server_goes_on(srv):

@@ -1,8 +1,10 @@
-/* Unit tests for cli.c. */
+/* Unit tests for cli.c. Longer than our ~600-line guide on purpose: one table row
+ * per option (39), each checked in both forms, against --help and the defaults. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -57,7 +59,7 @@ static void test_cli_parses_script_alone_with_defaults(void **state)
     assert_string_equal(err, "");
 }
 
-static void test_cli_accepts_every_option_as_separate_value(void **state)
+static void test_cli_accepts_several_options_as_separate_values(void **state)
 {
     ws_config_t c;
     char err[128];
@@ -75,7 +77,7 @@ static void test_cli_accepts_every_option_as_separate_value(void **state)
     assert_string_equal(c.script, "app.lua");
 }
 
-static void test_cli_accepts_every_option_with_equals(void **state)
+static void test_cli_accepts_several_options_with_equals(void **state)
 {
     ws_config_t c;
     char err[128];
@@ -304,13 +306,334 @@ static void test_cli_usage_lists_every_option_with_default(void **state)
     assert_ptr_equal(ws_cli_usage(), u);
 }
 
+/* --- every option -------------------------------------------------------------
+ *
+ * One row per option of `wspush --help`: the field it sets, a valid value that
+ * is not the default and what it parses to, and the default (cli.h's contract).
+ * The options are enumerated from ws_cli_usage() and must be exactly the rows
+ * here: an option added to cli.c without a row fails
+ * test_cli_help_lists_exactly_the_options_tested_here. */
+
+typedef enum { K_STR, K_INT, K_SIZE, K_SEC, K_LEVEL, K_CHOICE, K_SWITCH, K_FLAG } opt_kind_t;
+
+typedef struct {
+    const char *name;   /* without "--" */
+    opt_kind_t kind;
+    size_t off, size;   /* the field in ws_config_t (K_FLAG: unused) */
+    const char *value;  /* a valid value (K_SWITCH, K_FLAG: none) */
+    double want;        /* what value parses to (K_SWITCH: what the switch sets; K_FLAG: the action) */
+    double def;         /* the field's default (K_STR: unused) */
+    const char *want_s, *def_s; /* K_STR: value and default */
+    const char *pre;    /* K_SWITCH: an option given first, so the switch changes something */
+} opt_case_t;
+
+#define F(f) offsetof(ws_config_t, f), sizeof(((ws_config_t *)0)->f)
+#define KIB 1024.0
+#define MIB (1024.0 * 1024.0)
+#define GIB (1024.0 * 1024.0 * 1024.0)
+
+static const opt_case_t cases[] = {
+    {"host", K_STR, F(host), "127.0.0.1", 0, 0, "127.0.0.1", "0.0.0.0", NULL},
+    {"port", K_INT, F(port), "9001", 9001, 8000, NULL, NULL, NULL},
+    {"log-level", K_LEVEL, F(log_level), "debug", WS_LOG_DEBUG, WS_LOG_INFO, NULL, NULL, NULL},
+    {"max-message", K_SIZE, F(max_message), "2m", 2 * MIB, 16 * MIB, NULL, NULL, NULL},
+    {"max-header", K_SIZE, F(max_header), "8k", 8 * KIB, 16 * KIB, NULL, NULL, NULL},
+    {"max-body", K_SIZE, F(max_body), "123", 123, 1 * MIB, NULL, NULL, NULL},
+    {"close-timeout", K_SEC, F(close_timeout), "2.5", 2.5, 5, NULL, NULL, NULL},
+    {"no-watch", K_SWITCH, F(no_watch), NULL, 1, 0, NULL, NULL, NULL},
+    {"ping-interval", K_SEC, F(ping_interval), "7.5", 7.5, 25, NULL, NULL, NULL},
+    {"ping-timeout", K_SEC, F(ping_timeout), "3", 3, 10, NULL, NULL, NULL},
+    {"idle-timeout", K_SEC, F(idle_timeout), "60", 60, 0, NULL, NULL, NULL},
+    {"handshake-timeout", K_SEC, F(handshake_timeout), "1.5", 1.5, 10, NULL, NULL, NULL},
+    {"keepalive-timeout", K_SEC, F(keepalive_timeout), "45", 45, 30, NULL, NULL, NULL},
+    {"max-connections", K_INT, F(max_connections), "500", 500, 100000, NULL, NULL, NULL},
+    {"max-per-ip", K_INT, F(max_per_ip), "7", 7, 0, NULL, NULL, NULL},
+    {"max-tcp-per-ip", K_INT, F(max_tcp_per_ip), "9", 9, 0, NULL, NULL, NULL},
+    {"accept-rate", K_INT, F(accept_rate), "11", 11, 0, NULL, NULL, NULL},
+    {"max-requests-per-conn", K_INT, F(max_requests_per_conn), "12", 12, 1000, NULL, NULL, NULL},
+    {"max-buffered", K_SIZE, F(max_buffered), "64k", 64 * KIB, 256 * KIB, NULL, NULL, NULL},
+    {"max-memory", K_SIZE, F(max_memory), "3g", 3 * GIB, 2 * GIB, NULL, NULL, NULL},
+    {"send-timeout", K_SEC, F(send_timeout), "12.5", 12.5, 30, NULL, NULL, NULL},
+    {"backpressure", K_CHOICE, F(backpressure), "drop-oldest", WS_BP_DROP_OLDEST, WS_BP_CLOSE,
+     NULL, NULL, NULL},
+    {"rate-limit", K_SEC, F(rate_limit), "100", 100, 0, NULL, NULL, NULL},
+    {"rate-burst", K_SEC, F(rate_burst), "20", 20, 50, NULL, NULL, NULL},
+    {"compression", K_SWITCH, F(compression), NULL, 1, 1, NULL, NULL, "--no-compression"},
+    {"no-compression", K_SWITCH, F(compression), NULL, 0, 1, NULL, NULL, NULL},
+    {"compression-level", K_INT, F(compression_level), "9", 9, 6, NULL, NULL, NULL},
+    {"compression-threshold", K_SIZE, F(compression_threshold), "4k", 4 * KIB, 1 * KIB, NULL, NULL,
+     NULL},
+    {"compression-window", K_INT, F(compression_window), "10", 10, 15, NULL, NULL, NULL},
+    {"compression-memlevel", K_INT, F(compression_memlevel), "5", 5, 8, NULL, NULL, NULL},
+    {"compression-context", K_SWITCH, F(compression_context), NULL, 1, 0, NULL, NULL, NULL},
+    {"compression-max-memory", K_SIZE, F(compression_max_memory), "64m", 64 * MIB, 256 * MIB,
+     NULL, NULL, NULL},
+    {"io-uring", K_SWITCH, F(io_uring), NULL, 1, 1, NULL, NULL, "--no-io-uring"},
+    {"no-io-uring", K_SWITCH, F(io_uring), NULL, 0, 1, NULL, NULL, NULL},
+    {"lua-timeout", K_SEC, F(lua_timeout), "0.25", 0.25, 5, NULL, NULL, NULL},
+    {"lua-max-memory", K_SIZE, F(lua_max_memory), "128m", 128 * MIB, 512 * MIB, NULL, NULL, NULL},
+    {"shutdown-timeout", K_SEC, F(shutdown_timeout), "20", 20, 10, NULL, NULL, NULL},
+    {"help", K_FLAG, 0, 0, NULL, WS_CLI_HELP, 0, NULL, NULL, NULL},
+    {"version", K_FLAG, 0, 0, NULL, WS_CLI_VERSION, 0, NULL, NULL, NULL},
+};
+#define NCASES (sizeof cases / sizeof cases[0])
+
+static size_t kind_size(opt_kind_t k)
+{
+    switch (k) {
+    case K_STR: return sizeof(const char *);
+    case K_SIZE: return sizeof(size_t);
+    case K_SEC: return sizeof(double);
+    case K_LEVEL: return sizeof(ws_log_level_t);
+    default: return sizeof(int);
+    }
+}
+
+/* A numeric field's value, read as the row's kind says. */
+static double field_num(const ws_config_t *c, const opt_case_t *o)
+{
+    const char *p = (const char *)c + o->off;
+    assert_int_equal(o->size, kind_size(o->kind)); /* the row names a field of its kind */
+    switch (o->kind) {
+    case K_SIZE: return (double)*(const size_t *)p;
+    case K_SEC: return *(const double *)p;
+    case K_LEVEL: return (double)*(const ws_log_level_t *)p;
+    case K_INT:
+    case K_CHOICE:
+    case K_SWITCH: return (double)*(const int *)p;
+    default: fail_msg("--%s: not a numeric option", o->name);
+    }
+    return 0;
+}
+
+/* Everything but the row's field is as ws_cli_defaults() leaves it: an option
+ * sets its own field and no other. */
+static void assert_only_field_changed(const ws_config_t *c, const opt_case_t *o)
+{
+    ws_config_t want;
+    ws_cli_defaults(&want);
+    want.script = c->script;
+    memcpy((char *)&want + o->off, (const char *)c + o->off, o->size);
+    if (memcmp(&want, c, sizeof want) != 0)
+        fail_msg("--%s changed a field other than its own", o->name);
+}
+
+static const opt_case_t *find_case(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NCASES; i++)
+        if (strlen(cases[i].name) == len && memcmp(cases[i].name, name, len) == 0)
+            return &cases[i];
+    return NULL;
+}
+
+/* The options of ws_cli_usage(): each "--name" with the text of its entry
+ * (up to the next option line, where a long option's help continues). */
+typedef struct {
+    char name[64];
+    const char *entry, *end; /* the entry's text in the usage */
+} usage_opt_t;
+
+static size_t usage_options(usage_opt_t *out, size_t max)
+{
+    const char *u = ws_cli_usage();
+    const char *p = strstr(u, "\noptions:\n");
+    assert_non_null(p);
+    p += strlen("\noptions:\n");
+    size_t n = 0;
+    while (*p) {
+        const char *eol = strchr(p, '\n');
+        if (!eol)
+            eol = p + strlen(p);
+        /* An option line is indented by 2 ("-h, --help") or 6 ("    --host");
+         * a continued help text by the width of the option column. */
+        size_t ind = strspn(p, " ");
+        if ((ind == 2 || ind == 6) && p[ind] == '-') {
+            const char *dd = strstr(p, "--");
+            assert_true(dd && dd < eol);
+            size_t len = strspn(dd + 2, "abcdefghijklmnopqrstuvwxyz0123456789-");
+            assert_true(n < max && len > 0 && len < sizeof out[n].name);
+            memcpy(out[n].name, dd + 2, len);
+            out[n].name[len] = '\0';
+            out[n].entry = p;
+            if (n > 0)
+                out[n - 1].end = p;
+            n++;
+        } else {
+            assert_true(n > 0 && ind > 6); /* nothing else in the list */
+        }
+        p = *eol ? eol + 1 : eol;
+    }
+    if (n > 0)
+        out[n - 1].end = p;
+    return n;
+}
+
+/* The "(default X)" of an entry into buf; 0 when it has none. */
+static int usage_default(const usage_opt_t *e, char *buf, size_t len)
+{
+    const char *d = strstr(e->entry, "(default ");
+    if (!d || d >= e->end)
+        return 0;
+    d += strlen("(default ");
+    const char *close = strchr(d, ')');
+    assert_true(close && close < e->end && (size_t)(close - d) < len);
+    memcpy(buf, d, (size_t)(close - d));
+    buf[close - d] = '\0';
+    return 1;
+}
+
+static void test_cli_help_lists_exactly_the_options_tested_here(void **state)
+{
+    (void)state;
+    usage_opt_t u[128];
+    size_t n = usage_options(u, 128);
+    for (size_t i = 0; i < n; i++) {
+        if (!find_case(u[i].name, strlen(u[i].name)))
+            fail_msg("--help lists --%s, which has no row in this test's cases[]", u[i].name);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(u[i].name, u[j].name) == 0)
+                fail_msg("--help lists --%s twice", u[i].name);
+    }
+    for (size_t i = 0; i < NCASES; i++) {
+        size_t j = 0;
+        while (j < n && strcmp(u[j].name, cases[i].name) != 0)
+            j++;
+        if (j == n)
+            fail_msg("--%s has a row here but is not in --help", cases[i].name);
+        /* a valued option shows its value's metavar, a switch none */
+        const char *after = u[j].entry + strspn(u[j].entry, " ");
+        after = strstr(after, cases[i].name) + strlen(cases[i].name);
+        int has_metavar = after[0] == ' ' && after[1] != ' ' && after[1] != '\n';
+        if (has_metavar != (cases[i].value != NULL))
+            fail_msg("--%s: metavar in --help %s, but the option %s a value", cases[i].name,
+                     has_metavar ? "shown" : "missing", cases[i].value ? "takes" : "takes no");
+    }
+    assert_int_equal(n, NCASES);
+}
+
+static void test_cli_accepts_every_option_in_both_forms(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NCASES; i++) {
+        const opt_case_t *o = &cases[i];
+        char opt[80], eq[160], err[128];
+        ws_config_t c;
+        snprintf(opt, sizeof opt, "--%s", o->name);
+        if (o->kind == K_FLAG) {
+            if (PARSE(&c, err, opt) != (int)o->want)
+                fail_msg("%s did not return its action", opt);
+            snprintf(eq, sizeof eq, "--%s=1", o->name);
+            assert_int_equal(PARSE(&c, err, eq), WS_EINVAL);
+            continue;
+        }
+        if (o->kind == K_SWITCH) {
+            int r = o->pre ? PARSE(&c, err, o->pre, opt, "x.lua") : PARSE(&c, err, opt, "x.lua");
+            if (r != WS_CLI_RUN)
+                fail_msg("%s: %s", opt, err);
+            if (field_num(&c, o) != o->want)
+                fail_msg("%s set %g, want %g", opt, field_num(&c, o), o->want);
+            /* without the switch (after its pre), the field differs: the test means something */
+            assert_int_equal(o->pre ? PARSE(&c, err, o->pre, "x.lua") : PARSE(&c, err, "x.lua"),
+                             WS_CLI_RUN);
+            if (field_num(&c, o) == o->want)
+                fail_msg("%s: the field is %g without it already", opt, o->want);
+            if (!o->pre) {
+                assert_int_equal(PARSE(&c, err, opt, "x.lua"), WS_CLI_RUN);
+                assert_only_field_changed(&c, o);
+            }
+            snprintf(eq, sizeof eq, "--%s=1", o->name);
+            assert_int_equal(PARSE(&c, err, eq, "x.lua"), WS_EINVAL);
+            char want_err[128];
+            snprintf(want_err, sizeof want_err, "option '--%s' takes no value", o->name);
+            assert_string_equal(err, want_err);
+            continue;
+        }
+        /* "--opt VALUE" and "--opt=VALUE", before and after the script */
+        snprintf(eq, sizeof eq, "--%s=%s", o->name, o->value);
+        for (int form = 0; form < 2; form++) {
+            int r = form == 0 ? PARSE(&c, err, opt, o->value, "x.lua") : PARSE(&c, err, "x.lua", eq);
+            if (r != WS_CLI_RUN)
+                fail_msg("%s %s: %s", opt, o->value, err);
+            assert_string_equal(c.script, "x.lua");
+            if (o->kind == K_STR) {
+                assert_string_equal(*(const char *const *)((const char *)&c + o->off), o->want_s);
+                assert_string_not_equal(o->want_s, o->def_s);
+            } else {
+                if (field_num(&c, o) != o->want)
+                    fail_msg("%s %s (form %d) set %.17g, want %.17g", opt, o->value, form,
+                             field_num(&c, o), o->want);
+                if (o->want == o->def)
+                    fail_msg("%s: the test value is the default", opt);
+            }
+            assert_only_field_changed(&c, o);
+        }
+        /* and the option without its value */
+        assert_int_equal(PARSE(&c, err, "x.lua", opt), WS_EINVAL);
+    }
+}
+
+static void test_cli_every_default_is_the_contract_and_what_help_prints(void **state)
+{
+    (void)state;
+    usage_opt_t u[128];
+    size_t n = usage_options(u, 128);
+    ws_config_t d;
+    memset(&d, 0xAB, sizeof d);
+    ws_cli_defaults(&d);
+    for (size_t i = 0; i < n; i++) {
+        const opt_case_t *o = find_case(u[i].name, strlen(u[i].name));
+        assert_non_null(o);
+        char shown[64], opt[80], err[128];
+        int has = usage_default(&u[i], shown, sizeof shown);
+        snprintf(opt, sizeof opt, "--%s", o->name);
+        if (o->kind == K_FLAG) {
+            if (has)
+                fail_msg("%s shows a default", opt);
+            continue;
+        }
+        if (o->kind == K_SWITCH) {
+            /* "(default on)" exactly when the switch's setting is the default */
+            if (has)
+                assert_string_equal(shown, "on");
+            if (has != (field_num(&d, o) == o->want))
+                fail_msg("%s: default %g, help %s", opt, field_num(&d, o),
+                         has ? "says it is on" : "shows no default");
+            if (field_num(&d, o) != o->def)
+                fail_msg("%s: default %g, want %g", opt, field_num(&d, o), o->def);
+            continue;
+        }
+        if (!has)
+            fail_msg("%s takes a value but --help shows no default", opt);
+        /* the default the parser gives the text --help shows is ws_cli_defaults()'s */
+        ws_config_t c;
+        if (PARSE(&c, err, opt, shown, "x.lua") != WS_CLI_RUN)
+            fail_msg("%s %s (its shown default): %s", opt, shown, err);
+        if (o->kind == K_STR) {
+            const char *got = *(const char *const *)((const char *)&d + o->off);
+            assert_string_equal(got, shown);
+            assert_string_equal(got, o->def_s);
+            continue;
+        }
+        if (field_num(&c, o) != field_num(&d, o))
+            fail_msg("%s: --help shows %s = %.17g, ws_cli_defaults() sets %.17g", opt, shown,
+                     field_num(&c, o), field_num(&d, o));
+        if (field_num(&d, o) != o->def)
+            fail_msg("%s: default %.17g, the contract (cli.h) says %.17g", opt, field_num(&d, o),
+                     o->def);
+    }
+    assert_null(d.script);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cli_defaults_match_contract),
         cmocka_unit_test(test_cli_parses_script_alone_with_defaults),
-        cmocka_unit_test(test_cli_accepts_every_option_as_separate_value),
-        cmocka_unit_test(test_cli_accepts_every_option_with_equals),
+        cmocka_unit_test(test_cli_accepts_several_options_as_separate_values),
+        cmocka_unit_test(test_cli_accepts_several_options_with_equals),
+        cmocka_unit_test(test_cli_help_lists_exactly_the_options_tested_here),
+        cmocka_unit_test(test_cli_accepts_every_option_in_both_forms),
+        cmocka_unit_test(test_cli_every_default_is_the_contract_and_what_help_prints),
         cmocka_unit_test(test_cli_value_may_contain_equals_and_start_with_dash),
         cmocka_unit_test(test_cli_parses_each_log_level),
         cmocka_unit_test(test_cli_parses_size_suffixes),

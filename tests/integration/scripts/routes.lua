@@ -63,14 +63,19 @@ function ctl.on_message(conn, msg)
     local a = wspush.now()
     conn:send(enc({ now = a, type = type(a) }))
   elseif msg == "buffered" then
-    conn:send(enc({ buffered = conn:buffered(), type = math.type(conn:buffered()) }))
+    -- nothing is queued yet; a send is queued until the handler returns (the
+    -- write happens after it), so buffered() then counts its whole frame
+    local before = conn:buffered()
+    conn:send(string.rep("b", 1000))
+    local after = conn:buffered()
+    conn:send(enc({ before = before, after = after, type = math.type(before) }))
   elseif msg == "isopen" then
     local a = conn:is_open()
     conn:close(4002, "checked")
     state.isopen = { before = a, after = conn:is_open() }
   elseif msg == "bad utf8" then
-    local ok, err = pcall(conn.send, conn, "\xff\xfe")
-    conn:send(enc({ pcall_ok = ok, result = tostring(err) }))
+    local ok, res, err = pcall(conn.send, conn, "\xff\xfe")
+    conn:send(enc({ pcall_ok = ok, result = tostring(res), err = tostring(err) }))
   else
     conn:send("echo:" .. msg)
   end
