@@ -113,6 +113,8 @@ static const opt_t opts[] = {
      "cap on the Lua heap: a callback that needs more fails with an error; 0 = no cap"},
     {"shutdown-timeout", 0, OPT_SECONDS, FIELD(shutdown_timeout), 0, 3600, "10", "SECONDS",
      "on SIGTERM/SIGINT, wait this long for close handshakes"},
+    {"upgrade-timeout", 0, OPT_SECONDS, FIELD(upgrade_timeout), 0, 3600, "5", "SECONDS",
+     "a route's upgrade(req) that has not decided by then answers 503"},
     {"help", 'h', OPT_FLAG, WS_CLI_HELP, 0, 0, NULL, NULL, "show this help and exit"},
     {"version", 'V', OPT_FLAG, WS_CLI_VERSION, 0, 0, NULL, NULL, "show the version and exit"},
 };

@@ -35,6 +35,7 @@ typedef struct {
     double rate_limit;       /* --rate-limit MSGS per second, default 0 = off */
     double rate_burst;       /* --rate-burst MSGS, default 50 */
     double shutdown_timeout; /* --shutdown-timeout SECONDS, default 10 */
+    double upgrade_timeout;  /* --upgrade-timeout SECONDS, default 5: a route's upgrade() decides in time or 503 */
     double lua_timeout;      /* --lua-timeout SECONDS, default 5: budget of one Lua callback */
     size_t lua_max_memory;   /* --lua-max-memory BYTES, default 512 MiB: cap on the Lua heap */
     int compression;         /* --compression / --no-compression, default on */

@@ -311,7 +311,7 @@ void ws_conn_sweep(ws_conn_t *c, uint64_t now)
             c->t_ping = now;
         }
     }
-    if (c->idle_ms && now - c->t_msg >= c->idle_ms) {
+    if (c->idle_ms && now - c->t_msg >= c->idle_ms && !(c->t->paused & WS_PAUSE_HANDLER)) {
         static const char msg[] = "idle timeout";
         ws_conn_close(c, WS_CLOSE_GOING_AWAY, msg, sizeof msg - 1);
         return;
@@ -536,6 +536,22 @@ static void on_written(ws_write_t *w, int status, int waited)
         }
         ws_transport_resume(c->t, WS_PAUSE_BACKPRESSURE);
     }
+}
+
+void ws_conn_hold(ws_conn_t *c, int on)
+{
+    if (c->state == WS_CONN_CLOSED)
+        return;
+    if (on) {
+        ws_transport_pause(c->t, WS_PAUSE_HANDLER);
+        return;
+    }
+    if (!(c->t->paused & WS_PAUSE_HANDLER))
+        return;
+    /* What the peer sent meanwhile is read now: judge it from here on. */
+    c->t_ping = 0;
+    c->t_rx = c->t_msg = now_ms(c);
+    ws_transport_resume(c->t, WS_PAUSE_HANDLER);
 }
 
 void ws_conn_flush(ws_conn_t *c)

@@ -87,6 +87,12 @@ int ws_conn_draining(ws_conn_t *c, uint64_t now, uint32_t stall_ms);
  * so; the host still hears 1013). */
 void ws_conn_shed(ws_conn_t *c, uint64_t now);
 
+/* Stop (on) or resume reading c's messages for its host: a handler of c
+ * waits, and the messages it has not handled yet reached their bound. While
+ * held, neither the heartbeat nor the idle timeout judges the peer, whose
+ * pongs and messages wait unread. */
+void ws_conn_hold(ws_conn_t *c, int on);
+
 /* Ask for ops->drain once the outbound queue is empty. */
 void ws_conn_want_drain(ws_conn_t *c);
 

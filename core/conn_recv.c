@@ -167,7 +167,8 @@ static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t
         ws_transport_pause(c->t, WS_PAUSE_BACKPRESSURE);
         return 1;
     }
-    return c->state == WS_CONN_CLOSED || c->end_after_write;
+    /* The host held it (ws_conn_hold): the next message waits. */
+    return c->state == WS_CONN_CLOSED || c->end_after_write || ws_transport_paused(c->t);
 }
 
 /* --- HTTP answers --- */

@@ -18,8 +18,9 @@
 
 typedef struct ws_ltimer_s ws_ltimer_t;
 
-/* WebSocket events, in the order of the names lhost.c registers. */
+/* WebSocket events, and their handlers' names (levent.c). */
 enum { WS_EV_OPEN, WS_EV_MESSAGE, WS_EV_PING, WS_EV_PONG, WS_EV_DRAIN, WS_EV_CLOSE, WS_EV_COUNT };
+extern const char *const ws__lev_label[WS_EV_COUNT];
 
 struct ws_lhost_s {
     lua_State *L;     /* the state (the server's own), or the thread a test calls from */
@@ -49,7 +50,18 @@ struct ws_lhost_s {
     ws_ltimer_t *timers; /* live timers (intrusive list) */
     struct ws_route_s *routes; /* routes with connections, each shared by its connections */
     unsigned upgrades;  /* WebSocket upgrades accepted, for the collector's pace (lreq.c) */
+    struct ws_ltask_s *running; /* the task running now (innermost), or NULL */
+    struct ws_ltask_s *pool;    /* idle tasks */
+    struct ws_ltask_s *waiting; /* tasks waiting (doubly linked) */
+    unsigned npool;
+    size_t nwaiting;
 };
+
+/* What a connection's host data (ws_conn_host_data) points at, told apart by
+ * its first byte: its route; while one of its handlers waits, a record of
+ * that (levent.c), which points at the route; while its HTTP answer or its
+ * upgrade decision waits, a record of that (lreq.c). */
+enum { WS_HD_ROUTE, WS_HD_BUSY, WS_HD_PENDING };
 
 /* A route as its connections share it (routes are few and connections many):
  * its key, and one registry ref of its handler table for script generation
@@ -59,10 +71,12 @@ struct ws_lhost_s {
  * its own (not shared, no key), freed when it closes. Shared ones are kept
  * until ws__lhost_free_routes. */
 struct ws_route_s {
+    uint8_t kind;     /* WS_HD_ROUTE */
+    unsigned shared : 1;
     struct ws_route_s *next;
     int handler_ref;  /* LUA_NOREF when the script of generation gen lacks the route */
     uint32_t gen;
-    unsigned shared : 1;
+    unsigned max_pending; /* messages queued while a handler waits (route option) */
     size_t len;
     char key[];
 };
@@ -94,6 +108,85 @@ void ws__lbudget_end(ws_lhost_t *lh);
  * one time budget. */
 void ws__lbudget_close(ws_lhost_t *lh, void (*close)(lua_State *L));
 
+/* --- ltask.c: every callback runs in a task, which may wait --- */
+
+typedef struct ws_ltask_s ws_ltask_t;
+typedef struct ws_lwait_s ws_lwait_t;
+
+/* A task that waited has ended: status LUA_OK with its nres results on top
+ * of lh->L, or an error status with the message (and traceback) there. The
+ * callee pops them. t is gone when this returns. */
+typedef void (*ws_ltask_done_fn)(ws_lhost_t *lh, ws_ltask_t *t, int status, int nres);
+
+/* A callback running in a coroutine of its own, taken from a pool: it can
+ * wait (wspush.sleep, wspush.fetch) without blocking the loop. */
+struct ws_ltask_s {
+    lua_State *co;
+    int ref;               /* registry ref of co */
+    ws_ltask_t *next, *prev; /* the pool, or the host's waiting tasks */
+    ws_lwait_t *wait;      /* what it waits for now, or NULL (running or pooled) */
+    ws_ltask_done_fn done; /* set by the owner when the task waits */
+    void *ud;              /* the owner's */
+    int nres;              /* results its owner wants */
+    uint64_t used_ns;      /* time run before its last wait: --lua-timeout counts running time only */
+    uint64_t t_step;       /* uv_hrtime() when its current run began */
+};
+
+/* What a task waits for. The waiting function that made it resumes the
+ * task when the thing happens (ws__ltask_resume); cancel stops it, frees it,
+ * and must not resume anything. */
+struct ws_lwait_s {
+    ws_ltask_t *task;
+    void (*cancel)(ws_lwait_t *w);
+};
+
+/* ws__ltask_run's answer when the task waits. */
+#define WS_LTASK_WAITING (-1)
+/* The status done hears when the host goes away under a waiting task
+ * (nothing on the stack; the owner frees what it holds and starts nothing). */
+#define WS_LTASK_ABANDONED (-2)
+
+/* A task to run: push the function and its arguments on t->co, then
+ * ws__ltask_start it (or ws__ltask_put it back unused). */
+ws_ltask_t *ws__ltask_take(ws_lhost_t *lh);
+void ws__ltask_put(ws_lhost_t *lh, ws_ltask_t *t);
+/* Run t's function, below nargs arguments on t->co; returns as ws__ltask_run. */
+int ws__ltask_start(ws_lhost_t *lh, ws_ltask_t *t, int nargs, int nres);
+/* Run the function below nargs arguments on lh->L in a task, under the time
+ * budget. Returns what ws__lcall returns when it ends at once (results or the
+ * message on lh->L), or WS_LTASK_WAITING: then *t is the task, which the
+ * caller must give done and ud before returning to the loop, and lh->L holds
+ * nothing of the call. */
+int ws__ltask_run(ws_lhost_t *lh, int nargs, int nres, ws_ltask_t **t);
+/* Resume t, which waited, with the nvals values on top of lh->L as the
+ * results of its waiting function. t->wait must be finished (freed by its
+ * maker). When t ends, t->done runs. */
+void ws__ltask_resume(ws_lhost_t *lh, ws_ltask_t *t, int nvals);
+/* Stop what t waits for and resume it at once with nil, why (a connection
+ * closed under its handler, an upgrade decision that timed out). */
+void ws__ltask_interrupt(ws_lhost_t *lh, ws_ltask_t *t, const char *why);
+/* Tasks waiting now. */
+size_t ws__ltask_waiting(const ws_lhost_t *lh);
+/* Shutdown: stop every wait and drop its task without resuming it (its
+ * done hears WS_LTASK_ABANDONED). */
+void ws__ltask_abandon_all(ws_lhost_t *lh);
+/* Free the pool. */
+void ws__ltask_free(ws_lhost_t *lh);
+
+/* For a waiting function named fname called on L: the task that may wait
+ * there, or a raised error saying why not (the script is loading, a C call
+ * such as table.sort's comparator is in between, or L is a coroutine of the
+ * script's own, whose resume would take the wait). */
+ws_ltask_t *ws__ltask_waitable(ws_lhost_t *lh, lua_State *L, const char *fname);
+/* Wait for w (w->task is t, w->cancel set): returns what a C function
+ * returns to yield; the values the task is resumed with are its results. */
+int ws__ltask_wait(lua_State *L, ws_ltask_t *t, ws_lwait_t *w);
+
+/* The time budget around one run of a task (lbudget.c): the deadline counts
+ * what t ran before, and the watchdog's hook goes to t's coroutine. */
+void ws__lbudget_task_start(ws_lhost_t *lh, ws_ltask_t *t, int outermost, lua_State **saved);
+void ws__lbudget_task_end(ws_lhost_t *lh, ws_ltask_t *t, lua_State *saved, int waits);
+
 /* --- lcall.c: calls into Lua --- */
 
 /* In a state of its own the traceback handler sits at this stack index for
@@ -108,6 +201,8 @@ int ws__lcall(ws_lhost_t *lh, int nargs, int nres);
 /* The same, but an error is logged as "what: message + traceback" and
  * popped: the stack then holds nothing of the call. */
 int ws__lcall_log(ws_lhost_t *lh, int nargs, int nres, const char *what);
+/* Log the error message on top of lh->L as "what: message" and pop it. */
+void ws__lcall_log_error(ws_lhost_t *lh, const char *what);
 /* The same without a traceback, for load errors, where the message alone
  * (file:line) is the answer: into err, and popped. Returns 0 or -1. */
 int ws__lcall_msg(ws_lhost_t *lh, int nargs, int nres, char *err, size_t errlen);
@@ -145,10 +240,12 @@ void ws__lconn_set_handler(lua_State *L, int *ref);
  * remote, id, subprotocol, data) taken from the request table at index req,
  * and enter it in the connection table. */
 void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req, const char *subprotocol);
-/* Push the Lua object of c (must exist). */
-void ws__lconn_push(ws_lhost_t *lh, ws_conn_t *c);
+/* Push the Lua object of c (must exist) on L (a thread of lh's state). */
+void ws__lconn_push(ws_lhost_t *lh, lua_State *L, ws_conn_t *c);
 /* Make the object of c inert and remove it from the connection table. */
 void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c);
+/* conn.data of c's object = the value at index i (an upgrade's table). */
+void ws__lconn_set_data(ws_lhost_t *lh, ws_conn_t *c, int i);
 
 /* The "wspush.core" module of lh: pushes a new table. */
 void ws__lcore_push(ws_lhost_t *lh);
@@ -161,6 +258,12 @@ void ws__ltimers_close_gen(ws_lhost_t *lh, uint32_t gen, int older);
 int ws__lhost_http(void *ud, ws_conn_t *c, const ws_request_t *req, ws_response_t *res);
 int ws__lhost_upgrade(void *ud, ws_conn_t *c, const ws_request_t *req, const char *protocols,
                       size_t protocols_len, ws_upgrade_t *up);
+/* Run the function below nargs arguments on lh->L as a task whose results
+ * nobody wants (a hook, a timer): what fails is logged as what (a static
+ * string), now or when it ends. */
+void ws__lhost_run_hook(ws_lhost_t *lh, int nargs, const char *what);
+/* A pending HTTP answer or upgrade decision will not be given: c is going away. */
+void ws__lhost_cancel(void *ud, ws_conn_t *c);
 
 /* A host in a test's state L (wspush.testing): as ws_lhost_new otherwise,
  * and prepare (a stack index of a function, or 0) is called with the host's

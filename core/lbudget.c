@@ -43,6 +43,9 @@ static uint64_t wd_period_ns;
 static _Atomic uint64_t wd_deadline;
 /* The budget of the callback running now, for the message. */
 static double wd_timeout;
+/* The signal handler hooked a task's coroutine: its hook is cleared when
+ * the run ends (a flag, not a lua_gethook per run). */
+static volatile sig_atomic_t hooked;
 
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
@@ -60,8 +63,10 @@ static void on_overdue(int sig)
 {
     (void)sig;
     lua_State *L = overdue_L;
-    if (L)
+    if (L) {
+        hooked = 1;
         lua_sethook(L, budget_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    }
 }
 
 static void *watch(void *arg)
@@ -248,4 +253,46 @@ void ws__lbudget_end(ws_lhost_t *lh)
     atomic_store_explicit(&wd_deadline, 0, memory_order_relaxed);
     if (!lh->own_state)
         lua_sethook(lh->L, lh->saved_hook, lh->saved_mask, lh->saved_count);
+}
+
+void ws__lbudget_task_start(ws_lhost_t *lh, ws_ltask_t *t, int outermost, lua_State **saved)
+{
+    /* The loop's cached time (uv_now without the call) in the server; a
+     * test's loop does not run, so its cached time is stale there. */
+    uint64_t now = lh->own_state ? lh->hub->loop->time * 1000000ULL : uv_hrtime();
+    if (lh->depth++ == 0) {
+        uint64_t left = t->used_ns < lh->budget_ns ? lh->budget_ns - t->used_ns : 0;
+        atomic_store_explicit(&wd_deadline, now + left, memory_order_relaxed);
+    }
+    /* Only the outermost task's run is its own time: a nested one (an
+     * on_close run by a handler's conn:close) runs on the outer one's. */
+    t->t_step = outermost ? now : 0;
+    if (lh->own_state) {
+        *saved = overdue_L;
+        overdue_L = t->co;
+    } else {
+        /* No watchdog in a test's state: the count hook, on this coroutine. */
+        *saved = NULL;
+        wd_timeout = lh->lua_timeout;
+        lua_sethook(t->co, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+    }
+}
+
+void ws__lbudget_task_end(ws_lhost_t *lh, ws_ltask_t *t, lua_State *saved, int waits)
+{
+    if (waits && t->t_step)
+        t->used_ns += uv_hrtime() - t->t_step;
+    if (lh->own_state) {
+        overdue_L = saved;
+        /* The watchdog may have hooked it: a waiting or pooled coroutine
+         * must not keep the VM off its fast path. */
+        if (hooked) {
+            hooked = 0;
+            lua_sethook(t->co, NULL, 0, 0);
+        }
+    } else {
+        lua_sethook(t->co, NULL, 0, 0);
+    }
+    if (--lh->depth == 0)
+        atomic_store_explicit(&wd_deadline, 0, memory_order_relaxed);
 }

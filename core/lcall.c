@@ -121,14 +121,18 @@ int ws__lcall_gc_step(ws_lhost_t *lh, int kb)
     return done;
 }
 
+void ws__lcall_log_error(ws_lhost_t *lh, const char *what)
+{
+    char buf[8192];
+    ws_log_error("%s: %s", what, ws__lcall_where(lh, lua_tostring(lh->L, -1), buf, sizeof buf));
+    lua_pop(lh->L, 1);
+}
+
 int ws__lcall_log(ws_lhost_t *lh, int nargs, int nres, const char *what)
 {
     int r = ws__lcall(lh, nargs, nres);
-    if (r != LUA_OK) {
-        char buf[8192];
-        ws_log_error("%s: %s", what, ws__lcall_where(lh, lua_tostring(lh->L, -1), buf, sizeof buf));
-        lua_pop(lh->L, 1);
-    }
+    if (r != LUA_OK)
+        ws__lcall_log_error(lh, what);
     return r;
 }
 

@@ -43,7 +43,8 @@ static box_t *check_box(lua_State *L, int i)
 {
     box_t *b = lua_touserdata(L, i);
     if (b && lua_getmetatable(L, i)) {
-        int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+        /* Table identity: lua_rawequal would go through the generic equality. */
+        int ok = lua_topointer(L, -1) == lua_topointer(L, lua_upvalueindex(1));
         lua_pop(L, 1);
         if (ok)
             return b;
@@ -370,12 +371,22 @@ void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req, const char *subprotoco
     lua_pop(L, 2);
 }
 
-void ws__lconn_push(ws_lhost_t *lh, ws_conn_t *c)
+void ws__lconn_set_data(ws_lhost_t *lh, ws_conn_t *c, int i)
 {
     lua_State *L = lh->L;
+    i = lua_absindex(L, i);
+    ws__lconn_push(lh, L, c);
+    push_extra(L, lua_gettop(L));
+    lua_pushvalue(L, i);
+    lua_setfield(L, -2, "data");
+    lua_pop(L, 2);
+}
+
+void ws__lconn_push(ws_lhost_t *lh, lua_State *L, ws_conn_t *c)
+{
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->conns_ref);
     lua_rawgeti(L, -1, (lua_Integer)ws_conn_id(c));
-    lua_remove(L, -2);
+    lua_replace(L, -2); /* cheaper than lua_remove's rotation: it runs per event */
 }
 
 void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c)

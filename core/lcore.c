@@ -2,6 +2,7 @@
  * timers, lifecycle hooks, logging. Its functions find their host in
  * upvalue 1. lua/wspush/init.lua builds the user-facing "wspush" module on
  * top of it. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@ struct ws_ltimer_s {
     int fn_ref;
     int box_ref;           /* keeps the Lua handle alive while the timer runs */
     uint32_t gen;          /* the script generation that made it: a reload retires it */
+    ws_ltask_t *task;      /* its callback, while that waits: a repeating timer skips its turns */
     ws_ltimer_t *next, *prev;
 };
 
@@ -77,6 +79,8 @@ static int l_connections(lua_State *L)
 static void timer_release(ws_ltimer_t *t, lua_State *L)
 {
     ws_timer_stop(&t->lh->hub->timers, &t->t);
+    if (t->task)
+        t->task->ud = NULL; /* it runs on, its timer gone */
     if (lua_rawgeti(L, LUA_REGISTRYINDEX, t->box_ref) == LUA_TUSERDATA)
         ((tbox_t *)lua_touserdata(L, -1))->t = NULL;
     lua_pop(L, 1);
@@ -91,12 +95,28 @@ static void timer_release(ws_ltimer_t *t, lua_State *L)
     free(t);
 }
 
+static void timer_done(ws_lhost_t *lh, ws_ltask_t *task, int status, int nres)
+{
+    (void)nres;
+    ws_ltimer_t *t = task->ud;
+    if (t)
+        t->task = NULL;
+    if (status != LUA_OK && status != WS_LTASK_ABANDONED)
+        ws__lcall_log_error(lh, "timer");
+}
+
 static void timer_fire(ws_timer_t *h)
 {
     ws_ltimer_t *t = (ws_ltimer_t *)h;
     ws_lhost_t *lh = t->lh;
     int repeat = t->t.repeat != 0;
     int fn_ref = t->fn_ref;
+    /* The callback of an earlier turn still waits: one at a time, or a slow
+     * backend would pile up callbacks. */
+    if (t->task) {
+        ws_log_debug("timer: the previous run still waits; this turn is skipped");
+        return;
+    }
     ws__lbudget_start(lh);
     /* A one-shot timer is released first, so the callback sees it as stopped. */
     if (!repeat) {
@@ -106,7 +126,16 @@ static void timer_fire(ws_timer_t *h)
     lua_rawgeti(lh->L, LUA_REGISTRYINDEX, fn_ref);
     if (!repeat)
         luaL_unref(lh->L, LUA_REGISTRYINDEX, fn_ref);
-    ws__lcall_log(lh, 0, 0, "timer");
+    ws_ltask_t *task;
+    int st = ws__ltask_run(lh, 0, 0, &task);
+    if (st == WS_LTASK_WAITING) {
+        task->done = timer_done;
+        task->ud = repeat ? t : NULL;
+        if (repeat)
+            t->task = task;
+    } else if (st != LUA_OK) {
+        ws__lcall_log_error(lh, "timer");
+    }
     ws__lbudget_end(lh);
 }
 
@@ -178,6 +207,48 @@ void ws__ltimers_close_gen(ws_lhost_t *lh, uint32_t gen, int older)
     }
 }
 
+/* --- waiting --- */
+
+typedef struct {
+    ws_lwait_t w;
+    ws_timer_t timer;
+    ws_lhost_t *lh;
+} sleep_t;
+
+static void sleep_fire(ws_timer_t *tm)
+{
+    sleep_t *s = (sleep_t *)((char *)tm - offsetof(sleep_t, timer));
+    ws_lhost_t *lh = s->lh;
+    ws_ltask_t *t = s->w.task;
+    free(s);
+    lua_pushboolean(lh->L, 1);
+    ws__ltask_resume(lh, t, 1);
+}
+
+static void sleep_cancel(ws_lwait_t *w)
+{
+    sleep_t *s = (sleep_t *)w;
+    ws_timer_stop(&s->lh->hub->timers, &s->timer);
+    free(s);
+}
+
+/* wspush.sleep(seconds) -> true, or nil, "closed" when the connection of
+ * the handler closes meanwhile. */
+static int l_sleep(lua_State *L)
+{
+    ws_lhost_t *lh = ws__lhost_up(L);
+    lua_Number secs = luaL_checknumber(L, 1);
+    luaL_argcheck(L, secs >= 0 && secs <= 1e9, 1, "seconds must be between 0 and 1e9");
+    ws_ltask_t *t = ws__ltask_waitable(lh, L, "wspush.sleep");
+    sleep_t *s = ws_calloc(1, sizeof *s);
+    s->lh = lh;
+    s->w.cancel = sleep_cancel;
+    ws_hub_t *h = lh->hub;
+    ws_timer_start(&h->timers, &s->timer, ws_hub_now(h), (uint64_t)(secs * 1000.0 + 0.5), 0,
+                   sleep_fire);
+    return ws__ltask_wait(L, t, &s->w);
+}
+
 /* --- lifecycle hooks --- */
 
 static int l_on_reload(lua_State *L)
@@ -235,7 +306,7 @@ void ws__lcore_push(ws_lhost_t *lh)
         {"publish", l_publish},   {"get", l_get},         {"count", l_count},
         {"connections", l_connections}, {"after", l_after}, {"every", l_every},
         {"log", l_log},           {"now", l_now},         {"on_reload", l_on_reload},
-        {"on_shutdown", l_on_shutdown}, {NULL, NULL}};
+        {"on_shutdown", l_on_shutdown}, {"sleep", l_sleep}, {NULL, NULL}};
     luaL_newlibtable(L, fns);
     lua_pushlightuserdata(L, lh);
     luaL_setfuncs(L, fns, 1);

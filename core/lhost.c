@@ -9,10 +9,6 @@
 #include "lbind.h"
 #include "log.h"
 
-/* The events' names: the handler fields looked up, and the log's labels. */
-static const char *const ev_label[WS_EV_COUNT] = {"open",    "on_message", "on_ping",
-                                                  "on_pong", "on_drain",   "on_close"};
-
 #ifndef WSPUSH_LUA_DIR
 #define WSPUSH_LUA_DIR "lua"
 #endif
@@ -162,7 +158,7 @@ static int open_host(ws_lhost_t *lh, int prepare, char *err, size_t errlen)
     lua_newtable(L);
     lh->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     for (int i = 0; i < WS_EV_COUNT; i++) {
-        lua_pushstring(L, ev_label[i]);
+        lua_pushstring(L, ws__lev_label[i]);
         lh->ev_ref[i] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     ws__lcore_push(lh);
@@ -249,6 +245,8 @@ void ws_lhost_free(ws_lhost_t *lh)
     lua_State *L = lh->L;
     lh->freeing = 1;
     ws__ltimers_close_all(lh);
+    ws__ltask_abandon_all(lh);
+    ws__ltask_free(lh);
     if (lh->own_state) {
         ws__lbudget_close(lh, lua_close);
     } else {
@@ -376,205 +374,43 @@ static int reload(ws_lhost_t *lh, const char *changed, char *err, size_t errlen)
         lua_setfield(L, -2, "generation");
         lua_pushstring(L, changed ? changed : "");
         lua_setfield(L, -2, "changed");
-        ws__lcall_log(lh, 1, 0, "on_reload");
+        ws__lhost_run_hook(lh, 1, "on_reload");
     }
     lua_settop(L, top);
     return 0;
 }
 
+/* A hook that may wait: it runs on by itself, and only its error is news. */
+static void hook_done(ws_lhost_t *lh, ws_ltask_t *t, int status, int nres)
+{
+    (void)nres;
+    if (status != LUA_OK && status != WS_LTASK_ABANDONED)
+        ws__lcall_log_error(lh, t->ud);
+}
+
+void ws__lhost_run_hook(ws_lhost_t *lh, int nargs, const char *what)
+{
+    ws_ltask_t *t;
+    int st = ws__ltask_run(lh, nargs, 0, &t);
+    if (st == WS_LTASK_WAITING) {
+        t->done = hook_done;
+        t->ud = (void *)what;
+    } else if (st != LUA_OK) {
+        ws__lcall_log_error(lh, what);
+    }
+}
+
 void ws_lhost_shutdown(ws_lhost_t *lh)
 {
     lua_State *L = lh->L;
+    ws__lbudget_start(lh);
     if (lua_rawgeti(L, LUA_REGISTRYINDEX, lh->shutdown_ref) == LUA_TFUNCTION)
-        ws__lcall_log(lh, 0, 0, "on_shutdown");
+        ws__lhost_run_hook(lh, 0, "on_shutdown");
     else
         lua_pop(L, 1);
+    ws__lbudget_end(lh);
 }
+
+size_t ws_lhost_busy(const ws_lhost_t *lh) { return ws__ltask_waiting(lh); }
 
 void ws_lhost_stop(ws_lhost_t *lh) { ws__ltimers_close_all(lh); }
-
-/* --- WebSocket events --- */
-
-/* After a reload, find the handler of route r in the new routes by its key
- * (or, for a catch-all connection's own route, by c's path): once per route,
- * not once per connection. */
-static void rebind(ws_lhost_t *lh, ws_conn_t *c, struct ws_route_s *r)
-{
-    lua_State *L = lh->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->server_ref);
-    lua_getfield(L, -1, "resolve");
-    lua_remove(L, -2);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->app_ref);
-    if (r->shared) {
-        lua_pushlstring(L, r->key, r->len);
-        lua_pushnil(L);
-    } else {
-        lua_pushnil(L);
-        ws__lconn_push(lh, c);
-        lua_getfield(L, -1, "path"); /* conn.path, through __index */
-        lua_replace(L, -2);
-    }
-    if (ws__lcall_log(lh, 3, 1, "rebinding a connection after reload") != 0)
-        lua_pushnil(L);
-    ws__lconn_set_handler(L, &r->handler_ref);
-    r->gen = lh->gen;
-}
-
-/* Log a failed event handler (or the lookup of one), naming the event, the
- * route and the connection; the error message is popped. */
-static void log_event_error(ws_lhost_t *lh, ws_conn_t *c, int ev)
-{
-    char buf[8192];
-    struct ws_route_s *r = ws_conn_host_data(c);
-    ws_log_error("%s (%s, conn %llu): %s", ev_label[ev], r->shared ? r->key : "*",
-                 (unsigned long long)ws_conn_id(c),
-                 ws__lcall_where(lh, lua_tostring(lh->L, -1), buf, sizeof buf));
-    lua_pop(lh->L, 1);
-}
-
-static void fail_event(ws_conn_t *c)
-{
-    static const char msg[] = "internal server error";
-    ws_conn_close(c, WS_CLOSE_INTERNAL, msg, sizeof msg - 1);
-}
-
-/* handler[name] through its metatable: run protected, as user code. */
-static int lookup(lua_State *L)
-{
-    lua_gettable(L, 1);
-    return 1;
-}
-
-/* Push handler[name] and the connection object; 0 (nothing pushed) when the
- * handler has no such function. A plain handler table is read raw; one with
- * a metatable (inheritance, or a strict mode whose __index raises or loops)
- * is read inside a protected call under the time budget, and a failure
- * there counts as the handler's (logged, 1011). A connection whose route a
- * reload removed is closed with 1001. */
-static int push_event(ws_lhost_t *lh, ws_conn_t *c, int ev)
-{
-    lua_State *L = lh->L;
-    struct ws_route_s *r = ws_conn_host_data(c);
-    if (r->gen != lh->gen)
-        rebind(lh, c, r);
-    if (r->handler_ref == LUA_NOREF) {
-        static const char msg[] = "endpoint removed by a reload";
-        ws_conn_close(c, WS_CLOSE_GOING_AWAY, msg, sizeof msg - 1);
-        return 0;
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->handler_ref);
-    if (lua_type(L, -1) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->ev_ref[ev]);
-    lua_pushvalue(L, -1);
-    int t = lua_rawget(L, -3); /* handler, name, f */
-    if (t == LUA_TNIL && lua_getmetatable(L, -3)) {
-        lua_pop(L, 2);
-        lua_pushcfunction(L, lookup);
-        lua_insert(L, -3);
-        if (ws__lcall(lh, 2, 1) != LUA_OK) {
-            log_event_error(lh, c, ev);
-            if (ev != WS_EV_CLOSE)
-                fail_event(c);
-            return 0;
-        }
-        t = lua_type(L, -1);
-    } else {
-        lua_replace(L, -3);
-        lua_pop(L, 1);
-    }
-    if (t != LUA_TFUNCTION) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    ws__lconn_push(lh, c);
-    return 1;
-}
-
-/* Run the event handler push_event pushed, with nargs arguments above it;
- * an error is logged and, but for on_close, closes the connection 1011. */
-static void call_event(ws_lhost_t *lh, ws_conn_t *c, int ev, int nargs)
-{
-    if (ws__lcall(lh, nargs + 1, 0) == LUA_OK)
-        return;
-    log_event_error(lh, c, ev);
-    if (ev != WS_EV_CLOSE)
-        fail_event(c);
-}
-
-/* Every entry from the loop runs under the time budget from its first Lua
- * allocation on: an allocation may run a finalizer (__gc), which is user code. */
-static void on_open(void *ud, ws_conn_t *c)
-{
-    ws_lhost_t *lh = ud;
-    ws__lbudget_start(lh);
-    if (push_event(lh, c, WS_EV_OPEN))
-        call_event(lh, c, WS_EV_OPEN, 0);
-    ws__lbudget_end(lh);
-}
-
-static void on_message(void *ud, ws_conn_t *c, const uint8_t *data, size_t len, int binary)
-{
-    ws_lhost_t *lh = ud;
-    ws__lbudget_start(lh);
-    if (push_event(lh, c, WS_EV_MESSAGE)) {
-        lua_pushlstring(lh->L, (const char *)data, len);
-        lua_pushboolean(lh->L, binary);
-        call_event(lh, c, WS_EV_MESSAGE, 2);
-    }
-    ws__lbudget_end(lh);
-}
-
-static void on_control(void *ud, ws_conn_t *c, unsigned op, const uint8_t *data, size_t len)
-{
-    ws_lhost_t *lh = ud;
-    int ev = op == WS_OP_PING ? WS_EV_PING : WS_EV_PONG;
-    ws__lbudget_start(lh);
-    if (push_event(lh, c, ev)) {
-        lua_pushlstring(lh->L, (const char *)data, len);
-        call_event(lh, c, ev, 1);
-    }
-    ws__lbudget_end(lh);
-}
-
-static void on_drain(void *ud, ws_conn_t *c)
-{
-    ws_lhost_t *lh = ud;
-    ws__lbudget_start(lh);
-    if (push_event(lh, c, WS_EV_DRAIN))
-        call_event(lh, c, WS_EV_DRAIN, 0);
-    ws__lbudget_end(lh);
-}
-
-static void on_closed(void *ud, ws_conn_t *c, unsigned code, const char *reason)
-{
-    ws_lhost_t *lh = ud;
-    lua_State *L = lh->L;
-    struct ws_route_s *r = ws_conn_host_data(c);
-    ws__lbudget_start(lh);
-    if (push_event(lh, c, WS_EV_CLOSE)) {
-        lua_pushinteger(L, code);
-        lua_pushstring(L, reason);
-        call_event(lh, c, WS_EV_CLOSE, 2);
-    }
-    ws__lconn_detach(lh, c);
-    ws_conn_set_host_data(c, NULL);
-    if (!r->shared) { /* a catch-all connection's own */
-        luaL_unref(L, LUA_REGISTRYINDEX, r->handler_ref);
-        free(r);
-    }
-    ws__lbudget_end(lh);
-}
-
-const ws_host_ops_t ws_lhost_ops = {
-    .http = ws__lhost_http,
-    .upgrade = ws__lhost_upgrade,
-    .cancel = NULL, /* this host answers at once */
-    .open = on_open,
-    .message = on_message,
-    .control = on_control,
-    .drain = on_drain,
-    .closed = on_closed,
-};

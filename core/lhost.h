@@ -32,8 +32,11 @@ int ws_lhost_collect_step(ws_lhost_t *lh);
 /* Server shutdown: stop every timer of the script. */
 void ws_lhost_stop(ws_lhost_t *lh);
 
-/* Run the script's on_shutdown function, if it registered one. */
+/* Run the script's on_shutdown function, if it registered one. It may wait:
+ * ws_lhost_busy says when it and every other waiting handler are done. */
 void ws_lhost_shutdown(ws_lhost_t *lh);
+/* Handlers waiting now (a wspush.sleep, a fetch, ...). */
+size_t ws_lhost_busy(const ws_lhost_t *lh);
 
 /* Load the script again in the same Lua state. The project's modules (those
  * under the script's directory or ./lua) are required afresh. Only when the

@@ -2,6 +2,7 @@
  * function, and the routing, origin and subprotocol decisions of an upgrade
  * (plus the route's own limits). The routing itself is lua/wspush/server.lua. */
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,7 +104,97 @@ static void add_headers(lua_State *L, int headers, ws_buf_t *out)
     }
 }
 
-static void http_op(ws_lhost_t *lh, ws_conn_t *c, const ws_request_t *req, ws_response_t *res)
+/* A request whose answer waits for its task: the connection's host data
+ * until answered. */
+typedef struct {
+    uint8_t kind;          /* WS_HD_PENDING */
+    ws_lhost_t *lh;
+    ws_conn_t *c;          /* NULL once the answer is no longer wanted */
+    ws_ltask_t *task;
+    ws_response_t *res;    /* an HTTP request's answer, or */
+    ws_upgrade_t *up;      /* an upgrade's decision */
+    int req_ref;           /* upgrade: the request table, for the connection's fields */
+    ws_timer_t timer;      /* upgrade: --upgrade-timeout */
+    char what[300];        /* for the log */
+} pending_t;
+
+static pending_t *pending_new(ws_lhost_t *lh, ws_conn_t *c, ws_ltask_t *t, const char *what,
+                              ws_ltask_done_fn done)
+{
+    pending_t *p = ws_calloc(1, sizeof *p);
+    p->kind = WS_HD_PENDING;
+    p->lh = lh;
+    p->c = c;
+    p->task = t;
+    p->req_ref = LUA_NOREF;
+    snprintf(p->what, sizeof p->what, "%s", what);
+    t->done = done;
+    t->ud = p;
+    ws_conn_set_host_data(c, p);
+    return p;
+}
+
+static void pending_free(ws_lhost_t *lh, pending_t *p)
+{
+    ws_timer_stop(&lh->hub->timers, &p->timer);
+    luaL_unref(lh->L, LUA_REGISTRYINDEX, p->req_ref);
+    free(p);
+}
+
+/* "HTTP handler GET /path" */
+static void describe(char *out, size_t n, const char *kind, const ws_request_t *req)
+{
+    snprintf(out, n, "%s %.*s %.*s", kind, (int)req->hs->method_len, req->hs->method,
+             (int)(req->url_len > 200 ? 200 : req->url_len), req->url);
+}
+
+/* The answer of S.http: status, body, headers at top + 1..3 (status 200
+ * when nil), or the task's failure. */
+static void http_answer(ws_lhost_t *lh, int status, int top, ws_response_t *res, const char *what)
+{
+    lua_State *L = lh->L;
+    if (status != LUA_OK) {
+        ws__lcall_log_error(lh, what);
+        res->status = 500;
+        ws_buf_append_str(&res->body, "Internal Server Error\n");
+        return;
+    }
+    /* S.http normalised them; still, nothing here may raise outside a pcall. */
+    int isnum = 1;
+    lua_Integer st = lua_isnil(L, top + 1) ? 200 : lua_tointegerx(L, top + 1, &isnum);
+    res->status = !isnum || st < 100 || st > 999 ? 500 : (int)st;
+    size_t blen = 0;
+    const char *body = lua_tolstring(L, top + 2, &blen);
+    if (body)
+        ws_buf_append(&res->body, body, blen);
+    add_headers(L, top + 3, &res->headers);
+}
+
+static void http_done(ws_lhost_t *lh, ws_ltask_t *t, int status, int nres)
+{
+    pending_t *p = t->ud;
+    lua_State *L = lh->L;
+    if (status == WS_LTASK_ABANDONED) {
+        pending_free(lh, p);
+        return;
+    }
+    int top = lua_gettop(L) - (status == LUA_OK ? nres : 1);
+    ws_conn_t *c = p->c;
+    if (!c) {
+        /* The client left: the answer goes nowhere, an error is still news. */
+        if (status != LUA_OK)
+            ws__lcall_log_error(lh, p->what);
+    } else {
+        http_answer(lh, status, top, p->res, p->what);
+        ws_conn_set_host_data(c, NULL);
+    }
+    lua_settop(L, top);
+    pending_free(lh, p);
+    if (c)
+        ws_conn_http_done(c);
+}
+
+static int http_op(ws_lhost_t *lh, ws_conn_t *c, const ws_request_t *req, ws_response_t *res)
 {
     lua_State *L = lh->L;
     int top = lua_gettop(L);
@@ -113,24 +204,16 @@ static void http_op(ws_lhost_t *lh, ws_conn_t *c, const ws_request_t *req, ws_re
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->app_ref);
     push_request(L, c, req, 0);
     char what[300];
-    snprintf(what, sizeof what, "HTTP handler %.*s %.*s", (int)req->hs->method_len,
-             req->hs->method, (int)(req->url_len > 200 ? 200 : req->url_len), req->url);
-    if (ws__lcall_log(lh, 2, 3, what) != 0) {
-        res->status = 500;
-        ws_buf_append_str(&res->body, "Internal Server Error\n");
-        lua_settop(L, top);
-        return;
+    describe(what, sizeof what, "HTTP handler", req);
+    ws_ltask_t *t;
+    int st = ws__ltask_run(lh, 2, 3, &t);
+    if (st == WS_LTASK_WAITING) {
+        pending_new(lh, c, t, what, http_done)->res = res;
+        return WS_HOST_PENDING;
     }
-    /* S.http normalised them; still, nothing here may raise outside a pcall. */
-    int isnum = 1;
-    lua_Integer status = lua_isnil(L, top + 1) ? 200 : lua_tointegerx(L, top + 1, &isnum);
-    res->status = !isnum || status < 100 || status > 999 ? 500 : (int)status;
-    size_t blen = 0;
-    const char *body = lua_tolstring(L, top + 2, &blen);
-    if (body)
-        ws_buf_append(&res->body, body, blen);
-    add_headers(L, top + 3, &res->headers);
+    http_answer(lh, st, top, res, what);
     lua_settop(L, top);
+    return 0;
 }
 
 /* A number field of the route's settings within [lo, hi], or def (with a
@@ -202,6 +285,9 @@ static void route_compression(lua_State *L, int handler, ws_deflate_config_t *d)
 }
 
 #define UPGRADE_GC_EVERY 64
+/* Messages a connection may have waiting while its handler waits, unless
+ * its route says max_pending. */
+#define WS_LREQ_MAX_PENDING 16
 
 struct ws_route_s *ws__lhost_route(ws_lhost_t *lh, const char *key, size_t len)
 {
@@ -209,7 +295,8 @@ struct ws_route_s *ws__lhost_route(ws_lhost_t *lh, const char *key, size_t len)
     for (r = lh->routes; r; r = r->next)
         if (r->len == len && memcmp(r->key, key, len) == 0)
             return r;
-    r = ws_malloc(sizeof *r + len + 1);
+    r = ws_calloc(1, sizeof *r + len + 1);
+    r->kind = WS_HD_ROUTE;
     r->handler_ref = LUA_NOREF;
     r->gen = 0;
     r->shared = 1;
@@ -240,8 +327,119 @@ void ws__lhost_free_routes(ws_lhost_t *lh)
     }
 }
 
-static void upgrade_op(ws_lhost_t *lh, ws_conn_t *c, const ws_request_t *req,
-                       const char *protocols, size_t protocols_len, ws_upgrade_t *up)
+/* S.upgrade's decision: the request table at index req, then handler, key,
+ * subprotocol, settings, data (accepted) or nil, status, reason, headers
+ * (refused), or the task's failure on top. */
+static void upgrade_answer(ws_lhost_t *lh, ws_conn_t *c, int status, int req, ws_upgrade_t *up,
+                           const char *what)
+{
+    lua_State *L = lh->L;
+    if (status != LUA_OK) {
+        ws__lcall_log_error(lh, what);
+        ws_buf_append_str(&up->reason, "internal error");
+        up->status = 500;
+        return;
+    }
+    if (!lua_istable(L, req + 1)) {
+        int isnum = 1;
+        lua_Integer st = lua_isnil(L, req + 2) ? 404 : lua_tointegerx(L, req + 2, &isnum);
+        if (!isnum || st < 400 || st > 599)
+            st = 500;
+        const char *why = lua_tostring(L, req + 3);
+        ws_buf_append_str(&up->reason, why ? why : ws_http_status_text((int)st));
+        add_headers(L, req + 4, &up->headers);
+        up->status = (int)st;
+        return;
+    }
+    size_t kl, sl;
+    const char *key = lua_tolstring(L, req + 2, &kl);
+    const char *sub = lua_tolstring(L, req + 3, &sl);
+    if (sub && (memchr(sub, '\r', sl) || memchr(sub, '\n', sl) || strlen(sub) != sl)) {
+        ws_buf_append_str(&up->reason, "invalid subprotocol");
+        up->status = 500;
+        return;
+    }
+    struct ws_route_s *route = key ? ws__lhost_route(lh, key, kl) : NULL;
+    up->subprotocol = sub ? ws_strndup(sub, sl) : NULL;
+    /* Within one generation a route key always gives the same handler. */
+    if (route && (route->gen != lh->gen || route->handler_ref == LUA_NOREF)) {
+        lua_pushvalue(L, req + 1);
+        ws__lconn_set_handler(L, &route->handler_ref);
+        route->gen = lh->gen;
+    }
+    if (!route)
+        route = ws__lhost_route_own(lh, req + 1);
+    /* The route's settings, as S.upgrade read them from the handler (a plain
+     * table: nothing here may run a metamethod of the user's). */
+    route->max_pending = WS_LREQ_MAX_PENDING;
+    if (lua_istable(L, req + 4)) {
+        route_limits(L, req + 4, &up->limits);
+        route_compression(L, req + 4, &up->limits.deflate);
+        route->max_pending = (unsigned)opt_number(L, req + 4, "max_pending", WS_LREQ_MAX_PENDING,
+                                                  1, 1e6);
+    }
+    ws_conn_set_host_data(c, route);
+    ws__lconn_new(lh, c, req, up->subprotocol);
+    if (lua_istable(L, req + 5))
+        ws__lconn_set_data(lh, c, req + 5);
+    /* An upgrade leaves ~0.5 KB of garbage (the request) next to the ~0.2 KB
+     * the connection keeps. Left to the collector's pace, a burst of
+     * handshakes spreads it between the live objects, where freeing it later
+     * leaves holes that stay in the RSS: measured ~90 bytes per idle
+     * connection. A collector step every UPGRADE_GC_EVERY upgrades reclaims it
+     * while the burst goes on, for ~2.5 us per upgrade. */
+    if (++lh->upgrades % UPGRADE_GC_EVERY == 0)
+        ws__lcall_gc_step(lh, 0);
+}
+
+static void upgrade_done(ws_lhost_t *lh, ws_ltask_t *t, int status, int nres)
+{
+    pending_t *p = t->ud;
+    lua_State *L = lh->L;
+    if (status == WS_LTASK_ABANDONED) {
+        pending_free(lh, p);
+        return;
+    }
+    int top = lua_gettop(L) - (status == LUA_OK ? nres : 1);
+    ws_conn_t *c = p->c;
+    if (!c) {
+        /* It timed out or the client left: the decision goes nowhere. */
+        if (status != LUA_OK)
+            ws__lcall_log_error(lh, p->what);
+        lua_settop(L, top);
+        pending_free(lh, p);
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->req_ref);
+    lua_insert(L, top + 1);
+    ws_conn_set_host_data(c, NULL);
+    upgrade_answer(lh, c, status, top + 1, p->up, p->what);
+    lua_settop(L, top);
+    pending_free(lh, p);
+    ws_conn_upgrade_done(c);
+}
+
+/* No decision within --upgrade-timeout: 503, and the task is told. */
+static void upgrade_timeout(ws_timer_t *tm)
+{
+    pending_t *p = (pending_t *)((char *)tm - offsetof(pending_t, timer));
+    ws_lhost_t *lh = p->lh;
+    ws_conn_t *c = p->c;
+    ws_log_warn("%s: no decision within --upgrade-timeout (%g s): 503", p->what,
+                lh->hub->cfg.upgrade_timeout);
+    p->c = NULL;
+    ws_conn_set_host_data(c, NULL);
+    p->up->status = 503;
+    ws_buf_append_str(&p->up->reason, "upgrade decision timed out");
+    ws_http_header_add(&p->up->headers, "Retry-After", 11, "5", 1);
+    ws_conn_upgrade_done(c);
+    ws__lbudget_start(lh);
+    ws__ltask_interrupt(lh, p->task, "timeout");
+    ws__lbudget_end(lh);
+}
+
+static int upgrade_op(ws_lhost_t *lh, ws_conn_t *c, const ws_request_t *req,
+                      const char *protocols, size_t protocols_len, ws_upgrade_t *up)
 {
     lua_State *L = lh->L;
     int top = lua_gettop(L);
@@ -268,71 +466,33 @@ static void upgrade_op(ws_lhost_t *lh, ws_conn_t *c, const ws_request_t *req,
     }
     lua_pushvalue(L, req_idx); /* keep the request: it becomes the connection's fields */
     lua_insert(L, top + 1);
-    if (ws__lcall_log(lh, 3, 4, "WebSocket upgrade") != 0) {
-        ws_buf_append_str(&up->reason, "internal error");
-        up->status = 500;
+    char what[300];
+    describe(what, sizeof what, "WebSocket upgrade", req);
+    ws_ltask_t *t;
+    int st = ws__ltask_run(lh, 3, 5, &t);
+    if (st == WS_LTASK_WAITING) {
+        pending_t *p = pending_new(lh, c, t, what, upgrade_done);
+        p->up = up;
+        p->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        ws_hub_t *h = lh->hub;
+        ws_timer_start(&h->timers, &p->timer, ws_hub_now(h),
+                       (uint64_t)(h->cfg.upgrade_timeout * 1000), 0, upgrade_timeout);
         lua_settop(L, top);
-        return;
+        return WS_HOST_PENDING;
     }
-    /* stack: req, r1, r2, r3, r4 */
-    if (!lua_istable(L, top + 2)) {
-        int isnum = 1;
-        lua_Integer status = lua_isnil(L, top + 3) ? 404 : lua_tointegerx(L, top + 3, &isnum);
-        if (!isnum || status < 400 || status > 599)
-            status = 500;
-        const char *why = lua_tostring(L, top + 4);
-        ws_buf_append_str(&up->reason, why ? why : ws_http_status_text((int)status));
-        add_headers(L, top + 5, &up->headers);
-        up->status = (int)status;
-        lua_settop(L, top);
-        return;
-    }
-    size_t kl, sl;
-    const char *key = lua_tolstring(L, top + 3, &kl);
-    const char *sub = lua_tolstring(L, top + 4, &sl);
-    if (sub && (memchr(sub, '\r', sl) || memchr(sub, '\n', sl) || strlen(sub) != sl)) {
-        ws_buf_append_str(&up->reason, "invalid subprotocol");
-        up->status = 500;
-        lua_settop(L, top);
-        return;
-    }
-    struct ws_route_s *route = key ? ws__lhost_route(lh, key, kl) : NULL;
-    up->subprotocol = sub ? ws_strndup(sub, sl) : NULL;
-    /* The route's settings, as S.upgrade read them from the handler (a plain
-     * table: nothing here may run a metamethod of the user's). */
-    if (lua_istable(L, top + 5)) {
-        route_limits(L, top + 5, &up->limits);
-        route_compression(L, top + 5, &up->limits.deflate);
-    }
-    /* Within one generation a route key always gives the same handler. */
-    if (route && (route->gen != lh->gen || route->handler_ref == LUA_NOREF)) {
-        lua_pushvalue(L, top + 2);
-        ws__lconn_set_handler(L, &route->handler_ref);
-        route->gen = lh->gen;
-    }
-    if (!route)
-        route = ws__lhost_route_own(lh, top + 2);
-    ws_conn_set_host_data(c, route);
-    ws__lconn_new(lh, c, top + 1, up->subprotocol);
-    /* An upgrade leaves ~0.5 KB of garbage (the request) next to the ~0.2 KB
-     * the connection keeps. Left to the collector's pace, a burst of
-     * handshakes spreads it between the live objects, where freeing it later
-     * leaves holes that stay in the RSS: measured ~90 bytes per idle
-     * connection. A collector step every UPGRADE_GC_EVERY upgrades reclaims it
-     * while the burst goes on, for ~2.5 us per upgrade. */
-    if (++lh->upgrades % UPGRADE_GC_EVERY == 0)
-        ws__lcall_gc_step(lh, 0);
+    upgrade_answer(lh, c, st, top + 1, up, what);
     lua_settop(L, top);
+    return 0;
 }
 
-/* The host operations: every entry runs under the time budget (see lhost.c). */
+/* The host operations: every entry runs under the time budget (see levent.c). */
 int ws__lhost_http(void *ud, ws_conn_t *c, const ws_request_t *req, ws_response_t *res)
 {
     ws_lhost_t *lh = ud;
     ws__lbudget_start(lh);
-    http_op(lh, c, req, res);
+    int r = http_op(lh, c, req, res);
     ws__lbudget_end(lh);
-    return 0;
+    return r;
 }
 
 int ws__lhost_upgrade(void *ud, ws_conn_t *c, const ws_request_t *req, const char *protocols,
@@ -340,7 +500,21 @@ int ws__lhost_upgrade(void *ud, ws_conn_t *c, const ws_request_t *req, const cha
 {
     ws_lhost_t *lh = ud;
     ws__lbudget_start(lh);
-    upgrade_op(lh, c, req, protocols, protocols_len, up);
+    int r = upgrade_op(lh, c, req, protocols, protocols_len, up);
     ws__lbudget_end(lh);
-    return 0;
+    return r;
+}
+
+void ws__lhost_cancel(void *ud, ws_conn_t *c)
+{
+    ws_lhost_t *lh = ud;
+    pending_t *p = ws_conn_host_data(c);
+    if (!p || p->kind != WS_HD_PENDING)
+        return;
+    p->c = NULL;
+    ws_conn_set_host_data(c, NULL);
+    ws_timer_stop(&lh->hub->timers, &p->timer);
+    ws__lbudget_start(lh);
+    ws__ltask_interrupt(lh, p->task, "closed");
+    ws__lbudget_end(lh);
 }

@@ -52,6 +52,9 @@ static const ws_reload_ops_t reload_ops = {reload_files, reload_now};
 
 static int quiet(void *ud) { return ws_lhost_collect_step(((app_t *)ud)->lh); }
 
+/* Handlers still waiting (on_shutdown, an on_close's webhook call): the stop waits for them. */
+static size_t busy(void *ud) { return ws_lhost_busy(((app_t *)ud)->lh); }
+
 static void stopped(void *ud)
 {
     app_t *a = ud;
@@ -101,6 +104,8 @@ static int start(app_t *a, uv_loop_t *loop, char *err, size_t errlen)
     a->srv.quiet_ud = a;
     a->srv.stopped = stopped;
     a->srv.stopped_ud = a;
+    a->srv.busy = busy;
+    a->srv.busy_ud = a;
     ws_reload_init(&a->reload, loop, a->cfg.script, !a->cfg.no_watch, &reload_ops, a);
     listen_signal(a, &a->sigint, SIGINT);
     listen_signal(a, &a->sigterm, SIGTERM);

@@ -85,11 +85,16 @@ static void give_back_memory(ws_server_t *s)
     }
 }
 
+static void on_gone(void *ud);
+
 static void on_sweep(uv_timer_t *t)
 {
     ws_server_t *s = t->data;
     if (ws_hub_tick(s->hub))
         give_back_memory(s);
+    /* A stop that waits for the application's work looks again. */
+    if (s->stopping == 1)
+        on_gone(s);
 }
 
 int ws_server_init(ws_server_t *s, ws_hub_t *hub, const char *host, int port, char *err,
@@ -135,7 +140,8 @@ static void close_handles(ws_server_t *s)
 static void on_gone(void *ud)
 {
     ws_server_t *s = ud;
-    if (s->stopping == 1 && s->hub->nconns == 0) {
+    if (s->stopping == 1 && s->hub->nconns == 0 &&
+        (s->forced || !s->busy || s->busy(s->busy_ud) == 0)) {
         s->stopping = 2;
         /* What the last connections queued is flushed: nothing is left to send. */
         close_handles(s);
@@ -147,9 +153,15 @@ static void on_gone(void *ud)
 static void on_stop_timeout(uv_timer_t *t)
 {
     ws_server_t *s = t->data;
-    ws_log_warn("shutdown: %zu connections still open after the timeout, closing them",
-                s->hub->nconns);
+    size_t busy = s->busy ? s->busy(s->busy_ud) : 0;
+    if (s->hub->nconns)
+        ws_log_warn("shutdown: %zu connections still open after the timeout, closing them",
+                    s->hub->nconns);
+    if (busy)
+        ws_log_warn("shutdown: %zu handlers still waiting after the timeout, dropping them", busy);
+    s->forced = 1;
     ws_hub_abort_all(s->hub);
+    on_gone(s);
 }
 
 void ws_server_stop(ws_server_t *s, double timeout)

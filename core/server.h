@@ -32,6 +32,11 @@ typedef struct ws_server_s {
      * handles are closing. The application closes its own then. */
     void (*stopped)(void *ud);
     void *stopped_ud;
+    /* Work of the application that a graceful stop waits for too (handlers
+     * still waiting on a timer or another service): how much is left. */
+    size_t (*busy)(void *ud);
+    void *busy_ud;
+    int forced;           /* the stop timed out: nothing more is waited for */
     uint64_t reads_seen;  /* io->reads at the last slow sweep */
     int mem_dirty;        /* there was traffic since memory was last given back */
 } ws_server_t;

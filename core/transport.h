@@ -40,6 +40,7 @@ enum {
     WS_PAUSE_BACKPRESSURE = 1, /* our replies to this peer are not draining */
     WS_PAUSE_HOST = 2,         /* the host has not finished with what was read */
     WS_PAUSE_UPGRADE = 4,      /* an upgrade decision is pending */
+    WS_PAUSE_HANDLER = 8,      /* the host's handler waits and its queue is full */
 };
 
 /* A write finished: status 0 when every byte left, else a negative libuv

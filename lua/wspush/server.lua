@@ -3,7 +3,7 @@
 -- Contract with the C core (its Lua bindings call exactly these):
 --   S.compile(routes, script_dir)    -> app | nil, err   (err has no file:line)
 --   S.http(app, req)                 -> status, body, headers
---   S.upgrade(app, req, protocols)   -> handler, key, subprotocol, settings
+--   S.upgrade(app, req, protocols)   -> handler, key, subprotocol, settings, data
 --                                     | nil, status, reason[, headers]
 --   S.resolve(app, key[, path])      -> handler table | nil
 --   S.project_modules(dirs)          -> { module name = real file path }
@@ -12,6 +12,8 @@
 -- add req.query, req.params and make req.headers case-insensitive; C takes
 -- conn.query/params/headers from req after S.upgrade returns.
 -- Errors raised by handlers propagate: C catches them (500 / close 1011).
+-- S.http and S.upgrade run in a task (core/ltask.c): a handler they call
+-- may wait (wspush.sleep, wspush.fetch), and they return when it is done.
 local router = require "wspush.router"
 local http = require "wspush.http"
 local cjson = require "cjson"
@@ -79,7 +81,7 @@ end
 -- table may have a metatable (inheritance, a strict mode that raises), and C
 -- only reads the plain table this returns.
 local SETTINGS = { "max_message", "max_buffered", "idle_timeout", "rate_limit", "rate_burst",
-                   "backpressure" }
+                   "backpressure", "max_pending" }
 local COMPRESSION = { "level", "threshold", "window_bits", "mem_level", "context_takeover" }
 
 local function settings_of(h)
@@ -112,6 +114,30 @@ function S.upgrade(app, req, protocols)
     ok = origin == nil or http.same_origin(origin, req.headers.host)
   end
   if not ok then return nil, 403, "cross-origin request refused" end
+  -- upgrade(req): true, or a table that becomes conn.data, accepts; false
+  -- or nil [, status [, headers [, body]]] refuses (403 by default). It may wait.
+  local data
+  if h.upgrade then
+    local yes, status, headers, body = h.upgrade(req)
+    if type(yes) == "table" then
+      data = yes
+    elseif yes ~= true then
+      if yes ~= nil and yes ~= false then
+        error("upgrade must return true, a table, false or nil, not a " .. type(yes))
+      end
+      status = status or 403
+      if math.type(status) ~= "integer" or status < 400 or status > 599 then
+        error("upgrade refused with status " .. tostring(status) .. ": use 400-599")
+      end
+      if headers ~= nil and type(headers) ~= "table" then
+        error("upgrade's headers must be a table, not a " .. type(headers))
+      end
+      if body ~= nil and type(body) ~= "string" then
+        error("upgrade's body must be a string, not a " .. type(body))
+      end
+      return nil, status, body or http.reason(status), headers
+    end
+  end
   local sub
   if protocols and #protocols > 0 and h.select_subprotocol then
     sub = h.select_subprotocol(protocols, req)
@@ -123,7 +149,7 @@ function S.upgrade(app, req, protocols)
       end
     end
   end
-  return h, key, sub, settings_of(h)
+  return h, key, sub, settings_of(h), data
 end
 
 --- Re-find a connection's handler after a reload. key is the route key S.upgrade

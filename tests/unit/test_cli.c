@@ -373,6 +373,7 @@ static const opt_case_t cases[] = {
     {"lua-timeout", K_SEC, F(lua_timeout), "0.25", 0.25, 5, NULL, NULL, NULL},
     {"lua-max-memory", K_SIZE, F(lua_max_memory), "128m", 128 * MIB, 512 * MIB, NULL, NULL, NULL},
     {"shutdown-timeout", K_SEC, F(shutdown_timeout), "20", 20, 10, NULL, NULL, NULL},
+    {"upgrade-timeout", K_SEC, F(upgrade_timeout), "2.5", 2.5, 5, NULL, NULL, NULL},
     {"help", K_FLAG, 0, 0, NULL, WS_CLI_HELP, 0, NULL, NULL, NULL},
     {"version", K_FLAG, 0, 0, NULL, WS_CLI_VERSION, 0, NULL, NULL, NULL},
 };
