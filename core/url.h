@@ -36,11 +36,11 @@ typedef struct {
 
 /* Parse s[0..len). Returns 0 with u filled (release it with ws_url_free), or
  * -1 with the reason in err and nothing to free. Refused: schemes other than
- * http/https, an empty or malformed host, a port that is empty of digits
- * where digits are needed, 0, over 65535 or not decimal, spaces, control
+ * http/https, an empty or malformed host, a port that is 0, over 65535 or
+ * not decimal (an empty one, "http://h:/", is the default), spaces, control
  * characters (CR and LF included) or non-ASCII bytes anywhere (a URL must be
  * percent-encoded), bad percent-encoding in the userinfo, and URLs over
- * WS_URL_MAX bytes. */
+ * WS_URL_MAX bytes. The userinfo ends at the last '@' of the authority. */
 int ws_url_parse(ws_url_t *u, const char *s, size_t len, char *err, size_t errlen);
 void ws_url_free(ws_url_t *u);
 
