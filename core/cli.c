@@ -17,7 +17,8 @@ typedef enum {
     OPT_SIZE,
     OPT_SECONDS,
     OPT_LOG_LEVEL,
-    OPT_CHOICE  /* one of the words in metavar, separated by '|'; stores its index */
+    OPT_CHOICE, /* one of the words in metavar, separated by '|'; stores its index */
+    OPT_LIST    /* repeatable: each value is appended to a ws_cli_list_t */
 } opt_kind;
 
 typedef struct {
@@ -115,6 +116,12 @@ static const opt_t opts[] = {
      "on SIGTERM/SIGINT, wait this long for close handshakes"},
     {"upgrade-timeout", 0, OPT_SECONDS, FIELD(upgrade_timeout), 0, 3600, "5", "SECONDS",
      "a route's upgrade(req) that has not decided by then answers 503"},
+    {"max-outbound", 0, OPT_INT, FIELD(max_outbound), 1, 1000000, "256", "N",
+     "wspush.fetch's outbound connections, idle ones included; more requests wait"},
+    {"fetch-allow", 0, OPT_LIST, FIELD(fetch_allow), 0, 0, NULL, "CIDR",
+     "let wspush.fetch reach this range though it is link-local (repeatable)"},
+    {"fetch-deny", 0, OPT_LIST, FIELD(fetch_deny), 0, 0, NULL, "CIDR",
+     "refuse wspush.fetch this range too (repeatable; link-local is refused already)"},
     {"help", 'h', OPT_FLAG, WS_CLI_HELP, 0, 0, NULL, NULL, "show this help and exit"},
     {"version", 'V', OPT_FLAG, WS_CLI_VERSION, 0, 0, NULL, NULL, "show the version and exit"},
 };
@@ -265,6 +272,13 @@ static int set_value(const opt_t *o, const char *val, ws_config_t *cfg)
     case OPT_SWITCH:
         *(int *)field = (int)o->min;
         return 0;
+    case OPT_LIST: {
+        ws_cli_list_t *l = field;
+        if (*val == '\0' || l->n >= WS_CLI_LIST_MAX)
+            return -1;
+        l->v[l->n++] = val;
+        return 0;
+    }
     case OPT_FLAG:
         break;
     }

@@ -8,6 +8,14 @@
 
 typedef enum { WS_LOG_ERROR = 0, WS_LOG_WARN, WS_LOG_INFO, WS_LOG_DEBUG } ws_log_level_t;
 
+/* An option given any number of times (up to WS_CLI_LIST_MAX): its values
+ * in order, pointing into argv. */
+#define WS_CLI_LIST_MAX 32
+typedef struct {
+    const char *v[WS_CLI_LIST_MAX];
+    unsigned n;
+} ws_cli_list_t;
+
 typedef struct {
     const char *host;        /* --host ADDR, default "0.0.0.0" */
     int port;                /* --port N (0..65535; 0 = any free port), default 8000 */
@@ -36,6 +44,9 @@ typedef struct {
     double rate_burst;       /* --rate-burst MSGS, default 50 */
     double shutdown_timeout; /* --shutdown-timeout SECONDS, default 10 */
     double upgrade_timeout;  /* --upgrade-timeout SECONDS, default 5: a route's upgrade() decides in time or 503 */
+    int max_outbound;        /* --max-outbound N, default 256: wspush.fetch's connections */
+    ws_cli_list_t fetch_allow; /* --fetch-allow CIDR (repeatable): allowed though link-local */
+    ws_cli_list_t fetch_deny;  /* --fetch-deny CIDR (repeatable): refused to wspush.fetch */
     double lua_timeout;      /* --lua-timeout SECONDS, default 5: budget of one Lua callback */
     size_t lua_max_memory;   /* --lua-max-memory BYTES, default 512 MiB: cap on the Lua heap */
     int compression;         /* --compression / --no-compression, default on */

@@ -55,6 +55,7 @@ struct ws_lhost_s {
     struct ws_ltask_s *waiting; /* tasks waiting (doubly linked) */
     unsigned npool;
     size_t nwaiting;
+    struct ws_fetcher_s *fetcher; /* wspush.fetch's client (the application's), or NULL */
 };
 
 /* What a connection's host data (ws_conn_host_data) points at, told apart by
@@ -247,6 +248,9 @@ void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c);
 /* conn.data of c's object = the value at index i (an upgrade's table). */
 void ws__lconn_set_data(ws_lhost_t *lh, ws_conn_t *c, int i);
 
+/* Put wspush.fetch's native half (core.fetch, core.can_wait) in the core
+ * table at index core (lfetch.c). */
+void ws__lfetch_register(ws_lhost_t *lh, int core);
 /* The "wspush.core" module of lh: pushes a new table. */
 void ws__lcore_push(ws_lhost_t *lh);
 /* Stop and release every timer (shutdown). */

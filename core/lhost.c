@@ -413,4 +413,12 @@ void ws_lhost_shutdown(ws_lhost_t *lh)
 
 size_t ws_lhost_busy(const ws_lhost_t *lh) { return ws__ltask_waiting(lh); }
 
+void ws_lhost_set_fetcher(ws_lhost_t *lh, struct ws_fetcher_s *f) { lh->fetcher = f; }
+
+void ws_lhost_release(ws_lhost_t *lh)
+{
+    ws__ltask_abandon_all(lh);
+    lh->fetcher = NULL;
+}
+
 void ws_lhost_stop(ws_lhost_t *lh) { ws__ltimers_close_all(lh); }

@@ -38,6 +38,14 @@ void ws_lhost_shutdown(ws_lhost_t *lh);
 /* Handlers waiting now (a wspush.sleep, a fetch, ...). */
 size_t ws_lhost_busy(const ws_lhost_t *lh);
 
+/* The client wspush.fetch uses (the application's; NULL: none). */
+struct ws_fetcher_s;
+void ws_lhost_set_fetcher(ws_lhost_t *lh, struct ws_fetcher_s *f);
+/* The server has stopped: drop the handlers still waiting (their waits are
+ * cancelled, nothing resumes them) and forget the fetcher, which the
+ * application frees next. */
+void ws_lhost_release(ws_lhost_t *lh);
+
 /* Load the script again in the same Lua state. The project's modules (those
  * under the script's directory or ./lua) are required afresh. Only when the
  * new version loads and its routes compile does it replace the old one:

@@ -9,6 +9,7 @@
 #endif
 
 #include "cli.h"
+#include "fetch.h"
 #include "hub.h"
 #include "lhost.h"
 #include "log.h"
@@ -23,6 +24,7 @@ typedef struct {
     ws_hub_t hub;
     ws_server_t srv;
     ws_lhost_t *lh;
+    ws_fetcher_t *fetcher;
     ws_reload_t reload;
     uv_signal_t sigint, sigterm;
 } app_t;
@@ -58,6 +60,10 @@ static size_t busy(void *ud) { return ws_lhost_busy(((app_t *)ud)->lh); }
 static void stopped(void *ud)
 {
     app_t *a = ud;
+    /* Its pooled connections would keep the loop running. */
+    ws_lhost_release(a->lh);
+    ws_fetcher_free(a->fetcher);
+    a->fetcher = NULL;
     uv_close((uv_handle_t *)&a->sigint, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
 }
@@ -87,6 +93,30 @@ static void listen_signal(app_t *a, uv_signal_t *h, int signum)
     uv_signal_start(h, on_signal, signum);
 }
 
+/* wspush.fetch's client, with the address policy of the command line. */
+static int start_fetcher(app_t *a, char *err, size_t errlen)
+{
+    ws_fetch_config_t fc;
+    ws_fetch_config_init(&fc);
+    fc.max_outbound = (unsigned)a->cfg.max_outbound;
+    a->fetcher = ws_fetcher_new(&a->io, &fc);
+    char why[256];
+    for (unsigned i = 0; i < a->cfg.fetch_allow.n; i++) {
+        if (ws_fetcher_allow(a->fetcher, a->cfg.fetch_allow.v[i], why, sizeof why) != 0) {
+            snprintf(err, errlen, "--fetch-allow %s: %s", a->cfg.fetch_allow.v[i], why);
+            return -1;
+        }
+    }
+    for (unsigned i = 0; i < a->cfg.fetch_deny.n; i++) {
+        if (ws_fetcher_deny(a->fetcher, a->cfg.fetch_deny.v[i], why, sizeof why) != 0) {
+            snprintf(err, errlen, "--fetch-deny %s: %s", a->cfg.fetch_deny.v[i], why);
+            return -1;
+        }
+    }
+    ws_lhost_set_fetcher(a->lh, a->fetcher);
+    return 0;
+}
+
 /* Build the layers bottom up; on failure a one-line message in err. */
 static int start(app_t *a, uv_loop_t *loop, char *err, size_t errlen)
 {
@@ -98,6 +128,8 @@ static int start(app_t *a, uv_loop_t *loop, char *err, size_t errlen)
     if (!a->lh)
         goto fail;
     ws_hub_set_host(&a->hub, &ws_lhost_ops, a->lh);
+    if (start_fetcher(a, err, errlen) != 0)
+        goto fail;
     if (ws_server_init(&a->srv, &a->hub, a->cfg.host, a->cfg.port, err, errlen) != 0)
         goto fail;
     a->srv.quiet = quiet;
@@ -119,6 +151,8 @@ static int start(app_t *a, uv_loop_t *loop, char *err, size_t errlen)
 fail:
     ws_lhost_free(a->lh);
     a->lh = NULL;
+    ws_fetcher_free(a->fetcher);
+    a->fetcher = NULL;
     ws_hub_free(&a->hub);
     ws_io_free(&a->io);
     return -1;

@@ -213,6 +213,14 @@ function App:advance(seconds)
   until now >= target
 end
 
+--- Answer the script's wspush.fetch calls: fn(url, opts) returns a
+-- response table { status, headers, body } or nil, err, and optionally a
+-- delay in seconds of virtual time (see docs/api.md, "Testing scripts").
+function App:fake_fetch(fn)
+  if type(fn) ~= "function" then error("fake_fetch: fn must be a function", 2) end
+  self.core.fetch_fake = fn
+end
+
 --- What SIGTERM does: on_shutdown runs, timers stop, connections close 1001.
 function App:stop() self:_run(1, function(n) n:stop() end) end
 

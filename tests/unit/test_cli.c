@@ -314,7 +314,7 @@ static void test_cli_usage_lists_every_option_with_default(void **state)
  * here: an option added to cli.c without a row fails
  * test_cli_help_lists_exactly_the_options_tested_here. */
 
-typedef enum { K_STR, K_INT, K_SIZE, K_SEC, K_LEVEL, K_CHOICE, K_SWITCH, K_FLAG } opt_kind_t;
+typedef enum { K_STR, K_INT, K_SIZE, K_SEC, K_LEVEL, K_CHOICE, K_SWITCH, K_FLAG, K_LIST } opt_kind_t;
 
 typedef struct {
     const char *name;   /* without "--" */
@@ -323,7 +323,7 @@ typedef struct {
     const char *value;  /* a valid value (K_SWITCH, K_FLAG: none) */
     double want;        /* what value parses to (K_SWITCH: what the switch sets; K_FLAG: the action) */
     double def;         /* the field's default (K_STR: unused) */
-    const char *want_s, *def_s; /* K_STR: value and default */
+    const char *want_s, *def_s; /* K_STR: value and default; K_LIST: value */
     const char *pre;    /* K_SWITCH: an option given first, so the switch changes something */
 } opt_case_t;
 
@@ -374,6 +374,10 @@ static const opt_case_t cases[] = {
     {"lua-max-memory", K_SIZE, F(lua_max_memory), "128m", 128 * MIB, 512 * MIB, NULL, NULL, NULL},
     {"shutdown-timeout", K_SEC, F(shutdown_timeout), "20", 20, 10, NULL, NULL, NULL},
     {"upgrade-timeout", K_SEC, F(upgrade_timeout), "2.5", 2.5, 5, NULL, NULL, NULL},
+    {"max-outbound", K_INT, F(max_outbound), "64", 64, 256, NULL, NULL, NULL},
+    {"fetch-allow", K_LIST, F(fetch_allow), "169.254.169.254/32", 0, 0, "169.254.169.254/32", NULL,
+     NULL},
+    {"fetch-deny", K_LIST, F(fetch_deny), "10.0.0.0/8", 0, 0, "10.0.0.0/8", NULL, NULL},
     {"help", K_FLAG, 0, 0, NULL, WS_CLI_HELP, 0, NULL, NULL, NULL},
     {"version", K_FLAG, 0, 0, NULL, WS_CLI_VERSION, 0, NULL, NULL, NULL},
 };
@@ -383,6 +387,7 @@ static size_t kind_size(opt_kind_t k)
 {
     switch (k) {
     case K_STR: return sizeof(const char *);
+    case K_LIST: return sizeof(ws_cli_list_t);
     case K_SIZE: return sizeof(size_t);
     case K_SEC: return sizeof(double);
     case K_LEVEL: return sizeof(ws_log_level_t);
@@ -559,6 +564,10 @@ static void test_cli_accepts_every_option_in_both_forms(void **state)
             if (o->kind == K_STR) {
                 assert_string_equal(*(const char *const *)((const char *)&c + o->off), o->want_s);
                 assert_string_not_equal(o->want_s, o->def_s);
+            } else if (o->kind == K_LIST) {
+                const ws_cli_list_t *l = (const ws_cli_list_t *)((const char *)&c + o->off);
+                assert_int_equal(l->n, 1);
+                assert_string_equal(l->v[0], o->want_s);
             } else {
                 if (field_num(&c, o) != o->want)
                     fail_msg("%s %s (form %d) set %.17g, want %.17g", opt, o->value, form,
@@ -567,6 +576,13 @@ static void test_cli_accepts_every_option_in_both_forms(void **state)
                     fail_msg("%s: the test value is the default", opt);
             }
             assert_only_field_changed(&c, o);
+        }
+        if (o->kind == K_LIST) {
+            /* given again, it adds to the list instead of replacing it */
+            assert_int_equal(PARSE(&c, err, opt, o->value, eq, "x.lua"), WS_CLI_RUN);
+            const ws_cli_list_t *l = (const ws_cli_list_t *)((const char *)&c + o->off);
+            assert_int_equal(l->n, 2);
+            assert_string_equal(l->v[1], o->want_s);
         }
         /* and the option without its value */
         assert_int_equal(PARSE(&c, err, "x.lua", opt), WS_EINVAL);
@@ -590,6 +606,13 @@ static void test_cli_every_default_is_the_contract_and_what_help_prints(void **s
         if (o->kind == K_FLAG) {
             if (has)
                 fail_msg("%s shows a default", opt);
+            continue;
+        }
+        if (o->kind == K_LIST) {
+            /* empty unless given: nothing to show */
+            if (has)
+                fail_msg("%s shows a default", opt);
+            assert_int_equal(((const ws_cli_list_t *)((const char *)&d + o->off))->n, 0);
             continue;
         }
         if (o->kind == K_SWITCH) {
