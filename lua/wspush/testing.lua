@@ -227,6 +227,20 @@ function App:stop() self:_run(1, function(n) n:stop() end) end
 --- Release the app (connections are dropped without on_close's replies).
 function App:close() self._n:close() end
 
+-- An answer the handler gives later (it waits in wspush.sleep or a faked
+-- wspush.fetch): move the virtual clock to each next thing due until the
+-- whole response is there, as the server's loop would; at most an hour.
+function App:_await(peer, out)
+  local limit = self._n:now() + 3600 * 1000
+  while not parse_response(out) and self._n:now() < limit do
+    self:_run(2, function(n)
+      n:step(limit)
+      out = out .. peer:take()
+    end)
+  end
+  return out
+end
+
 --- Send an HTTP request: opts.body, opts.headers, opts.query (table),
 -- opts.json (table: encoded as the body), opts.form (table), opts.remote.
 -- Returns { status, body, headers (case-insensitive), json (if JSON) }.
@@ -246,8 +260,9 @@ function App:request(method, target, opts)
     peer = n:connect(split_remote(opts.remote))
     peer:feed(head .. body)
     out = peer:take()
-    peer:release()
   end)
+  out = self:_await(peer, out)
+  peer:release()
   local status, headers, rbody = parse_response(out)
   if not status then error("no complete HTTP response: " .. out, 2) end
   local res = { status = status, body = rbody, headers = headers }
@@ -258,7 +273,8 @@ function App:request(method, target, opts)
 end
 
 --- Open a WebSocket: opts.headers, opts.query, opts.protocols, opts.remote.
--- Returns a client, or nil, status, reason when the upgrade is refused.
+-- Returns a client, or nil, status, reason when the upgrade is refused. An
+-- upgrade(req) that waits is waited for on the virtual clock.
 function App:connect(target, opts)
   opts = opts or {}
   local defaults = {
@@ -275,6 +291,7 @@ function App:connect(target, opts)
     peer:feed(head)
     out = peer:take()
   end)
+  out = self:_await(peer, out)
   local status, _, body, rest = parse_response(out)
   if status ~= 101 then
     peer:release()
