@@ -92,6 +92,7 @@ enum { C_CONNECTING, C_BUSY, C_IDLE, C_CLOSED };
 struct conn_s {
     ws_fetcher_t *f;    /* NULL once the fetcher is freed */
     ws_transport_t *t;  /* NULL while connecting */
+    ws_tcp_connect_t *connecting; /* the attempt, while connecting */
     ws_fetch_t *x;      /* the request on it, or NULL */
     link_t all, idle;
     ws_timer_t expiry;  /* while idle */
@@ -209,12 +210,18 @@ static void conn_drop(conn_t *c)
 }
 
 /* Close c's transport (c is freed from on_close); the caller has taken any
- * request off it. A connecting one is closed once its connect reports. */
+ * request off it. A connecting one is given up at once: a SYN nobody
+ * answers would hold its slot of max_outbound for minutes. */
 static void close_conn(conn_t *c)
 {
     ws_fetcher_t *f = c->f;
-    if (c->state == C_CLOSED || c->state == C_CONNECTING)
+    if (c->state == C_CLOSED)
         return;
+    if (c->state == C_CONNECTING) {
+        ws_tcp_connect_cancel(c->connecting);
+        conn_drop(c);
+        return;
+    }
     if (c->state == C_IDLE) {
         list_del(&c->idle);
         ws_timer_stop(&f->timers, &c->expiry);
@@ -478,6 +485,7 @@ static void on_connect(void *ud, ws_transport_t *t, int status)
 {
     conn_t *c = ud;
     ws_fetcher_t *f = c->f;
+    c->connecting = NULL;
     if (!f) {
         if (t)
             ws_transport_close(t); /* never started: freed with its handle, no callback */
@@ -514,7 +522,8 @@ static void connect_next(ws_fetch_t *x)
     ws_fetcher_t *f = x->f;
     while (x->next < x->naddrs) {
         conn_t *c = conn_new(f, x->key);
-        int r = ws_tcp_connect(f->io, (const struct sockaddr *)&x->addrs[x->next++], on_connect, c);
+        int r = ws_tcp_connect(f->io, (const struct sockaddr *)&x->addrs[x->next++], on_connect, c,
+                               &c->connecting);
         if (r == 0) {
             c->x = x;
             x->c = c;
@@ -806,9 +815,14 @@ void ws_fetcher_free(ws_fetcher_t *f)
     while (!list_empty(&f->conns)) {
         conn_t *c = OF(f->conns.next, conn_t, all);
         list_del(&c->all);
+        if (c->state == C_CONNECTING) {
+            ws_tcp_connect_cancel(c->connecting);
+            conn_free(c);
+            continue;
+        }
         if (c->state == C_BUSY || c->state == C_IDLE)
             ws_transport_close(c->t);
-        c->f = NULL; /* a connecting one is closed when its connect reports */
+        c->f = NULL;
     }
     ws_timers_free(&f->timers);
     ws_resolver_free(&f->resolver);

@@ -77,8 +77,7 @@ int ws_fetcher_permits(const ws_fetcher_t *f, const struct sockaddr *sa);
 void ws_fetcher_free(ws_fetcher_t *f);
 
 /* Open outbound connections: connecting, busy and idle. A connect that was
- * abandoned (cancel, timeout) counts until the kernel finishes it:
- * ws_tcp_connect cannot be aborted. */
+ * abandoned (cancel, timeout) is given up at once and no longer counts. */
 size_t ws_fetcher_connections(const ws_fetcher_t *f);
 /* Of those, the idle ones in the pool. */
 size_t ws_fetcher_idle(const ws_fetcher_t *f);

@@ -378,17 +378,25 @@ void ws_tcp_listener_close(ws_tcp_listener_t *l)
 
 /* --- connecting --- */
 
-typedef struct {
+struct ws_tcp_connect_s {
     uv_connect_t req;
     ws_tcp_t *t;
     ws_tcp_connect_cb cb;
     void *ud;
-} connect_t;
+    int cancelled;
+};
+typedef ws_tcp_connect_t connect_t;
 
 static void on_connect(uv_connect_t *req, int status)
 {
     connect_t *c = (connect_t *)req;
     ws_tcp_t *t = c->t;
+    if (c->cancelled) {
+        /* libuv reports UV_ECANCELED as it closes the handle: its close
+         * callback frees t afterwards. */
+        free(c);
+        return;
+    }
     if (status < 0) {
         uv_close((uv_handle_t *)&t->tcp, free_unaccepted);
         c->cb(c->ud, NULL, status);
@@ -400,7 +408,8 @@ static void on_connect(uv_connect_t *req, int status)
     free(c);
 }
 
-int ws_tcp_connect(ws_io_t *io, const struct sockaddr *addr, ws_tcp_connect_cb cb, void *ud)
+int ws_tcp_connect(ws_io_t *io, const struct sockaddr *addr, ws_tcp_connect_cb cb, void *ud,
+                   ws_tcp_connect_t **out)
 {
     connect_t *c = ws_calloc(1, sizeof *c);
     c->t = tcp_new(io);
@@ -410,6 +419,14 @@ int ws_tcp_connect(ws_io_t *io, const struct sockaddr *addr, ws_tcp_connect_cb c
     if (r < 0) {
         uv_close((uv_handle_t *)&c->t->tcp, free_unaccepted);
         free(c);
+        return r;
     }
-    return r;
+    *out = c;
+    return 0;
+}
+
+void ws_tcp_connect_cancel(ws_tcp_connect_t *c)
+{
+    c->cancelled = 1;
+    uv_close((uv_handle_t *)&c->t->tcp, free_unaccepted);
 }

@@ -40,9 +40,15 @@ void ws_tcp_listener_close(ws_tcp_listener_t *l);
 /* An outbound connection finished connecting: t is the caller's (start it or
  * close it), or NULL with status < 0. */
 typedef void (*ws_tcp_connect_cb)(void *ud, ws_transport_t *t, int status);
+typedef struct ws_tcp_connect_s ws_tcp_connect_t;
 
-/* Connect to addr; cb runs once, on a later loop turn. Returns 0, or a
- * negative libuv error (cb never runs). */
-int ws_tcp_connect(ws_io_t *io, const struct sockaddr *addr, ws_tcp_connect_cb cb, void *ud);
+/* Connect to addr; cb runs once, on a later loop turn, unless cancelled.
+ * Returns 0 with the attempt in *out (until cb runs), or a negative libuv
+ * error (cb never runs). */
+int ws_tcp_connect(ws_io_t *io, const struct sockaddr *addr, ws_tcp_connect_cb cb, void *ud,
+                   ws_tcp_connect_t **out);
+/* Give up an attempt whose cb has not run: the socket closes now (a SYN
+ * nobody answers would otherwise hold it for minutes) and cb never runs. */
+void ws_tcp_connect_cancel(ws_tcp_connect_t *c);
 
 #endif

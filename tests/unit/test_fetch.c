@@ -4,6 +4,7 @@
  * policy, redirects, cancel at every stage, and the fetcher freed with
  * requests in flight. Every test ends with the memory counters where they
  * started and the loop closing cleanly. */
+#include <arpa/inet.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -461,6 +464,47 @@ static void test_fetch_invalid_response(void **state)
     assert_string_equal(r.error, "invalid response");
     assert_int_equal(ws_fetcher_connections(fx.f), 0);
     result_free(&r);
+    fx_teardown(&fx);
+}
+
+/* A connect nobody answers (a listener whose queue is full drops SYNs, as a
+ * host that does not answer would) times out, and its slot of max_outbound
+ * is free at once: the next request does not wait for the kernel to give up
+ * on the SYN (minutes). */
+static void test_fetch_a_connect_that_times_out_frees_its_slot(void **state)
+{
+    (void)state;
+    fx_t fx;
+    ws_fetch_config_t cfg;
+    ws_fetch_config_init(&cfg);
+    cfg.max_outbound = 1;
+    fx_setup(&fx, &cfg);
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr;
+    assert_int_equal(uv_ip4_addr("127.0.0.1", 0, &addr), 0);
+    assert_int_equal(bind(ls, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(ls, 0), 0);
+    socklen_t alen = sizeof addr;
+    assert_int_equal(getsockname(ls, (struct sockaddr *)&addr, &alen), 0);
+    int fillers[4];
+    for (int i = 0; i < 4; i++) {
+        fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fillers[i], (struct sockaddr *)&addr, sizeof addr);
+    }
+    char u[256], u2[256];
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/", ntohs(addr.sin_port));
+    result_t r;
+    fetch_wait(&fx, &r, NULL, u, NULL, NULL, 0, 200, 0, 0);
+    assert_string_equal(r.error, "timeout");
+    assert_int_equal(ws_fetcher_connections(fx.f), 0);
+    result_free(&r);
+    get(&fx, &r, url(&fx, &fx.srv, "/", u2, sizeof u2));
+    assert_string_equal(r.error, "");
+    assert_int_equal(r.status, 200);
+    result_free(&r);
+    for (int i = 0; i < 4; i++)
+        close(fillers[i]);
+    close(ls);
     fx_teardown(&fx);
 }
 
@@ -1103,6 +1147,7 @@ int main(void)
         cmocka_unit_test(test_fetch_response_too_large),
         cmocka_unit_test(test_fetch_invalid_response),
         cmocka_unit_test(test_fetch_timeout),
+        cmocka_unit_test(test_fetch_a_connect_that_times_out_frees_its_slot),
         cmocka_unit_test(test_fetch_connection_refused),
         cmocka_unit_test(test_fetch_fails_at_once_without_traffic),
         cmocka_unit_test(test_fetch_address_policy),

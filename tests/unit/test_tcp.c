@@ -2,11 +2,15 @@
  * ws_tcp_connect opens, bytes go both ways (writev and, where the kernel
  * allows, io_uring), the shutdown reaches the peer as the end of its stream,
  * and everything is freed with the loop. */
+#include <arpa/inet.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -109,7 +113,8 @@ static void setup(fixture_t *f, int ring)
     assert_true(port > 0);
     struct sockaddr_in addr;
     assert_int_equal(uv_ip4_addr("127.0.0.1", port, &addr), 0);
-    assert_int_equal(ws_tcp_connect(&f->io, (struct sockaddr *)&addr, on_connect, f), 0);
+    ws_tcp_connect_t *attempt;
+    assert_int_equal(ws_tcp_connect(&f->io, (struct sockaddr *)&addr, on_connect, f, &attempt), 0);
     assert_true(run_until(f, both_connected));
     assert_int_equal(f->connect_status, 0);
 }
@@ -198,12 +203,79 @@ static void test_tcp_connect_to_a_closed_port_reports_the_error(void **state)
     uv_run(&f.loop, UV_RUN_NOWAIT);
     struct sockaddr_in addr;
     assert_int_equal(uv_ip4_addr("127.0.0.1", port, &addr), 0);
-    assert_int_equal(ws_tcp_connect(&f.io, (struct sockaddr *)&addr, on_connect, &f), 0);
+    ws_tcp_connect_t *attempt;
+    assert_int_equal(ws_tcp_connect(&f.io, (struct sockaddr *)&addr, on_connect, &f, &attempt), 0);
     for (int i = 0; i < 100 && !f.connected; i++)
         uv_run(&f.loop, UV_RUN_ONCE);
     assert_true(f.connected);
     assert_int_equal(f.connect_status, UV_ECONNREFUSED);
     assert_null(f.client.t);
+    ws_io_free(&f.io);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    assert_int_equal(uv_loop_close(&f.loop), 0);
+}
+
+/* Sockets in SYN_SENT towards 127.0.0.1:port (/proc/net/tcp, state 02). */
+static int syn_sent_to(int port)
+{
+    FILE *fp = fopen("/proc/net/tcp", "r");
+    assert_non_null(fp);
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, fp)) {
+        unsigned rport, st;
+        if (sscanf(line, " %*d: %*x:%*x %*x:%x %x", &rport, &st) == 2 && (int)rport == port &&
+            st == 2)
+            n++;
+    }
+    fclose(fp);
+    return n;
+}
+
+static void test_tcp_a_cancelled_connect_closes_its_socket_at_once(void **state)
+{
+    (void)state;
+    fixture_t f;
+    memset(&f, 0, sizeof f);
+    assert_int_equal(uv_loop_init(&f.loop), 0);
+    ws_io_init(&f.io, &f.loop);
+    /* A listener that never accepts, its queue full: the kernel drops
+     * further SYNs, so a connect to it stays in SYN_SENT (as to a host
+     * that does not answer), on loopback. */
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr;
+    assert_int_equal(uv_ip4_addr("127.0.0.1", 0, &addr), 0);
+    assert_int_equal(bind(ls, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(ls, 0), 0);
+    socklen_t alen = sizeof addr;
+    assert_int_equal(getsockname(ls, (struct sockaddr *)&addr, &alen), 0);
+    int port = ntohs(addr.sin_port);
+    int fillers[4];
+    for (int i = 0; i < 4; i++) {
+        fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fillers[i], (struct sockaddr *)&addr, sizeof addr);
+    }
+    int before = 0;
+    for (int i = 0; i < 1000 && before < 2; i++) {
+        before = syn_sent_to(port);
+        if (before < 2)
+            uv_sleep(1);
+    }
+    assert_true(before >= 2); /* the queue is full: later SYNs are dropped */
+    ws_tcp_connect_t *attempt;
+    assert_int_equal(ws_tcp_connect(&f.io, (struct sockaddr *)&addr, on_connect, &f, &attempt), 0);
+    for (int i = 0; i < 10; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    assert_int_equal(syn_sent_to(port), before + 1);
+    ws_tcp_connect_cancel(attempt);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    assert_int_equal(syn_sent_to(port), before);
+    for (int i = 0; i < 10; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    assert_false(f.connected); /* its callback never runs */
+    for (int i = 0; i < 4; i++)
+        close(fillers[i]);
+    close(ls);
     ws_io_free(&f.io);
     uv_run(&f.loop, UV_RUN_NOWAIT);
     assert_int_equal(uv_loop_close(&f.loop), 0);
@@ -215,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_tcp_connect_accept_and_send_both_ways_with_writev),
         cmocka_unit_test(test_tcp_connect_accept_and_send_both_ways_with_io_uring),
         cmocka_unit_test(test_tcp_connect_to_a_closed_port_reports_the_error),
+        cmocka_unit_test(test_tcp_a_cancelled_connect_closes_its_socket_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
