@@ -54,7 +54,9 @@ void ws_fetch_config_init(ws_fetch_config_t *cfg);
 
 /* A fetcher on io's loop; cfg NULL: the defaults (cfg is copied). The
  * address policy starts as: refuse 169.254.0.0/16 and fe80::/10 (link-local,
- * where cloud metadata services answer), allow everything else. */
+ * where cloud metadata services answer), 64:ff9b::a9fe:0/112 (the first
+ * through NAT64) and fd00:ec2::254 (AWS's IPv6 metadata address), allow
+ * everything else. */
 ws_fetcher_t *ws_fetcher_new(ws_io_t *io, const ws_fetch_config_t *cfg);
 
 /* Add a range to the allow list (--fetch-allow) or the deny list

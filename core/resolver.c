@@ -51,9 +51,14 @@ int ws_resolver_deny(ws_resolver_t *r, const char *cidr, char *err, size_t errle
     return add(&r->deny, &r->ndeny, cidr, err, errlen);
 }
 
+/* Where cloud metadata services answer: link-local in both families, the
+ * same range through the NAT64 well-known prefix (RFC 6052), and AWS's IPv6
+ * metadata address. */
 static const ws_cidr_t BUILTIN_DENY[] = {
     {{169, 254}, 16, 0},
     {{0xfe, 0x80}, 10, 1},
+    {{0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0, 169, 254}, 112, 1},
+    {{0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x54}, 128, 1},
 };
 
 int ws_resolver_permits(const ws_resolver_t *r, const struct sockaddr *sa)

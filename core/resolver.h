@@ -4,8 +4,9 @@
  * fail at once, with no query; other names go to uv_getaddrinfo, which
  * runs off the loop thread. Every address then passes the address policy:
  * refused when a built-in range (169.254.0.0/16 and fe80::/10, link-local,
- * where cloud metadata services answer) or a deny range covers it, unless
- * an allow range covers it too.
+ * where cloud metadata services answer; 64:ff9b::a9fe:0/112, the first
+ * through NAT64; fd00:ec2::254, AWS's IPv6 metadata address) or a deny range
+ * covers it, unless an allow range covers it too.
  *
  * Loop thread only. Used by fetch.c; no Lua.
  */

@@ -606,6 +606,10 @@ static void test_fetch_address_policy(void **state)
     expect_immediate(&fx, NULL, "http://[::ffff:169.254.169.254]/", NULL, "address not allowed");
     assert_false(addr_permitted(&fx, "169.254.1.1"));
     assert_false(addr_permitted(&fx, "fe80::1"));
+    assert_false(addr_permitted(&fx, "64:ff9b::a9fe:a9fe")); /* 169.254.169.254 through NAT64 */
+    assert_true(addr_permitted(&fx, "64:ff9b::a9ff:1"));
+    assert_false(addr_permitted(&fx, "fd00:ec2::254"));
+    assert_true(addr_permitted(&fx, "fd00:ec2::253"));
     assert_true(addr_permitted(&fx, "127.0.0.1"));
     /* An allow range lets them through (asserted on the policy alone: no
      * traffic may leave 127.0.0.0/8 here). */
