@@ -187,6 +187,10 @@ int ws__ltask_wait(lua_State *L, ws_ltask_t *t, ws_lwait_t *w);
  * what t ran before, and the watchdog's hook goes to t's coroutine. */
 void ws__lbudget_task_start(ws_lhost_t *lh, ws_ltask_t *t, int outermost, lua_State **saved);
 void ws__lbudget_task_end(ws_lhost_t *lh, ws_ltask_t *t, lua_State *saved, int waits);
+/* A run of co has failed: its variables are closed next, with the budget's
+ * hook raising errors again. Returns the message if the budget stopped it
+ * (it yielded), else NULL. */
+const char *ws__lbudget_stopped(lua_State *co);
 
 /* --- lcall.c: calls into Lua --- */
 

@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -46,16 +47,34 @@ static double wd_timeout;
 /* The signal handler hooked a task's coroutine: its hook is cleared when
  * the run ends (a flag, not a lua_gethook per run). */
 static volatile sig_atomic_t hooked;
+/* The coroutine of the task running now (NULL while none runs, or while a
+ * failed one closes its variables), and the one the hook made yield. */
+static lua_State *task_co, *stopped_co;
 
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
-    (void)ar;
+    uint64_t d = atomic_load_explicit(&wd_deadline, memory_order_relaxed);
+    int overdue = d && uv_hrtime() > d;
+    if (overdue && L == task_co && lua_isyieldable(L)) {
+        /* A task is stopped by a yield, not an error: Lua 5.4 restores
+         * hooks after an error raised in a hook only in a pcall, so a
+         * coroutine failed that way could never be stopped again, and a
+         * pcall in the handler would catch the error and go on. Only a
+         * count event may yield: one comes at the next instruction. */
+        if (ar->event != LUA_HOOKCOUNT) {
+            lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+            return;
+        }
+        lua_sethook(L, NULL, 0, 0);
+        stopped_co = L;
+        lua_yield(L, 0);
+        return;
+    }
     /* The watchdog's hook on the main thread is for one check (without a
      * watchdog the count hook stays, see ws__lbudget_init). */
     if (L == overdue_L && wd_running)
         lua_sethook(L, NULL, 0, 0);
-    uint64_t d = atomic_load_explicit(&wd_deadline, memory_order_relaxed);
-    if (d && uv_hrtime() > d)
+    if (overdue)
         luaL_error(L, "callback exceeded its time budget (--lua-timeout %f s)", wd_timeout);
 }
 
@@ -211,6 +230,17 @@ void ws__lbudget_free(ws_lhost_t *lh)
     wd_running = 0;
 }
 
+const char *ws__lbudget_stopped(lua_State *co)
+{
+    static char msg[96];
+    task_co = NULL;
+    if (stopped_co != co)
+        return NULL;
+    stopped_co = NULL;
+    snprintf(msg, sizeof msg, "callback exceeded its time budget (--lua-timeout %f s)", wd_timeout);
+    return msg;
+}
+
 void ws__lbudget_close(ws_lhost_t *lh, void (*close)(lua_State *L))
 {
     /* lua_close runs the finalizers still due, which are user code. The
@@ -267,12 +297,12 @@ void ws__lbudget_task_start(ws_lhost_t *lh, ws_ltask_t *t, int outermost, lua_St
     /* Only the outermost task's run is its own time: a nested one (an
      * on_close run by a handler's conn:close) runs on the outer one's. */
     t->t_step = outermost ? now : 0;
+    *saved = task_co;
+    task_co = t->co;
     if (lh->own_state) {
-        *saved = overdue_L;
         overdue_L = t->co;
     } else {
         /* No watchdog in a test's state: the count hook, on this coroutine. */
-        *saved = NULL;
         wd_timeout = lh->lua_timeout;
         lua_sethook(t->co, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
     }
@@ -282,8 +312,9 @@ void ws__lbudget_task_end(ws_lhost_t *lh, ws_ltask_t *t, lua_State *saved, int w
 {
     if (waits && t->t_step)
         t->used_ns += uv_hrtime() - t->t_step;
+    task_co = saved;
     if (lh->own_state) {
-        overdue_L = saved;
+        overdue_L = saved ? saved : lh->L;
         /* The watchdog may have hooked it: a waiting or pooled coroutine
          * must not keep the VM off its fast path. */
         if (hooked) {

@@ -97,11 +97,15 @@ static int traceback_of(lua_State *L)
 }
 
 /* Leave on lh->L the message of t's failure (the error object on t->co's
- * top, or why, when t yielded by itself), then reset the coroutine: its
- * pending to-be-closed variables are closed, and it can serve again. */
+ * top, or why, when t yielded by itself), then close its pending
+ * to-be-closed variables and give t a new coroutine: an error raised by the
+ * budget's hook where it could not yield leaves hooks off in the old one. */
 static void failed(ws_lhost_t *lh, ws_ltask_t *t, int status, const char *why)
 {
     lua_State *L = lh->L;
+    const char *budget = ws__lbudget_stopped(t->co);
+    if (budget)
+        why = budget;
     if (status == LUA_ERRMEM && lh->own_state) {
         lua_pushfstring(L, "not enough memory: the Lua heap is at its cap (--lua-max-memory, %d MiB)",
                         (int)(lh->lua_max_memory >> 20));
@@ -120,7 +124,9 @@ static void failed(ws_lhost_t *lh, ws_ltask_t *t, int status, const char *why)
     /* Lua 5.4.4 answers with the status the coroutine died of, and leaves
      * an error object; an error of a __close there is lost with it. */
     lua_resetthread(t->co);
-    lua_settop(t->co, 0);
+    luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
+    t->co = lua_newthread(L);
+    t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 /* One run of t with nargs values on its coroutine. Returns as ws__ltask_run;
@@ -140,7 +146,8 @@ static inline __attribute__((always_inline)) int step(ws_lhost_t *lh, ws_ltask_t
     if (lh->own_state)
         ws__lalloc_enforce(0);
     if (st == LUA_YIELD && !t->wait) {
-        /* coroutine.yield in the handler itself: nothing would resume it. */
+        /* The budget's hook stopped it (failed tells), or coroutine.yield in
+         * the handler itself: nothing would resume it. */
         lua_pop(co, n);
         failed(lh, t, LUA_ERRRUN,
                "coroutine.yield in a handler: a handler waits only in wspush's waiting functions "

@@ -324,7 +324,7 @@ def test_handler_that_never_returns_does_not_hang_the_server(srv):
 BUDGET = SCRIPTS / "budget.lua"
 
 
-@pytest.mark.parametrize("what", ["main", "wrap", "create", "nested"])
+@pytest.mark.parametrize("what", ["main", "pcall", "sort", "wrap", "create", "nested"])
 def test_a_loop_that_never_ends_is_stopped_at_its_budget(spawn, what):
     """The main thread runs without a count hook: the watchdog's signal sets one
     when the budget (0.3 s here) is over. Coroutines carry their own from
@@ -349,3 +349,18 @@ def test_a_loop_that_never_ends_is_stopped_at_its_budget(spawn, what):
             s.wait_log(r"exceeded its time budget", since=mark)
         other.send_text("still")
         assert other.recv_text() == "still 123"
+
+
+def test_every_callback_stays_bounded_after_one_was_stopped(spawn):
+    """Callbacks run in pooled coroutines: one stopped by the budget (by a yield,
+    or by an error where it could not yield) must not leave the next callback
+    that runs in its place without a budget."""
+    s = spawn(BUDGET, "--lua-timeout", "0.2")
+    for what in ["main", "sort", "main", "pcall", "sort", "main"]:
+        with ws(s, "/ws") as c:
+            c.send_text(what)
+            f = c.recv_frame(timeout=scaled(10))
+            assert f.close_code == 1011, (what, f)
+    with ws(s, "/ws") as c:
+        c.send_text("fine")
+        assert c.recv_text() == "fine 123"

@@ -135,4 +135,34 @@ describe("handlers that wait", function()
     end
     assert.is_true(found)
   end)
+  it("bound every callback in a pooled coroutine, also after one was stopped", function()
+    local spin = script([[
+local ws = {}
+function ws.on_message(conn, msg)
+  if msg == "pcall" then
+    while true do pcall(function() while true do end end) end
+  elseif msg == "sort" then
+    table.sort({ 3, 2, 1 }, function() while true do end end)
+  elseif msg == "spin" then
+    while true do end
+  end
+  conn:send("echo " .. msg)
+end
+return { ["/ws"] = ws }
+]])
+    local app = testing.load(spin, { catch = true, args = { "--lua-timeout", "0.05" } })
+    for _, what in ipairs({ "spin", "sort", "spin", "pcall", "spin" }) do
+      local c = assert(app:connect("/ws"))
+      c:receive(what)
+      assert.equal(1011, c.close_code, what)
+    end
+    local stopped = 0
+    for _, rec in ipairs(app.logs) do
+      if rec.message:find("exceeded its time budget", 1, true) then stopped = stopped + 1 end
+    end
+    assert.equal(5, stopped)
+    local c = assert(app:connect("/ws"))
+    c:receive("fine")
+    assert.equal("echo fine", c.sent[#c.sent].data)
+  end)
 end)

@@ -4,6 +4,13 @@ local ws = {}
 function ws.on_message(conn, msg)
   if msg == "main" then
     while true do end
+  elseif msg == "pcall" then
+    -- the budget is not an error a handler can catch and go on after
+    while true do pcall(function() while true do end end) end
+  elseif msg == "sort" then
+    -- stopped where the task cannot yield (a C function is in between):
+    -- by an error, and the next callbacks must still be bounded
+    table.sort({ 3, 2, 1 }, function() while true do end end)
   elseif msg == "wrap" then
     -- coroutine.wrap passes the coroutine's error on: the handler fails (1011)
     coroutine.wrap(function() while true do end end)()
