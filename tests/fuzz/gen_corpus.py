@@ -237,3 +237,66 @@ routes = {
 }
 for name, data in routes.items():
     write("route", name, data)
+
+# httpc: [flags (1 HEAD, 2 skip redirect body, 4 pipelined), max_body pick,
+# split point (2 bytes), chunk seed, chunk max] + what a server answered
+# (see fuzz_httpc.c).
+RESPONSES = {
+    "nginx_200": (0, 4, b"HTTP/1.1 200 OK\r\nServer: nginx/1.24.0\r\nDate: Sat, 05 Dec 2026 10:00:00 GMT\r\n"
+                        b"Content-Type: text/html\r\nContent-Length: 13\r\nConnection: keep-alive\r\n"
+                        b"ETag: \"6560c4c8-d\"\r\n\r\n<html></html>"),
+    "json_api": (0, 5, b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
+                       b"Content-Length: 27\r\nCache-Control: no-store\r\nX-Multi: one\r\nx-multi: two\r\n"
+                       b"\r\n{\"user\":\"alice\",\"ok\":true}\n"),
+    "chunked_trailers": (0, 4, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
+                               b"6\r\nhello \r\n8;ext=1\r\nchunked \r\n5\r\nworld\r\n0\r\nX-Sum: 42\r\n\r\n"),
+    "no_content": (0, 4, b"HTTP/1.1 204 No Content\r\nDate: Sat, 05 Dec 2026 10:00:00 GMT\r\n\r\n"),
+    "not_modified_with_length": (0, 4, b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\nETag: \"x\"\r\n\r\n"),
+    "head_with_length": (1, 4, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5000\r\n\r\n"),
+    "redirect_with_body": (2, 2, b"HTTP/1.1 302 Found\r\nLocation: /next?x=1\r\nContent-Type: text/html\r\n"
+                                 b"Content-Length: 120\r\n\r\n" + b"r" * 120),
+    "redirect_kept": (0, 3, b"HTTP/1.1 301 Moved Permanently\r\nLocation: https://example.com/\r\n"
+                            b"Content-Length: 0\r\n\r\n"),
+    "interim_then_200": (0, 4, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+                               b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    "close_delimited_10": (0, 4, b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body runs until the close"),
+    "pipelined_two": (4, 4, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"
+                            b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found"),
+    "switching": (0, 4, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x02hi"),
+    "too_large": (0, 1, b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"z" * 64),
+    "set_cookies": (0, 4, b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1; Path=/\r\nSet-Cookie: b=2; HttpOnly\r\n"
+                          b"Vary: Accept-Encoding\r\nVary: Origin\r\nContent-Length: 0\r\n\r\n"),
+    "header_lines": (0xC1, 4, b"Authorization: Bearer abc\r\nX-A: 1\r\nHost: other.example\r\n"
+                              b"Content-Type: application/json\r\n"),
+}
+for name, (flags, mb, resp) in RESPONSES.items():
+    k = len(resp) // 2
+    write("httpc", name, bytes([flags, mb, k >> 8, k & 255, 7, 16]) + resp)
+
+# url: [split point (2 bytes)] + a base URL + a reference (fuzz_url.c);
+# the whole is parsed as one URL too. The references are RFC 3986 section
+# 5.4's examples, normal and abnormal, against its base.
+RFC3986_BASE = b"http://a/b/c/d;p?q"
+RFC3986_REFS = [b"g:h", b"g", b"./g", b"g/", b"/g", b"//g", b"?y", b"g?y", b"#s", b"g#s", b"g?y#s",
+                b";x", b"g;x", b"g;x?y#s", b"", b".", b"./", b"..", b"../", b"../g", b"../..",
+                b"../../", b"../../g", b"../../../g", b"../../../../g", b"/./g", b"/../g", b"g.",
+                b".g", b"g..", b"..g", b"./../g", b"./g/.", b"g/./h", b"g/../h", b"g;x=1/./y",
+                b"g;x=1/../y", b"g?y/./x", b"g?y/../x", b"g#s/./x", b"g#s/../x", b"http:g"]
+for i, ref in enumerate(RFC3986_REFS):
+    n = len(RFC3986_BASE)
+    write("url", "rfc3986_%02d" % i, bytes([n >> 8, n & 255]) + RFC3986_BASE + ref)
+URLS = {
+    "userinfo_port": (b"http://us%40er:pa%20ss@Example.COM:8080/p/a?q=1#frag", b"../x?y"),
+    "ipv6_port": (b"https://[2001:DB8::1]:8443", b"/api/v1"),
+    "ipv6_mapped": (b"http://[::ffff:169.254.169.254]/latest", b"//[::1]:80/x"),
+    "empty_port": (b"http://h:/", b"?only"),
+    "last_at": (b"http://a@b@c.example/", b"d@e"),
+    "query_only_base": (b"http://host?x=1", b"rel/../path"),
+    "upper_scheme": (b"HTTPS://HOST.EXAMPLE/Dir/", b"./File"),
+    "bad_port": (b"http://h:65536/", b"x"),
+    "zone_id": (b"http://[fe80::1%25eth0]/", b"x"),
+    "no_scheme": (b"localhost:8080/x", b"y"),
+}
+for name, (base, ref) in URLS.items():
+    n = len(base)
+    write("url", name, bytes([n >> 8, n & 255]) + base + ref)

@@ -11,7 +11,7 @@ set -eu
 SECS=${1:-60}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-$ROOT/build-fuzz}
-TARGETS=${TARGETS:-"frame message utf8 http tokens deflate route host"}
+TARGETS=${TARGETS:-"frame message utf8 http tokens deflate route host httpc url"}
 JOBS=${JOBS:-1}
 
 if [ ! -x "$BUILD/fuzz_frame" ]; then
@@ -25,6 +25,8 @@ cmake --build "$BUILD" -j "$(nproc)" --target "$@"
 dict_for() {
     case $1 in
     http | tokens | deflate) echo "-dict=$ROOT/tests/fuzz/http.dict" ;;
+    httpc) echo "-dict=$ROOT/tests/fuzz/httpc.dict" ;;
+    url) echo "-dict=$ROOT/tests/fuzz/url.dict" ;;
     frame | message) echo "-dict=$ROOT/tests/fuzz/frame.dict" ;;
     route) echo "-dict=$ROOT/tests/fuzz/route.dict" ;;
     *) echo "" ;;
