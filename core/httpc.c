@@ -191,6 +191,12 @@ static int on_header_field_complete(llhttp_t *p)
     ws_httpc_res_t *r = of(p);
     if (r->_in_value != 1 || last_span(r)->name_len == 0)
         return bad(r, "invalid response");
+    /* llhttp lets whitespace into a response's header names ("Location :"):
+     * a name is a token, or the response is not one we act on. */
+    const ws_httpc_span_t *s = last_span(r);
+    for (uint32_t i = 0; i < s->name_len; i++)
+        if (!tchar((unsigned char)r->_raw.data[s->name_off + i]))
+            return bad(r, "invalid response");
     last_span(r)->value_off = (uint32_t)r->_raw.len;
     r->_in_value = 2;
     return 0;

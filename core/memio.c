@@ -57,7 +57,7 @@ static void mem_run(ws_transport_t *t)
         return;
     if (t->stash && !t->paused)
         ws_transport_deliver(t, NULL, 0);
-    if (m->end_due && !t->closing && !t->paused && !t->stash) {
+    if (m->end_due && !t->closing && ((!t->paused && !t->stash) || ws_transport_watching(t))) {
         m->end_due = 0;
         t->cb->on_end(t->ud, UV_EOF);
     }

@@ -78,21 +78,31 @@ void ws_transport_defer(ws_transport_t *t)
     t->ready_idx = io->nready;
 }
 
+/* Read while the owner wants bytes, or while it only watches the peer
+ * (ws_transport_watching) and the stash has room. */
+static void sync_read(ws_transport_t *t)
+{
+    int on = t->reading && !t->closing &&
+             (!t->paused ||
+              (ws_transport_watching(t) && (!t->stash || t->stash->len < WS_WATCH_STASH)));
+    if (on != t->read_on) {
+        t->read_on = (uint8_t)on;
+        t->vt->read(t, on);
+    }
+}
+
 void ws_transport_start(ws_transport_t *t, const ws_transport_cb_t *cb, void *ud)
 {
     t->cb = cb;
     t->ud = ud;
     t->reading = 1;
-    if (!t->paused)
-        t->vt->read(t, 1);
+    sync_read(t);
 }
 
 void ws_transport_pause(ws_transport_t *t, unsigned reason)
 {
-    int was = t->paused != 0;
     t->paused |= (uint8_t)reason;
-    if (!was && t->paused && t->reading && !t->closing)
-        t->vt->read(t, 0);
+    sync_read(t);
 }
 
 void ws_transport_resume(ws_transport_t *t, unsigned reason)
@@ -100,12 +110,10 @@ void ws_transport_resume(ws_transport_t *t, unsigned reason)
     if (!(t->paused & reason))
         return;
     t->paused &= (uint8_t)~reason;
-    if (t->paused || t->closing || !t->reading)
-        return;
-    t->vt->read(t, 1);
+    sync_read(t);
     /* Stashed bytes go out from ws_io_run, not from inside the caller,
      * which may be in the middle of its own work on the connection. */
-    if (t->stash)
+    if (!t->paused && t->read_on && t->stash)
         ws_transport_defer(t);
 }
 
@@ -123,6 +131,7 @@ void ws_transport_unread(ws_transport_t *t, const uint8_t *data, size_t len)
     ws_mem_add(WS_MEM_BUFFERS, len);
     free(t->stash);
     t->stash = s;
+    sync_read(t); /* a watched peer's stash may be full now */
 }
 
 /* Hand the owner the stash, then data, as long as it does not pause again. */
@@ -143,10 +152,11 @@ void ws_transport_deliver(ws_transport_t *t, uint8_t *data, size_t len)
     }
     if (!len || t->closing)
         return;
-    if (t->paused || t->stash)
+    if (t->paused || t->stash) {
         ws_transport_unread(t, data, len);
-    else
+    } else {
         t->cb->on_read(t->ud, data, len);
+    }
 }
 
 void ws_transport_close(ws_transport_t *t)

@@ -42,6 +42,12 @@ enum {
     WS_PAUSE_UPGRADE = 4,      /* an upgrade decision is pending */
     WS_PAUSE_HANDLER = 8,      /* the host's handler waits and its queue is full */
 };
+/* Paused only for these, a transport still watches the peer: it reads on
+ * into the stash, up to WS_WATCH_STASH bytes, so that a client leaving while
+ * its request or upgrade waits for the host is told (on_end) at once. A
+ * WebSocket peer's bytes are frames that may hold its close: they wait. */
+#define WS_PAUSE_WATCHED (WS_PAUSE_HOST | WS_PAUSE_UPGRADE)
+#define WS_WATCH_STASH 4096
 
 /* A write finished: status 0 when every byte left, else a negative libuv
  * error (the transport failed or was closed: UV_ECANCELED). waited is 1 when
@@ -78,7 +84,8 @@ typedef struct {
      * changed in place. Not called while paused. */
     void (*on_read)(void *ud, uint8_t *data, size_t len);
     /* The peer ended the stream (UV_EOF) or the transport failed (other
-     * negative errors). No more on_read. */
+     * negative errors). No more on_read. May come while paused for
+     * WS_PAUSE_WATCHED reasons only, with bytes left in the stash. */
     void (*on_end)(void *ud, int err);
     /* ws_transport_shutdown finished: status 0, or an error. */
     void (*on_shutdown)(void *ud, int status);
@@ -138,6 +145,7 @@ struct ws_transport_s {
     uint8_t paused;          /* WS_PAUSE_* reasons */
     uint8_t closing : 1;
     uint8_t reading : 1;     /* the owner wants to read (ws_transport_start) */
+    uint8_t read_on : 1;     /* the kind is reading (vt->read(t, 1) last) */
     uint8_t peer_v6 : 1;     /* peer_addr holds an IPv6 address (else IPv4) */
     uint8_t peer_known : 1;
     uint16_t peer_port;
@@ -163,6 +171,11 @@ void ws_transport_pause(ws_transport_t *t, unsigned reason);
 void ws_transport_resume(ws_transport_t *t, unsigned reason);
 static inline int ws_transport_paused(const ws_transport_t *t) { return t->paused != 0; }
 static inline int ws_transport_stashed(const ws_transport_t *t) { return t->stash != NULL; }
+/* Paused, but only for reasons under which the peer is still watched. */
+static inline int ws_transport_watching(const ws_transport_t *t)
+{
+    return t->paused && !(t->paused & ~WS_PAUSE_WATCHED);
+}
 /* Keep data[0..len), which the owner did not take before pausing: it is
  * delivered again, before anything newer, once reading resumes. */
 void ws_transport_unread(ws_transport_t *t, const uint8_t *data, size_t len);

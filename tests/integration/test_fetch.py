@@ -719,14 +719,6 @@ def test_close_during_a_fetch_returns_closed_at_once(spawn, backend):
     still_serving(s, backend)
 
 
-LEAVING_UNNOTICED = (
-    "server bug: while an upgrade or an HTTP handler waits, the connection is paused "
-    "(WS_PAUSE_UPGRADE / WS_PAUSE_HOST stop reading), so the client's FIN is not seen: the "
-    "waiting fetch runs to its end instead of returning nil, \"closed\" at once as docs/api.md "
-    "promises ('The same for an HTTP handler whose client went away')")
-
-
-@pytest.mark.xfail(strict=True, reason=LEAVING_UNNOTICED)
 def test_client_leaving_during_a_waiting_upgrade(spawn, backend):
     s = start(spawn, backend, "--upgrade-timeout", "3")
     c = rawws.Conn(s.port, timeout=scaled(5))
@@ -744,7 +736,6 @@ def test_client_leaving_during_a_waiting_upgrade(spawn, backend):
     still_serving(s, backend)
 
 
-@pytest.mark.xfail(strict=True, reason=LEAVING_UNNOTICED)
 def test_http_client_leaving_while_its_handler_waits(spawn, backend):
     s = start(spawn, backend)
     c = rawws.Conn(s.port, timeout=scaled(5))

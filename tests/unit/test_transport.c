@@ -20,8 +20,9 @@ typedef struct {
     ws_transport_t *t;
     char log[256];
     size_t take;       /* bytes it takes from one read; the rest is given back */
-    int pause_on_rest; /* pause (WS_PAUSE_HOST) when it gives bytes back */
+    int pause_on_rest; /* pause (WS_PAUSE_BACKPRESSURE) when it gives bytes back */
     int reads, ends, end_err, closes;
+    size_t bytes; /* delivered, whatever the log kept */
 } owner_t;
 
 static void owner_log(owner_t *o, const char *s, size_t n)
@@ -38,11 +39,12 @@ static void on_read(void *ud, uint8_t *data, size_t len)
     owner_t *o = ud;
     o->reads++;
     size_t n = len < o->take ? len : o->take;
+    o->bytes += n;
     owner_log(o, (const char *)data, n);
     owner_log(o, "|", 1);
     if (n < len) {
         if (o->pause_on_rest)
-            ws_transport_pause(o->t, WS_PAUSE_HOST);
+            ws_transport_pause(o->t, WS_PAUSE_BACKPRESSURE);
         ws_transport_unread(o->t, data + n, len - n);
     }
 }
@@ -139,7 +141,7 @@ static void test_transport_feeding_while_paused_delivers_nothing(void **state)
 {
     harness_t *h = *state;
     ws_memio_t *m = start_owner(h);
-    ws_transport_pause(owner.t, WS_PAUSE_HOST);
+    ws_transport_pause(owner.t, WS_PAUSE_BACKPRESSURE);
     assert_false(ws_memio_reading(m));
     feed(m, "abc");
     run_io(h);
@@ -153,18 +155,18 @@ static void test_transport_resuming_one_of_two_reasons_delivers_nothing(void **s
 {
     harness_t *h = *state;
     ws_memio_t *m = start_owner(h);
-    ws_transport_pause(owner.t, WS_PAUSE_HOST);
-    ws_transport_pause(owner.t, WS_PAUSE_UPGRADE);
+    ws_transport_pause(owner.t, WS_PAUSE_BACKPRESSURE);
+    ws_transport_pause(owner.t, WS_PAUSE_HANDLER);
     feed(m, "abc");
-    ws_transport_resume(owner.t, WS_PAUSE_HOST);
-    /* A reason that was never given changes nothing either. */
     ws_transport_resume(owner.t, WS_PAUSE_BACKPRESSURE);
+    /* A reason that was never given changes nothing either. */
+    ws_transport_resume(owner.t, WS_PAUSE_HOST);
     run_io(h);
     assert_string_equal(owner.log, "");
     assert_true(ws_transport_paused(owner.t));
     assert_false(ws_memio_reading(m));
 
-    ws_transport_resume(owner.t, WS_PAUSE_UPGRADE);
+    ws_transport_resume(owner.t, WS_PAUSE_HANDLER);
     assert_true(ws_memio_reading(m));
     /* Not from inside resume: the owner may be in the middle of its own work. */
     assert_string_equal(owner.log, "");
@@ -176,10 +178,10 @@ static void test_transport_stash_goes_before_newer_bytes(void **state)
 {
     harness_t *h = *state;
     ws_memio_t *m = start_owner(h);
-    ws_transport_pause(owner.t, WS_PAUSE_UPGRADE);
+    ws_transport_pause(owner.t, WS_PAUSE_HANDLER);
     feed(m, "ab");
     feed(m, "c");
-    ws_transport_resume(owner.t, WS_PAUSE_UPGRADE);
+    ws_transport_resume(owner.t, WS_PAUSE_HANDLER);
     /* New bytes before the loop came round: the stash still goes first. */
     feed(m, "def");
     assert_string_equal(owner.log, "abc|def|");
@@ -191,9 +193,9 @@ static void test_transport_stash_delivered_from_io_run_after_resume(void **state
 {
     harness_t *h = *state;
     ws_memio_t *m = start_owner(h);
-    ws_transport_pause(owner.t, WS_PAUSE_HOST);
+    ws_transport_pause(owner.t, WS_PAUSE_BACKPRESSURE);
     feed(m, "abc");
-    ws_transport_resume(owner.t, WS_PAUSE_HOST);
+    ws_transport_resume(owner.t, WS_PAUSE_BACKPRESSURE);
     run_io(h);
     assert_string_equal(owner.log, "abc|");
     feed(m, "def");
@@ -245,12 +247,12 @@ static void test_transport_unread_with_pause_keeps_order_across_resume(void **st
     /* Taking one byte a time and pausing again each time, it still gets them
      * all, in order, one loop turn each. */
     for (int i = 0; i < 4; i++) {
-        ws_transport_resume(owner.t, WS_PAUSE_HOST);
+        ws_transport_resume(owner.t, WS_PAUSE_BACKPRESSURE);
         run_io(h);
     }
     assert_string_equal(owner.log, "a|b|c|d|e|");
     owner.take = SIZE_MAX;
-    ws_transport_resume(owner.t, WS_PAUSE_HOST);
+    ws_transport_resume(owner.t, WS_PAUSE_BACKPRESSURE);
     run_io(h);
     feed(m, "f");
     assert_string_equal(owner.log, "a|b|c|d|e|f|");
@@ -260,27 +262,74 @@ static void test_transport_end_comes_after_the_stash_once_resumed(void **state)
 {
     harness_t *h = *state;
     ws_memio_t *m = start_owner(h);
-    ws_transport_pause(owner.t, WS_PAUSE_HOST);
+    ws_transport_pause(owner.t, WS_PAUSE_BACKPRESSURE);
     feed(m, "abc");
     ws_memio_end(m);
     run_io(h);
     assert_string_equal(owner.log, "");
-    ws_transport_resume(owner.t, WS_PAUSE_HOST);
+    ws_transport_resume(owner.t, WS_PAUSE_BACKPRESSURE);
     run_io(h);
     assert_string_equal(owner.log, "abc|<end><close>");
     assert_int_equal(owner.end_err, UV_EOF);
     assert_true(ws_memio_closed(m));
 }
 
-static void test_transport_close_drops_the_stash_and_reports_close_once(void **state)
+/* Paused while the host answers a request (or decides an upgrade), the
+ * transport still reads: bytes wait in the stash, and a peer that leaves is
+ * told at once, so a handler waiting for it can be cancelled. */
+static void test_transport_watched_peer_that_leaves_is_told_at_once(void **state)
 {
     harness_t *h = *state;
     ws_memio_t *m = start_owner(h);
     ws_transport_pause(owner.t, WS_PAUSE_HOST);
+    assert_true(ws_memio_reading(m));
+    feed(m, "GET /next");
+    run_io(h);
+    assert_string_equal(owner.log, "");
+    ws_memio_end(m);
+    run_io(h);
+    assert_string_equal(owner.log, "<end><close>");
+    assert_int_equal(owner.end_err, UV_EOF);
+}
+
+/* A watched peer that keeps sending fills the stash to WS_WATCH_STASH, then
+ * is not read: watching costs a bounded buffer. Another reason of pause
+ * (backpressure) stops the watch; once the host is done, all comes in order. */
+static void test_transport_watch_stops_at_a_full_stash_or_a_hard_pause(void **state)
+{
+    harness_t *h = *state;
+    ws_memio_t *m = start_owner(h);
+    ws_transport_pause(owner.t, WS_PAUSE_UPGRADE);
+    char big[WS_WATCH_STASH];
+    memset(big, 'x', sizeof big);
+    ws_memio_feed(m, big, sizeof big - 1);
+    assert_true(ws_memio_reading(m));
+    feed(m, "y");
+    assert_false(ws_memio_reading(m));
+    assert_int_equal(owner.reads, 0);
+    ws_transport_resume(owner.t, WS_PAUSE_UPGRADE);
+    assert_true(ws_memio_reading(m));
+    run_io(h);
+    assert_int_equal(owner.reads, 1);
+    assert_int_equal(owner.bytes, sizeof big);
+
+    ws_transport_pause(owner.t, WS_PAUSE_HOST);
+    assert_true(ws_memio_reading(m));
+    ws_transport_pause(owner.t, WS_PAUSE_BACKPRESSURE);
+    assert_false(ws_memio_reading(m));
+    ws_transport_resume(owner.t, WS_PAUSE_BACKPRESSURE);
+    assert_true(ws_memio_reading(m));
+}
+
+static void test_transport_close_drops_the_stash_and_reports_close_once(void **state)
+{
+    harness_t *h = *state;
+    ws_memio_t *m = start_owner(h);
+    ws_transport_pause(owner.t, WS_PAUSE_BACKPRESSURE);
     feed(m, "abc");
     ws_transport_close(owner.t);
     ws_transport_close(owner.t); /* idempotent */
-    ws_transport_resume(owner.t, WS_PAUSE_HOST);
+    ws_transport_resume(owner.t, WS_PAUSE_BACKPRESSURE);
     feed(m, "def");
     assert_int_equal(owner.closes, 0); /* on a later loop turn */
     run_io(h);
@@ -380,6 +429,8 @@ int main(void)
         T(test_transport_bytes_given_back_from_the_stash_stay_before_newer_ones),
         T(test_transport_unread_with_pause_keeps_order_across_resume),
         T(test_transport_end_comes_after_the_stash_once_resumed),
+        T(test_transport_watched_peer_that_leaves_is_told_at_once),
+        T(test_transport_watch_stops_at_a_full_stash_or_a_hard_pause),
         T(test_transport_close_drops_the_stash_and_reports_close_once),
         T(test_transport_write_to_a_peer_that_holds_waits_then_completes),
         T(test_transport_peer_address_is_formatted_per_family),
