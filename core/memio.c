@@ -11,7 +11,7 @@ struct ws_memio_s {
     ws_buf_t out;
     ws_write_t *w;        /* a write in flight */
     int hold;
-    int read_on;
+    int read_mode;        /* WS_READ_* */
     int shut, shut_due;   /* shut: our side ended; shut_due: on_shutdown not yet told */
     int end_due;          /* the peer ended: on_end not yet told */
     int closed;           /* on_close has run */
@@ -63,11 +63,11 @@ static void mem_run(ws_transport_t *t)
     }
 }
 
-static void mem_read(ws_transport_t *t, int on)
+static void mem_read(ws_transport_t *t, int mode)
 {
     ws_memio_t *m = (ws_memio_t *)t;
-    m->read_on = on;
-    if (on && m->end_due)
+    m->read_mode = mode;
+    if (mode != WS_READ_OFF && m->end_due)
         ws_transport_defer(t);
 }
 
@@ -185,4 +185,5 @@ void ws_memio_hold(ws_memio_t *m, int hold)
 
 int ws_memio_shut(const ws_memio_t *m) { return m->shut; }
 int ws_memio_closed(const ws_memio_t *m) { return m->closed; }
-int ws_memio_reading(const ws_memio_t *m) { return m->read_on && !m->base.closing; }
+int ws_memio_reading(const ws_memio_t *m) { return m->read_mode == WS_READ_ON && !m->base.closing; }
+int ws_memio_watching(const ws_memio_t *m) { return m->read_mode == WS_READ_WATCH && !m->base.closing; }

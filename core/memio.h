@@ -46,5 +46,7 @@ int ws_memio_shut(const ws_memio_t *m);
 int ws_memio_closed(const ws_memio_t *m);
 /* The owner is reading (not paused). */
 int ws_memio_reading(const ws_memio_t *m);
+/* It only watches for the peer's end (WS_READ_WATCH): fed bytes are stashed. */
+int ws_memio_watching(const ws_memio_t *m);
 
 #endif

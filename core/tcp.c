@@ -151,16 +151,43 @@ static int tcp_write(ws_transport_t *bt, ws_write_t *w)
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    ws_io_t *io = IO_OF(TCP_OF(h));
+    ws_tcp_t *t = TCP_OF(h);
+    ws_io_t *io = IO_OF(t);
     (void)suggested;
+    if (t->base.read_mode == WS_READ_WATCH) {
+        /* No buffer: libuv then calls on_read with UV_ENOBUFS, reading nothing. */
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
     /* One read buffer serves every connection: reads are processed to the end
      * before the next one starts, and what the owner keeps it copies out. */
     *buf = uv_buf_init((char *)io->rbuf, (unsigned)io->rbuf_len);
 }
 
+/* Watching: the socket is readable; look without taking. The end of the
+ * stream or an error is told; bytes are left for the owner, and since epoll
+ * would wake us for them on every turn, the watch ends until it reads. */
+static void watch(ws_tcp_t *t)
+{
+    uv_os_fd_t fd;
+    char b;
+    if (uv_fileno((uv_handle_t *)&t->tcp, &fd) != 0)
+        return;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    uv_read_stop((uv_stream_t *)&t->tcp);
+    if (n <= 0)
+        t->base.cb->on_end(t->base.ud, n == 0 ? UV_EOF : uv_translate_sys_error(errno));
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     ws_tcp_t *t = TCP_OF(st);
+    if (nread == UV_ENOBUFS && t->base.read_mode == WS_READ_WATCH) {
+        watch(t);
+        return;
+    }
     if (nread < 0) {
         uv_read_stop(st);
         t->base.cb->on_end(t->base.ud, (int)nread);
@@ -172,13 +199,14 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     ws_transport_deliver(&t->base, (uint8_t *)buf->base, (size_t)nread);
 }
 
-static void tcp_read(ws_transport_t *bt, int on)
+static void tcp_read(ws_transport_t *bt, int mode)
 {
     ws_tcp_t *t = (ws_tcp_t *)bt;
-    if (on)
+    /* Stopped first: a watch may have stopped itself, and on_alloc tells
+     * the modes apart. */
+    uv_read_stop((uv_stream_t *)&t->tcp);
+    if (mode != WS_READ_OFF)
         uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read);
-    else
-        uv_read_stop((uv_stream_t *)&t->tcp);
 }
 
 static void tcp_run(ws_transport_t *bt)

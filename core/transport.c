@@ -78,16 +78,17 @@ void ws_transport_defer(ws_transport_t *t)
     t->ready_idx = io->nready;
 }
 
-/* Read while the owner wants bytes, or while it only watches the peer
- * (ws_transport_watching) and the stash has room. */
+/* Read while the owner wants bytes; watch while it is paused for the host
+ * only (WS_PAUSE_WATCHED). */
 static void sync_read(ws_transport_t *t)
 {
-    int on = t->reading && !t->closing &&
-             (!t->paused ||
-              (ws_transport_watching(t) && (!t->stash || t->stash->len < WS_WATCH_STASH)));
-    if (on != t->read_on) {
-        t->read_on = (uint8_t)on;
-        t->vt->read(t, on);
+    int mode = !t->reading || t->closing ? WS_READ_OFF
+               : !t->paused             ? WS_READ_ON
+               : !(t->paused & ~WS_PAUSE_WATCHED) ? WS_READ_WATCH
+                                                  : WS_READ_OFF;
+    if (mode != t->read_mode) {
+        t->read_mode = (uint8_t)mode;
+        t->vt->read(t, mode);
     }
 }
 
@@ -113,7 +114,7 @@ void ws_transport_resume(ws_transport_t *t, unsigned reason)
     sync_read(t);
     /* Stashed bytes go out from ws_io_run, not from inside the caller,
      * which may be in the middle of its own work on the connection. */
-    if (!t->paused && t->read_on && t->stash)
+    if (t->read_mode == WS_READ_ON && t->stash)
         ws_transport_defer(t);
 }
 
@@ -131,7 +132,6 @@ void ws_transport_unread(ws_transport_t *t, const uint8_t *data, size_t len)
     ws_mem_add(WS_MEM_BUFFERS, len);
     free(t->stash);
     t->stash = s;
-    sync_read(t); /* a watched peer's stash may be full now */
 }
 
 /* Hand the owner the stash, then data, as long as it does not pause again. */

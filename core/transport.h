@@ -42,12 +42,15 @@ enum {
     WS_PAUSE_UPGRADE = 4,      /* an upgrade decision is pending */
     WS_PAUSE_HANDLER = 8,      /* the host's handler waits and its queue is full */
 };
-/* Paused only for these, a transport still watches the peer: it reads on
- * into the stash, up to WS_WATCH_STASH bytes, so that a client leaving while
- * its request or upgrade waits for the host is told (on_end) at once. A
- * WebSocket peer's bytes are frames that may hold its close: they wait. */
+/* Paused only for these, a transport watches the peer without reading from
+ * it: a client that closes or resets while its request or upgrade waits for
+ * the host is told (on_end) at once. Bytes it sends meanwhile are left in the
+ * socket, and a kind may stop watching once some wait there. A WebSocket
+ * peer's bytes are frames that may hold its close: those pauses do not watch. */
 #define WS_PAUSE_WATCHED (WS_PAUSE_HOST | WS_PAUSE_UPGRADE)
-#define WS_WATCH_STASH 4096
+
+/* What a kind's read does (vt->read). */
+enum { WS_READ_OFF, WS_READ_ON, WS_READ_WATCH };
 
 /* A write finished: status 0 when every byte left, else a negative libuv
  * error (the transport failed or was closed: UV_ECANCELED). waited is 1 when
@@ -96,8 +99,9 @@ typedef struct {
 /* Operations of one kind of transport. */
 typedef struct {
     const char *name;
-    /* Start (on != 0) or stop reading from the peer. */
-    void (*read)(ws_transport_t *t, int on);
+    /* Read from the peer (WS_READ_ON), only watch for its end
+     * (WS_READ_WATCH), or neither (WS_READ_OFF). */
+    void (*read)(ws_transport_t *t, int mode);
     /* Start sending w (at most one write at a time). 0, or a negative error
      * (then w->cb never runs). */
     int (*write)(ws_transport_t *t, ws_write_t *w);
@@ -145,7 +149,7 @@ struct ws_transport_s {
     uint8_t paused;          /* WS_PAUSE_* reasons */
     uint8_t closing : 1;
     uint8_t reading : 1;     /* the owner wants to read (ws_transport_start) */
-    uint8_t read_on : 1;     /* the kind is reading (vt->read(t, 1) last) */
+    uint8_t read_mode : 2;   /* WS_READ_*: what vt->read was last told */
     uint8_t peer_v6 : 1;     /* peer_addr holds an IPv6 address (else IPv4) */
     uint8_t peer_known : 1;
     uint16_t peer_port;
@@ -174,7 +178,7 @@ static inline int ws_transport_stashed(const ws_transport_t *t) { return t->stas
 /* Paused, but only for reasons under which the peer is still watched. */
 static inline int ws_transport_watching(const ws_transport_t *t)
 {
-    return t->paused && !(t->paused & ~WS_PAUSE_WATCHED);
+    return t->read_mode == WS_READ_WATCH;
 }
 /* Keep data[0..len), which the owner did not take before pausing: it is
  * delivered again, before anything newer, once reading resumes. */
