@@ -151,17 +151,19 @@ static int tcp_write(ws_transport_t *bt, ws_write_t *w)
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    ws_tcp_t *t = TCP_OF(h);
-    ws_io_t *io = IO_OF(t);
+    ws_io_t *io = IO_OF(TCP_OF(h));
     (void)suggested;
-    if (t->base.read_mode == WS_READ_WATCH) {
-        /* No buffer: libuv then calls on_read with UV_ENOBUFS, reading nothing. */
-        *buf = uv_buf_init(NULL, 0);
-        return;
-    }
     /* One read buffer serves every connection: reads are processed to the end
      * before the next one starts, and what the owner keeps it copies out. */
     *buf = uv_buf_init((char *)io->rbuf, (unsigned)io->rbuf_len);
+}
+
+/* Watching: no buffer, so libuv calls on_read with UV_ENOBUFS, reading nothing. */
+static void on_alloc_none(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init(NULL, 0);
 }
 
 /* Watching: the socket is readable; look without taking. The end of the
@@ -184,11 +186,11 @@ static void watch(ws_tcp_t *t)
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     ws_tcp_t *t = TCP_OF(st);
-    if (nread == UV_ENOBUFS && t->base.read_mode == WS_READ_WATCH) {
-        watch(t);
-        return;
-    }
     if (nread < 0) {
+        if (nread == UV_ENOBUFS && t->base.read_mode == WS_READ_WATCH) {
+            watch(t);
+            return;
+        }
         uv_read_stop(st);
         t->base.cb->on_end(t->base.ud, (int)nread);
         return;
@@ -202,11 +204,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 static void tcp_read(ws_transport_t *bt, int mode)
 {
     ws_tcp_t *t = (ws_tcp_t *)bt;
-    /* Stopped first: a watch may have stopped itself, and on_alloc tells
-     * the modes apart. */
+    /* Stopped first: a watch may have stopped itself, and the allocator
+     * tells the modes apart. */
     uv_read_stop((uv_stream_t *)&t->tcp);
     if (mode != WS_READ_OFF)
-        uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read);
+        uv_read_start((uv_stream_t *)&t->tcp, mode == WS_READ_WATCH ? on_alloc_none : on_alloc, on_read);
 }
 
 static void tcp_run(ws_transport_t *bt)
