@@ -122,6 +122,16 @@ static const opt_t opts[] = {
      "let wspush.fetch reach this range though it is link-local (repeatable)"},
     {"fetch-deny", 0, OPT_LIST, FIELD(fetch_deny), 0, 0, NULL, "CIDR",
      "refuse wspush.fetch this range too (repeatable; link-local is refused already)"},
+    {"tls-cert", 0, OPT_STRING, FIELD(tls_cert), 0, 0, NULL, "FILE",
+     "serve wss:// and https:// with this PEM certificate (its chain may follow it); "
+     "reloaded on change and on SIGHUP"},
+    {"tls-key", 0, OPT_STRING, FIELD(tls_key), 0, 0, NULL, "FILE", "the PEM private key of --tls-cert"},
+    {"tls-min-version", 0, OPT_CHOICE, FIELD(tls_min_version), 0, 0, "1.2", "1.2|1.3",
+     "oldest TLS version accepted"},
+    {"tls-ciphers", 0, OPT_STRING, FIELD(tls_ciphers), 0, 0, NULL, "LIST",
+     "TLS 1.2 ciphers, OpenSSL syntax (default: ECDHE and DHE with AES-GCM or ChaCha20)"},
+    {"tls-ciphersuites", 0, OPT_STRING, FIELD(tls_ciphersuites), 0, 0, NULL, "LIST",
+     "TLS 1.3 suites (default: OpenSSL's)"},
     {"help", 'h', OPT_FLAG, WS_CLI_HELP, 0, 0, NULL, NULL, "show this help and exit"},
     {"version", 'V', OPT_FLAG, WS_CLI_VERSION, 0, 0, NULL, NULL, "show the version and exit"},
 };
@@ -380,6 +390,10 @@ int ws_cli_parse(int argc, char **argv, ws_config_t *cfg, char *err, size_t errl
     }
     if (!cfg->script)
         return fail(err, errlen, "missing SCRIPT.lua argument");
+    if (!cfg->tls_cert != !cfg->tls_key)
+        return fail(err, errlen, "--tls-cert and --tls-key go together");
+    if (!cfg->tls_cert && (cfg->tls_ciphers || cfg->tls_ciphersuites || cfg->tls_min_version))
+        return fail(err, errlen, "--tls-min-version, --tls-ciphers and --tls-ciphersuites need --tls-cert");
     return WS_CLI_RUN;
 }
 
@@ -389,7 +403,7 @@ const char *ws_cli_usage(void)
 {
     /* Built from the table on first use so a new option shows up without
      * editing a second copy; the text never changes afterwards. */
-    static char text[8192];
+    static char text[12288];
     if (text[0])
         return text;
 

@@ -57,6 +57,11 @@ typedef struct {
     int compression_context; /* --compression-context: keep context between messages */
     size_t compression_max_memory; /* --compression-max-memory BYTES, default 256 MiB */
     int io_uring;            /* --io-uring / --no-io-uring, default on */
+    const char *tls_cert;    /* --tls-cert FILE (PEM, chain after the certificate): serve TLS */
+    const char *tls_key;     /* --tls-key FILE (PEM) */
+    int tls_min_version;     /* --tls-min-version 1.2|1.3: 0 = 1.2, 1 = 1.3 */
+    const char *tls_ciphers; /* --tls-ciphers LIST (TLS 1.2, OpenSSL syntax), NULL: ours */
+    const char *tls_ciphersuites; /* --tls-ciphersuites LIST (TLS 1.3), NULL: OpenSSL's */
 } ws_config_t;
 
 /* What happens when a connection's outbound queue is over its limit. */

@@ -3,11 +3,13 @@
  * runs the loop and maps failures to exit codes. */
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <uv.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
 
+#include "certs.h"
 #include "cli.h"
 #include "fetch.h"
 #include "hub.h"
@@ -26,8 +28,20 @@ typedef struct {
     ws_lhost_t *lh;
     ws_fetcher_t *fetcher;
     ws_reload_t reload;
+    ws_certs_t certs;
+    ws_tls_ctx_t *tls0; /* the first TLS context, until the server exists */
+    int serving;
     uv_signal_t sigint, sigterm;
 } app_t;
+
+static void apply_tls(void *ud, ws_tls_ctx_t *ctx)
+{
+    app_t *a = ud;
+    if (a->serving)
+        ws_server_set_tls(&a->srv, ctx);
+    else
+        a->tls0 = ctx;
+}
 
 static void reload_files(void *ud, void (*cb)(void *cb_ud, const char *path), void *cb_ud)
 {
@@ -39,6 +53,10 @@ static int reload_now(void *ud, const char *why)
 {
     app_t *a = ud;
     char err[2048];
+    /* SIGHUP also reloads the certificate; a failure there keeps the old one
+     * and does not stop the script's reload. */
+    if (a->cfg.tls_cert && strcmp(why, "SIGHUP") == 0)
+        ws_certs_reload(&a->certs, why);
     uint64_t t0 = uv_hrtime();
     if (ws_lhost_reload(a->lh, why, err, sizeof err) != 0) {
         ws_log_error("reload failed (%s), the previous version keeps serving: %s", why, err);
@@ -81,6 +99,7 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     ws_log_info("%s: shutting down, closing %zu WebSocket connections", name, a->hub.nopen);
     ws_reload_close(&a->reload);
+    ws_certs_close(&a->certs);
     ws_lhost_shutdown(a->lh);
     ws_lhost_stop(a->lh);
     ws_server_stop(&a->srv, a->cfg.shutdown_timeout);
@@ -130,8 +149,22 @@ static int start(app_t *a, uv_loop_t *loop, char *err, size_t errlen)
     ws_hub_set_host(&a->hub, &ws_lhost_ops, a->lh);
     if (start_fetcher(a, err, errlen) != 0)
         goto fail;
+    if (a->cfg.tls_cert) {
+        ws_tls_server_opts_t o = {
+            .cert_file = a->cfg.tls_cert,
+            .key_file = a->cfg.tls_key,
+            .min_version = a->cfg.tls_min_version ? 13 : 12,
+            .ciphers = a->cfg.tls_ciphers,
+            .ciphersuites = a->cfg.tls_ciphersuites,
+        };
+        if (ws_certs_init(&a->certs, loop, &o, !a->cfg.no_watch, apply_tls, a, err, errlen) != 0)
+            goto fail;
+    }
     if (ws_server_init(&a->srv, &a->hub, a->cfg.host, a->cfg.port, err, errlen) != 0)
         goto fail;
+    a->serving = 1;
+    ws_server_set_tls(&a->srv, a->tls0);
+    a->tls0 = NULL;
     a->srv.quiet = quiet;
     a->srv.quiet_ud = a;
     a->srv.stopped = stopped;
@@ -149,6 +182,9 @@ static int start(app_t *a, uv_loop_t *loop, char *err, size_t errlen)
     return 0;
 
 fail:
+    ws_certs_close(&a->certs);
+    ws_tls_ctx_free(a->tls0);
+    a->tls0 = NULL;
     ws_lhost_free(a->lh);
     a->lh = NULL;
     ws_fetcher_free(a->fetcher);
@@ -203,8 +239,9 @@ int main(int argc, char **argv)
         uv_loop_close(loop);
         return 1;
     }
-    ws_log_info("wspush %s listening on http://%s:%d (script %s)", WSPUSH_VERSION, app.cfg.host,
-                ws_server_port(&app.srv), app.cfg.script);
+    ws_log_info("wspush %s listening on %s://%s:%d (script %s)", WSPUSH_VERSION,
+                app.cfg.tls_cert ? "https" : "http", app.cfg.host, ws_server_port(&app.srv),
+                app.cfg.script);
     uv_run(loop, UV_RUN_DEFAULT);
     finish(&app);
     /* Handles closed by finish need one more turn for their close callbacks. */

@@ -16,7 +16,13 @@
 static void on_accept(void *ud, ws_transport_t *t)
 {
     ws_server_t *s = ud;
-    ws_conn_new(s->hub, t);
+    ws_conn_new(s->hub, s->tls ? ws_tls_server(s->tls, t) : t);
+}
+
+void ws_server_set_tls(ws_server_t *s, ws_tls_ctx_t *ctx)
+{
+    ws_tls_ctx_free(s->tls);
+    s->tls = ctx;
 }
 
 /* Output queued during the turn leaves before the loop blocks (prepare) and
@@ -181,6 +187,6 @@ void ws_server_abort(ws_server_t *s) { ws_hub_abort_all(s->hub); }
 
 void ws_server_free(ws_server_t *s)
 {
-    (void)s;
+    ws_server_set_tls(s, NULL);
     ws_outq_release_pool();
 }

@@ -12,10 +12,12 @@
 
 #include "hub.h"
 #include "tcp.h"
+#include "tls.h"
 
 typedef struct ws_server_s {
     ws_hub_t *hub;
     ws_tcp_listener_t listener;
+    ws_tls_ctx_t *tls;    /* TLS for new connections, or NULL: cleartext */
     uv_timer_t sweep;
     uv_timer_t tick;      /* armed for the next of the hub's timers */
     uint64_t tick_due;    /* when tick fires; UINT64_MAX = not armed */
@@ -46,6 +48,10 @@ typedef struct ws_server_s {
  * running. */
 int ws_server_init(ws_server_t *s, ws_hub_t *hub, const char *host, int port, char *err,
                    size_t errlen);
+
+/* Serve TLS with ctx from the next connection on (the server takes the
+ * reference; connections made before keep theirs). NULL: cleartext. */
+void ws_server_set_tls(ws_server_t *s, ws_tls_ctx_t *ctx);
 
 /* The bound port (useful with --port 0). */
 int ws_server_port(ws_server_t *s);

@@ -118,6 +118,12 @@ void ws_transport_resume(ws_transport_t *t, unsigned reason)
         ws_transport_defer(t);
 }
 
+void ws_transport_follow(ws_transport_t *inner, unsigned paused)
+{
+    inner->paused = (uint8_t)paused;
+    sync_read(inner);
+}
+
 void ws_transport_unread(ws_transport_t *t, const uint8_t *data, size_t len)
 {
     if (!len)

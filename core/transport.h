@@ -180,6 +180,9 @@ static inline int ws_transport_watching(const ws_transport_t *t)
 {
     return t->read_mode == WS_READ_WATCH;
 }
+/* For a kind that wraps another (TLS): pause the inner transport for the
+ * outer one's reasons, so that it reads, watches or stops as the outer does. */
+void ws_transport_follow(ws_transport_t *inner, unsigned paused);
 /* Keep data[0..len), which the owner did not take before pausing: it is
  * delivered again, before anything newer, once reading resumes. */
 void ws_transport_unread(ws_transport_t *t, const uint8_t *data, size_t len);
