@@ -390,11 +390,16 @@ int ws_cli_parse(int argc, char **argv, ws_config_t *cfg, char *err, size_t errl
     }
     if (!cfg->script)
         return fail(err, errlen, "missing SCRIPT.lua argument");
+    return WS_CLI_RUN;
+}
+
+int ws_cli_check(const ws_config_t *cfg, char *err, size_t errlen)
+{
     if (!cfg->tls_cert != !cfg->tls_key)
         return fail(err, errlen, "--tls-cert and --tls-key go together");
     if (!cfg->tls_cert && (cfg->tls_ciphers || cfg->tls_ciphersuites || cfg->tls_min_version))
         return fail(err, errlen, "--tls-min-version, --tls-ciphers and --tls-ciphersuites need --tls-cert");
-    return WS_CLI_RUN;
+    return 0;
 }
 
 /* --- usage --- */

@@ -82,6 +82,10 @@ void ws_cli_defaults(ws_config_t *cfg);
  * script, more than one script). Strings in cfg point into argv. */
 int ws_cli_parse(int argc, char **argv, ws_config_t *cfg, char *err, size_t errlen);
 
+/* Options that only make sense together: 0, or WS_EINVAL with a one-line
+ * message in err. */
+int ws_cli_check(const ws_config_t *cfg, char *err, size_t errlen);
+
 /* The usage text (static). */
 const char *ws_cli_usage(void);
 

@@ -215,6 +215,8 @@ int main(int argc, char **argv)
         printf("wspush %s\n", WSPUSH_VERSION);
         return 0;
     }
+    if (act == WS_CLI_RUN)
+        act = ws_cli_check(&app.cfg, err, sizeof err);
     if (act < 0) {
         fprintf(stderr, "wspush: %s (try --help)\n", err);
         return 2;
