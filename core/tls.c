@@ -281,6 +281,7 @@ static void pump(ws_tls_t *t)
             return;
         }
         t->hs_done = 1;
+        t->base.hs_pending = 0;
         if (t->w) {
             int e = seal(t);
             if (e) {
@@ -469,6 +470,7 @@ static ws_tls_t *tls_new(ws_tls_ctx_t *ctx, ws_transport_t *inner)
     BIO *b = BIO_new(bio_method());
     BIO_set_data(b, t);
     SSL_set_bio(t->ssl, b, b);
+    t->base.hs_pending = 1;
     /* The peer is the inner transport's. */
     t->base.peer_v6 = inner->peer_v6;
     t->base.peer_known = inner->peer_known;
