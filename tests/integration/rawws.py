@@ -138,7 +138,7 @@ class Conn:
     Over TLS when `tls` (an ssl.SSLContext) is given or the port is a TLSPort."""
 
     def __init__(self, port, host="127.0.0.1", timeout=DEFAULT_TIMEOUT, tls=None,
-                 server_hostname=None):
+                 server_hostname=None, suppress_ragged_eofs=True):
         self.timeout = timeout
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -146,7 +146,8 @@ class Conn:
         if tls is not None:
             name = server_hostname or getattr(port, "server_hostname", None) or "localhost"
             try:
-                self.sock = tls.wrap_socket(self.sock, server_hostname=name)
+                self.sock = tls.wrap_socket(self.sock, server_hostname=name,
+                                            suppress_ragged_eofs=suppress_ragged_eofs)
             except BaseException:
                 self.sock.close()
                 raise
@@ -408,9 +409,10 @@ class Conn:
         return time.monotonic() - t0
 
 
-def upgrade(port, path="/ws", headers=None, timeout=DEFAULT_TIMEOUT):
-    """Connect and complete a valid handshake; raise unless 101 with a correct accept."""
-    c = Conn(port, timeout=timeout)
+def upgrade(port, path="/ws", headers=None, timeout=DEFAULT_TIMEOUT, **conn_kw):
+    """Connect and complete a valid handshake; raise unless 101 with a correct accept.
+    conn_kw go to Conn (tls=, suppress_ragged_eofs=...)."""
+    c = Conn(port, timeout=timeout, **conn_kw)
     try:
         r = c.handshake(path, headers)
         if r.status != 101:
