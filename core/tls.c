@@ -134,8 +134,8 @@ static void fail(ws_tls_t *t, int e)
         ws_transport_peer(&t->base, peer, sizeof peer);
         ws_log_debug("TLS with %s: %s", peer, t->error);
     }
+    flush(t); /* the alert OpenSSL made */
     t->ended = t->broken = 1;
-    flush(t);
     if (!t->base.closing)
         t->base.cb->on_end(t->base.ud, UV_EPROTO);
 }

@@ -259,16 +259,8 @@ def start_error(port, *args):
     return rc, err
 
 
-MISMATCH_BUG = pytest.mark.xfail(strict=True, reason=(
-    "SERVER BUG: a key of the certificate's type (EC P-256) that does not match it is reported as "
-    "'--tls-key K: not a PEM private key (key values mismatch)' instead of '--tls-key K does not "
-    "match the certificate in --tls-cert C': SSL_CTX_use_PrivateKey_file (tlsctx.c) already "
-    "refuses the mismatch, so the SSL_CTX_check_private_key branch is reached only for a key of "
-    "another type"))
-
-
 @pytest.mark.parametrize("case", ["missing cert", "missing key",
-                                  pytest.param("key mismatch", marks=MISMATCH_BUG),
+                                  "key mismatch",
                                   "cert not PEM", "key not PEM", "no usable cipher"])
 def test_tls_start_errors_are_one_line_and_exit_1(pki, tmp_path, case):
     missing = tmp_path / "nope.pem"
@@ -397,7 +389,6 @@ def test_a_broken_new_pair_is_refused_and_the_old_one_keeps_serving(spawn, pki, 
     assert peer_fingerprint(s.port, ctx) == pki.fingerprint(pki.second)
 
 
-@MISMATCH_BUG
 def test_reload_names_a_mismatched_key(spawn, pki, pair):
     cert, key = pair
     s = tls_server(spawn, pki, "--no-watch", cert=cert, key=key)
