@@ -558,6 +558,7 @@ def https_backend(tmp_path):
     t.join(timeout=5)
 
 
+@pytest.mark.valgrind
 def test_https_verified_against_the_store_with_sni(spawn, backend, https_backend, monkeypatch):
     # OpenSSL's default store is the file SSL_CERT_FILE names, here our backend's certificate.
     monkeypatch.setenv("SSL_CERT_FILE", str(https_backend.cert))
@@ -571,6 +572,7 @@ def test_https_verified_against_the_store_with_sni(spawn, backend, https_backend
     assert r["ok"] is True and https_backend.accepted == n, (r, https_backend.accepted, n)
 
 
+@pytest.mark.valgrind
 def test_https_refuses_an_unknown_issuer_unless_verify_is_false(spawn, backend, https_backend):
     s = start(spawn, backend)
     url = "https://localhost:%d/hello" % https_backend.port

@@ -106,6 +106,7 @@ def test_python_websockets_echo_1mib_and_5000_pipelined(spawn, pki):
     run(go(), 60)
 
 
+@pytest.mark.valgrind
 def test_permessage_deflate_over_tls(spawn, pki):
     s = tls_server(spawn, pki)
     text = "compress me over tls " * 50000   # 1 MiB, very compressible
@@ -133,6 +134,7 @@ def test_permessage_deflate_over_tls(spawn, pki):
         assert d.decompress(f.payload + b"\x00\x00\xff\xff") == b"new message :" + text.encode()
 
 
+@pytest.mark.valgrind
 def test_https_get_with_http_client(spawn, pki):
     s = tls_server(spawn, pki)
     conn = http.client.HTTPSConnection("127.0.0.1", int(s.port), context=pki.client_context(),
@@ -327,6 +329,7 @@ def hup(s, why="SIGHUP", ok=True):
     return s.wait_log((RELOADED if ok else RELOAD_FAILED) % why + r"(.*)", since=mark, timeout=5)
 
 
+@pytest.mark.valgrind
 def test_sighup_reloads_the_certificate_and_live_connections_go_on(spawn, pki, pair):
     cert, key = pair
     s = tls_server(spawn, pki, "--no-watch", cert=cert, key=key)
@@ -397,6 +400,7 @@ def test_reload_names_a_mismatched_key(spawn, pki, pair):
     assert m.group(1) == "--tls-key %s does not match the certificate in --tls-cert %s" % (key, cert)
 
 
+@pytest.mark.valgrind
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3],
                          ids=["tls1.2", "tls1.3"])
 def test_session_resumption_across_a_reload(spawn, pki, pair, version):

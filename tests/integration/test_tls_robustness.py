@@ -166,6 +166,7 @@ def test_pushes_to_a_tls_peer_that_does_not_read_close_it_1008(spawn, pki):
     wait_for(lambda: s.json("/closes?id=%d" % cid)["code"] == 1008, desc="on_close with 1008")
 
 
+@pytest.mark.valgrind
 def test_sigterm_sends_1001_then_close_notify(spawn, pki):
     s = tls_server(spawn, pki)
     # suppress_ragged_eofs=False: an end of TCP without close_notify raises SSLEOFError
@@ -214,6 +215,7 @@ def test_ciphertext_one_byte_per_write_and_connection_close_ends_with_close_noti
 
 # --- hostile peers ---------------------------------------------------------------
 
+@pytest.mark.valgrind
 @pytest.mark.parametrize("garbage, answer", [
     (b"GET /index HTTP/1.1\r\nHost: localhost\r\n\r\n", b""),      # cleartext HTTP: no answer
     (bytes(range(256)) * 4, b""),                                  # not TLS at all
@@ -245,6 +247,7 @@ def test_a_handshake_that_stalls_after_the_client_hello_is_cut(spawn, pki):
     wss_echo_works(s)
 
 
+@pytest.mark.valgrind
 def test_renegotiation_is_refused(spawn, pki):
     """openssl s_client asks for a TLS 1.2 renegotiation ("R"): the server answers
     with a no_renegotiation alert, the client gives up; no second handshake."""
@@ -294,6 +297,7 @@ def test_renegotiation_is_refused(spawn, pki):
     wss_echo_works(s)
 
 
+@pytest.mark.valgrind
 def test_close_notify_then_more_data_is_ignored(spawn, pki):
     s = tls_server(spawn, pki)
     bc = BioClient(s.port, pki.client_context())
@@ -318,6 +322,7 @@ def test_close_notify_then_more_data_is_ignored(spawn, pki):
     wss_echo_works(s)
 
 
+@pytest.mark.valgrind
 def test_a_request_then_close_notify_is_still_answered(spawn, pki):
     s = tls_server(spawn, pki)
     bc = BioClient(s.port, pki.client_context())
@@ -333,6 +338,7 @@ def test_a_request_then_close_notify_is_still_answered(spawn, pki):
     assert plain.startswith(b"HTTP/1.1 200 OK\r\n") and plain.endswith(b"Hello world"), plain
 
 
+@pytest.mark.valgrind
 @pytest.mark.parametrize("when", ["handshake", "request", "websocket"])
 def test_a_truncated_record_then_eof_ends_the_connection(spawn, pki, when):
     s = tls_server(spawn, pki, "--handshake-timeout", "30")
