@@ -26,7 +26,8 @@ profile    callgrind of the server on a fan-out (100 subscribers, 8 in flight, 6
            TLS and cleartext run with two delivery counts: the difference of the two runs is the
            cost of the extra deliveries alone (handshakes and start-up cancel out), per function
            (self cost, grouped: AES-GCM, other libcrypto/libssl, libc, the rest) and SSL_write's
-           inclusive cost, and SSL_write_ex calls per delivery.
+           inclusive cost, and SSL_write_ex calls per delivery. The same for the pipelined echo
+           (100 x 16, 32 B; half the counts), per reply.
 massif     where a held TLS connection's memory is: a massif snapshot (vgdb detailed_snapshot)
            of a server holding --massif-conns (400) TLS connections after the exchange; the
            allocation sites over 0.5 %% of the heap, in bytes per connection.
@@ -198,8 +199,8 @@ def bench_rate(a, table, kind):
             rate[v].append(got[v])
             cpu[v].append(float(r["server_us_per_msg"]))
             print("%s run %d %-5s %10.0f %s/s, server %.3f us/%s (%.2f s CPU), generator %s %%, "
-                  "%s" % (kind, run + 1, v, got[v], unit, cpu[v][-1], unit[:-1] if unit[-1] == "s"
-                          else unit, float(r["server_cpu_s"]), r.get("cpu_pct"),
+                  "%s" % (kind, run + 1, v, got[v], unit, cpu[v][-1], "reply" if kind == "echo"
+                          else "delivery", float(r["server_cpu_s"]), r.get("cpu_pct"),
                           r.get("tls", "off")), flush=True)
         if "clear" in got and "tls13" in got:
             ratios.append(got["tls13"] / got["clear"])
@@ -208,9 +209,10 @@ def bench_rate(a, table, kind):
                   "per-run TLS/clear: %s (median %s)" % (", ".join("%.2f" % x for x in ratios),
                                                          "%.2f" % med(ratios) if ratios else "-")))
     cc, ct = med(cpu["clear"]), med(cpu["tls13"])
-    table.append(("%s: server CPU per %s (us)" % (label, unit[:-1] if kind == "echo" else "delivery"),
+    table.append(("%s: server CPU per %s (us)" % (label, "reply" if kind == "echo" else "delivery"),
                   "%.3f" % cc if cc else "-", "%.3f" % ct if ct else "-", ratio(ct, cc),
-                  str(len(cpu["tls13"])), ""))
+                  str(len(cpu["tls13"])), "rate ratio a CPU-bound server would reach: clear/TLS "
+                  "CPU = %s" % ratio(cc, ct)))
 
 
 # --- handshakes -------------------------------------------------------------------------------------
@@ -340,20 +342,27 @@ def group(name):
     return "wspush + libuv + liburing"
 
 
-def bench_profile(a, table):
+def bench_profile(a, table, kind):
     if not shutil.which("valgrind") or not shutil.which("callgrind_annotate"):
         print("profile: valgrind not found, skipped", flush=True)
         return
     subs, n1, n2 = 100, a.prof_n1, a.prof_n2
+    if kind == "echo":
+        script, args, what = ROOT / "handlers" / "echo.lua", ["echo", "-c", "100", "-k", "16",
+                                                                "-s", "32"], "reply"
+        n1, n2 = n1 // 2, n2 // 2
+    else:
+        script, args, what = HERE / "scripts" / "fanout.lua", ["fanout", "-c", str(subs), "-k",
+                                                                 "8", "-s", "64"], "delivery"
     results = {}
     for v in ("clear", "tls13"):
         for n in (n1, n2):
-            out = os.path.join(a.tmp, "cg.%s.%d" % (v, n))
-            s = Server(a, HERE / "scripts" / "fanout.lua", v != "clear",
+            out = os.path.join(a.tmp, "cg.%s.%s.%d" % (kind, v, n))
+            s = Server(a, script, v != "clear",
                        prefix=["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out])
             try:
-                r = wsbench(a, s, ["fanout", "-c", str(subs), "-k", "8", "-s", "64", "-n", str(n),
-                                   "-w", "0", "-d", "600", "--timeout", "120"] + VARIANTS[v])
+                r = wsbench(a, s, args + ["-n", str(n), "-w", "0", "-d", "600", "--timeout",
+                                          "120"] + VARIANTS[v])
             finally:
                 s.stop()
             time.sleep(0.5)
@@ -361,7 +370,8 @@ def bench_profile(a, table):
             self_total, selfc = annotate(out, False)
             results[v, n] = (self_total, selfc, incl, calls_to(out, "SSL_write_ex"),
                              calls_to(out, "ws_conn_flush"))
-            print("profile %-5s %d deliveries: %s Ir (%s)" % (v, n, format(self_total or 0, ","),
+            print("profile %s %-5s %d %s: %s Ir (%s)" % (kind, v, n, "replies" if kind == "echo" else "deliveries",
+                                                              format(self_total or 0, ","),
                                                                r.get("tls", "off")), flush=True)
     per = {}
     for v in ("clear", "tls13"):
@@ -373,23 +383,23 @@ def bench_profile(a, table):
             g = group(name)
             groups[g] = groups.get(g, 0) + (s2.get(name, 0) - s1.get(name, 0)) / d
         top = sorted(((s2.get(k, 0) - s1.get(k, 0)) / d, k) for k in set(s1) | set(s2))[-12:]
-        print("\nprofile %s: %.0f server instructions per delivery (callgrind, %d - %d deliveries, "
-              "%d subscribers)" % (v, per[v], n2, n1, subs))
+        print("\nprofile %s %s: %.0f server instructions per %s (callgrind, %d - %d, %s)" % (
+            kind, v, per[v], what, n2, n1, " ".join(args)))
         for g, x in sorted(groups.items(), key=lambda kv: -kv[1]):
-            print("  %-40s %8.0f Ir/delivery  %5.1f %%" % (g, x, 100 * x / per[v]))
-        print("  SSL_write_ex calls per delivery %.2f; connection flushes (ws_conn_flush) per "
-              "delivery %.3f" % ((w2 - w1) / d, (f2 - f1) / d))
+            print("  %-40s %8.0f Ir/msg  %5.1f %%" % (g, x, 100 * x / per[v]))
+        print("  SSL_write_ex calls per %s %.2f; connection flushes (ws_conn_flush) per "
+              "%s %.3f" % (what, (w2 - w1) / d, what, (f2 - f1) / d))
         for k in ("SSL_write_ex", "ERR_clear_error"):
             names = [nm for nm in set(i1) | set(i2) if re.search(r":%s( |$)" % k, nm)]
             if names:
                 x = sum((i2.get(nm, 0) - i1.get(nm, 0)) for nm in names) / d
-                print("  inclusive %-30s %8.0f Ir/delivery  %5.1f %%" % (k, x, 100 * x / per[v]))
-        print("  top functions (self Ir per delivery):")
+                print("  inclusive %-30s %8.0f Ir/msg  %5.1f %%" % (k, x, 100 * x / per[v]))
+        print("  top functions (self Ir per %s):" % what)
         for x, k in reversed(top):
             print("    %8.1f  %s" % (x, k[:110]))
-    table.append(("fan-out, server instructions per delivery (callgrind, %d subs)" % subs,
+    table.append(("%s, server instructions per %s (callgrind)" % (" ".join(args), what),
                   fmt(per["clear"]), fmt(per["tls13"]), ratio(per["tls13"], per["clear"]), "1",
-                  "%d - %d deliveries" % (n2, n1)))
+                  "%d - %d %s" % (n2, n1, "replies" if kind == "echo" else "deliveries")))
     sys.stdout.flush()
 
 
@@ -512,7 +522,8 @@ def main():
         if "handshake" in only:
             bench_handshake(a, table)
         if "profile" in only:
-            bench_profile(a, table)
+            bench_profile(a, table, "fanout")
+            bench_profile(a, table, "echo")
         if "massif" in only:
             bench_massif(a, table)
         print("\nmedians; runs interleaved clear / TLS; %.0f s in all; load average now %s\n" % (
