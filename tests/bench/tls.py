@@ -3,7 +3,7 @@
 run. Prints figures only; it asserts nothing and exits 0 whenever it could print them.
 
     /usr/bin/python3 tests/bench/tls.py [--quick] [--runs 3] [--conns 10000]
-                                        [--only mem,echo,fanout,handshake,profile]
+                                        [--only mem,echo,fanout,handshake,profile,massif]
                                         [--wspush BIN] [--wsbench BIN]
 
 A throw-away ECDSA P-256 self-signed certificate (127.0.0.1, localhost) is made with the openssl
@@ -464,7 +464,7 @@ def bench_massif(a, table):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="1 run, 2000 held conns, 2 s runs, 5 s s_time: about 3 minutes")
+                    help="1 run, 2000 held conns, 2 s runs, 5 s s_time, no valgrind parts: ~1 minute")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--mem-runs", type=int, default=None, help="default: --runs")
     ap.add_argument("--conns", type=int, default=10000)
@@ -475,13 +475,17 @@ def main():
     ap.add_argument("--prof-n1", type=int, default=50000)
     ap.add_argument("--prof-n2", type=int, default=250000)
     ap.add_argument("--massif-conns", type=int, default=400)
-    ap.add_argument("--only", default="mem,echo,fanout,handshake,profile,massif")
+    ap.add_argument("--only", default=None,
+                    help="default: mem,echo,fanout,handshake,profile,massif (--quick: no "
+                         "profile, massif)")
     ap.add_argument("--wspush", default=os.environ.get("WSPUSH_BIN") or str(ROOT / "build" / "wspush"))
     ap.add_argument("--wsbench", default=str(ROOT / "build" / "tests" / "bench" / "wsbench"))
     a = ap.parse_args()
     if a.quick:
         a.runs, a.conns, a.duration, a.stime, a.upgrades = 1, 2000, 2, 5, 1000
         a.prof_n1, a.prof_n2 = 20000, 100000
+    if a.only is None:
+        a.only = "mem,echo,fanout,handshake" + ("" if a.quick else ",profile,massif")
     if a.mem_runs is None:
         a.mem_runs = a.runs
     for b in (a.wspush, a.wsbench):
