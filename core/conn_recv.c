@@ -24,10 +24,22 @@ static const ws_transport_cb_t conn_transport_cb = {
     .on_close = ws__conn_on_close,
 };
 
+/* Over a per-address limit: answered at once, and the connection ends. Not
+ * through a handshake that has not happened (TLS): finishing it would cost
+ * more than the refusal saves, so such a connection is cut. */
+static void refuse(ws_conn_t *c, int status, const char *reason)
+{
+    if (c->t->hs_pending) {
+        ws_conn_abort(c, WS_CLOSE_ABNORMAL);
+        return;
+    }
+    ws__conn_http_error(c, status, reason, "Retry-After: 1\r\n");
+}
+
 /* The per-address limits that hold before any request: connections at
  * once (--max-tcp-per-ip) and new ones per second (--accept-rate, a fixed
- * one-second window). Over either, the connection is answered at once and
- * ends; it reads nothing more. */
+ * one-second window). Over either, the connection is refused (see refuse);
+ * it reads nothing more. */
 static void admit(ws_conn_t *c)
 {
     ws_hub_t *h = c->hub;
@@ -42,16 +54,14 @@ static void admit(ws_conn_t *c)
             h->accepts_since = now;
         }
         if (ws_iptab_inc(&h->accepts, ip) > (uint32_t)cfg->accept_rate) {
-            ws__conn_http_error(c, 429, "too many new connections from your address",
-                                "Retry-After: 1\r\n");
+            refuse(c, 429, "too many new connections from your address");
             return;
         }
     }
     if (cfg->max_tcp_per_ip > 0) {
         c->tcp_counted = 1;
         if (ws_iptab_inc(&h->tcp_ips, ip) > (uint32_t)cfg->max_tcp_per_ip)
-            ws__conn_http_error(c, 503, "too many connections from your address",
-                                "Retry-After: 1\r\n");
+            refuse(c, 503, "too many connections from your address");
     }
 }
 

@@ -25,6 +25,7 @@
 #include "resolver.h"
 #include "tcp.h"
 #include "timer.h"
+#include "tls.h"
 #include "url.h"
 
 typedef struct link_s {
@@ -114,10 +115,10 @@ struct ws_fetch_s {
     link_t q;             /* the queue (X_QUEUED) or the done list (X_DONE) */
     ws_timer_t deadline;
     char method[33];
-    int idempotent, head, follow, redirects, retried, fresh;
+    int idempotent, head, follow, redirects, retried, fresh, no_verify;
     ws_buf_t url;         /* the current URL, NUL-terminated */
     ws_url_t u;           /* parsed, or all zero */
-    char key[WS_URL_HOST_MAX + 8];
+    char key[WS_URL_HOST_MAX + 10]; /* "s:host:port" */
     ws_buf_t hdrs;        /* the caller's header lines */
     blob_t *body;
     size_t max_body;
@@ -141,6 +142,7 @@ struct ws_fetcher_s {
     uv_timer_t timer;
     uint64_t timer_due;
     uv_idle_t idle;
+    ws_tls_ctx_t *tls;    /* for https://, made on first use */
     int handles;          /* still open after ws_fetcher_free; the last close frees */
     int freed;
     size_t nconns, nidle, ndone;
@@ -503,6 +505,8 @@ static void on_connect(void *ud, ws_transport_t *t, int status)
         settle(f);
         return;
     }
+    if (x && x->u.https)
+        t = ws_tls_client(f->tls, t, x->u.host, !x->no_verify);
     c->t = t;
     c->state = C_BUSY;
     ws_transport_start(t, &conn_cb, c);
@@ -594,11 +598,18 @@ static void on_lookup(void *ud, const struct sockaddr_storage *addrs, size_t n, 
 static void route(ws_fetch_t *x)
 {
     ws_fetcher_t *f = x->f;
-    if (x->u.https) {
-        finish(x, "https not supported yet");
-        return;
+    if (x->u.https && !f->tls) {
+        char err[256];
+        f->tls = ws_tls_client_ctx(err, sizeof err);
+        if (!f->tls) {
+            fail_fmt(x, "tls: ", err);
+            return;
+        }
     }
-    snprintf(x->key, sizeof x->key, "%s:%u", x->u.host, (unsigned)x->u.port);
+    /* Pooled connections are per scheme, and an unverified one never
+     * serves a request that asks for verification. */
+    snprintf(x->key, sizeof x->key, "%s%s:%u", !x->u.https ? "" : x->no_verify ? "s!" : "s:",
+             x->u.host, (unsigned)x->u.port);
     free(x->addrs);
     x->addrs = NULL;
     x->naddrs = x->next = 0;
@@ -686,10 +697,15 @@ static void conn_failed(conn_t *c, int err)
     /* A pooled connection that the server closed while it sat idle: it
      * processed nothing, so a method that may be repeated is, once. */
     int stale = x->reused && !x->got_bytes && !x->retried && x->idempotent;
+    const char *tls = ws_tls_error(c->t);
+    if (tls)
+        snprintf(x->errbuf, sizeof x->errbuf, "tls: %s", tls);
     c->x = NULL;
     x->c = NULL;
     close_conn(c);
-    if (stale) {
+    if (tls) {
+        finish(x, x->errbuf);
+    } else if (stale) {
         x->retried = x->fresh = 1;
         route(x);
     } else if (err == UV_EOF || err == UV_ECONNRESET || err == UV_EPIPE) {
@@ -826,6 +842,8 @@ void ws_fetcher_free(ws_fetcher_t *f)
     }
     ws_timers_free(&f->timers);
     ws_resolver_free(&f->resolver);
+    ws_tls_ctx_free(f->tls);
+    f->tls = NULL;
     f->handles = 2;
     uv_close((uv_handle_t *)&f->timer, on_handle_closed);
     uv_close((uv_handle_t *)&f->idle, on_handle_closed);
@@ -850,6 +868,7 @@ ws_fetch_t *ws_fetch_start(ws_fetcher_t *f, const ws_fetch_req_t *req, ws_fetch_
     x->url.len--; /* NUL-terminated */
     x->max_body = req->max_body ? req->max_body : WS_FETCH_MAX_BODY;
     x->follow = req->follow != 0;
+    x->no_verify = req->no_verify != 0;
     ws_timer_start(&f->timers, &x->deadline, uv_now(f->io->loop),
                    req->timeout_ms ? req->timeout_ms : WS_FETCH_TIMEOUT_MS, 0, on_deadline);
     strcpy(x->method, "GET");

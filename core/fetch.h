@@ -88,7 +88,7 @@ size_t ws_fetcher_idle(const ws_fetcher_t *f);
  * caller may free or reuse it once ws_fetch_start returns. */
 typedef struct {
     const char *method;        /* NUL-terminated token ("GET", "POST"...); NULL: GET. Case matters */
-    const char *url;           /* http:// (https:// fails until TLS lands); url_len bytes */
+    const char *url;           /* http:// or https://; url_len bytes */
     size_t url_len;
     /* "Name: value\r\n" lines, as ws_http_header_add builds them (so never
      * Content-Length, Transfer-Encoding or Connection: the body is framed
@@ -101,6 +101,7 @@ typedef struct {
     uint32_t timeout_ms;       /* the whole request, redirects included; 0: WS_FETCH_TIMEOUT_MS */
     size_t max_body;           /* larger response bodies fail; 0: WS_FETCH_MAX_BODY */
     int follow;                /* follow up to WS_FETCH_MAX_REDIRECTS redirects */
+    int no_verify;             /* https: do not verify the server's certificate and name */
 } ws_fetch_req_t;
 
 /* The result, valid during the callback only (copy what you keep). */
@@ -112,7 +113,6 @@ typedef struct {
      *   "cannot resolve host"     resolution failed, or the name is under .invalid (RFC 6761)
      *   "response too large"      the body would exceed max_body
      *   "address not allowed"     the policy refused every address of the host
-     *   "https not supported yet" any https:// URL, until the TLS transport lands
      *   "connection closed"       the server closed before the response was complete
      *   "too many redirects"      more than WS_FETCH_MAX_REDIRECTS, with follow
      *   "invalid response"        not HTTP/1.x, or a head over 64 KiB (WS_HTTPC_MAX_HEAD)
@@ -120,7 +120,9 @@ typedef struct {
      *   "invalid headers"         headers are not "Name: value\r\n" lines, or frame the body
      * or one of these, with a reason after the colon (never the URL's credentials):
      *   "invalid url: <why>"      (the request's URL or a redirect's Location)
-     *   "connection failed: <libuv error text>" */
+     *   "connection failed: <libuv error text>"
+     *   "tls: <why>"              the TLS handshake or a record failed, e.g. "tls:
+     *                             certificate verify failed: self-signed certificate" */
     const char *error;
     const ws_header_t *headers;  /* as received: names as the server spelled them, in order
                                     (a chunked body's trailers after the head's) */

@@ -1,5 +1,5 @@
 /* wspush.fetch's native half: core.fetch(url, method, headers, body,
- * timeout, max_body, follow) starts a request on the host's fetcher
+ * timeout, max_body, follow, verify) starts a request on the host's fetcher
  * (fetch.h) and waits; the task is resumed with status, headers (a flat
  * array: name, value, name, value...), body, final URL, or with nil, err.
  * lua/wspush/init.lua checks the options and shapes the result (JSON
@@ -93,6 +93,8 @@ static int l_fetch(lua_State *L)
     lua_Number timeout = luaL_optnumber(L, 5, FETCH_TIMEOUT_S);
     lua_Number max_body = luaL_optnumber(L, 6, FETCH_MAX_BODY);
     int follow = lua_toboolean(L, 7);
+    /* verify: nil or true checks an https server's certificate; only false does not */
+    int no_verify = lua_type(L, 8) == LUA_TBOOLEAN && !lua_toboolean(L, 8);
     luaL_argcheck(L, timeout > 0 && timeout <= 86400, 5, "timeout must be > 0 and at most 86400 s");
     luaL_argcheck(L, max_body >= 0 && max_body <= 1e12, 6, "max_body must be 0 to 1e12 bytes");
     if (!lua_isnoneornil(L, 3))
@@ -122,6 +124,7 @@ static int l_fetch(lua_State *L)
         /* 0 asks the module for its default: the smallest real limit is 1. */
         .max_body = max_body >= 1 ? (size_t)max_body : 1,
         .follow = follow,
+        .no_verify = no_verify,
     };
     fetch_wait_t *fw = ws_calloc(1, sizeof *fw);
     fw->lh = lh;

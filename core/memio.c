@@ -172,6 +172,8 @@ void ws_memio_consume(ws_memio_t *m, size_t n)
 {
     if (n > m->out.len)
         n = m->out.len;
+    if (n == 0)
+        return;
     memmove(m->out.data, m->out.data + n, m->out.len - n);
     m->out.len -= n;
 }

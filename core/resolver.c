@@ -1,11 +1,12 @@
-/* Host names to permitted addresses: literals, .invalid, uv_getaddrinfo,
- * and the address policy. */
+/* Host names to permitted addresses: literals, .invalid, localhost,
+ * uv_getaddrinfo, and the address policy. */
 #include "resolver.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "buf.h"
 
@@ -77,12 +78,16 @@ static void set_port(struct sockaddr_storage *ss, uint16_t port)
         ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
 }
 
-static int under_invalid(const char *host)
+/* host is the special-use name (RFC 6761) or a name under it, any case,
+ * with or without the root's dot. */
+static int under(const char *host, const char *name)
 {
-    size_t n = strlen(host);
+    size_t n = strlen(host), k = strlen(name);
     if (n && host[n - 1] == '.')
         n--;
-    return (n == 7 && strncmp(host, "invalid", 7) == 0) || (n > 8 && strncmp(host + n - 8, ".invalid", 8) == 0);
+    if (n == k)
+        return strncasecmp(host, name, k) == 0;
+    return n > k + 1 && host[n - k - 1] == '.' && strncasecmp(host + n - k, name, k) == 0;
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -131,8 +136,30 @@ ws_lookup_t *ws_lookup_start(ws_resolver_t *r, const char *host, uint16_t port, 
             cb(ud, NULL, 0, "address not allowed");
         return NULL;
     }
-    if (under_invalid(host)) {
+    if (under(host, "invalid")) {
         cb(ud, NULL, 0, "cannot resolve host");
+        return NULL;
+    }
+    if (under(host, "localhost")) {
+        /* The loopback, never a DNS answer (RFC 6761 6.3): a machine without
+         * an /etc/hosts entry gets it too, and no resolver can point it
+         * elsewhere. IPv4 first, as most local services listen there. */
+        struct sockaddr_storage lo[2];
+        size_t n = 0;
+        memset(lo, 0, sizeof lo);
+        struct sockaddr_in *v4 = (struct sockaddr_in *)&lo[0];
+        v4->sin_family = AF_INET;
+        v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&lo[1];
+        v6->sin6_family = AF_INET6;
+        v6->sin6_addr = in6addr_loopback;
+        struct sockaddr_storage ok[2];
+        for (size_t i = 0; i < 2; i++) {
+            set_port(&lo[i], port);
+            if (ws_resolver_permits(r, (struct sockaddr *)&lo[i]))
+                ok[n++] = lo[i];
+        }
+        cb(ud, n ? ok : NULL, n, n ? NULL : "address not allowed");
         return NULL;
     }
     ws_lookup_t *l = ws_calloc(1, sizeof *l);

@@ -1,7 +1,8 @@
 /*
  * resolver.h: from a host name to the addresses an outbound request may
  * connect to. IP literals answer at once; names under .invalid (RFC 6761)
- * fail at once, with no query; other names go to uv_getaddrinfo, which
+ * fail at once, with no query; localhost and the names under it are
+ * 127.0.0.1 and ::1, with no query either; other names go to uv_getaddrinfo, which
  * runs off the loop thread. Every address then passes the address policy:
  * refused when a built-in range (169.254.0.0/16 and fe80::/10, link-local,
  * where cloud metadata services answer; 64:ff9b::a9fe:0/112, the first
@@ -48,7 +49,7 @@ typedef void (*ws_lookup_cb)(void *ud, const struct sockaddr_storage *addrs, siz
 
 /* Look host up (a ws_url_t host: lowercase, IPv6 without brackets) for
  * port. When the answer is known at once (an IP literal, a name under
- * .invalid, a lookup that could not start), cb runs inside this call and
+ * .invalid or localhost, a lookup that could not start), cb runs inside this call and
  * NULL is returned. Otherwise the lookup in flight is returned and cb runs
  * on a later loop turn, unless ws_lookup_cancel runs first. */
 ws_lookup_t *ws_lookup_start(ws_resolver_t *r, const char *host, uint16_t port, ws_lookup_cb cb,

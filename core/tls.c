@@ -33,8 +33,10 @@ typedef struct {
     ws_write_t *w;       /* the owner's write */
     uint64_t w_mark;     /* it is sent once `sent` reaches this */
     char *error;
+    /* ended: the owner has heard, or will hear (eof_due), the end of what the
+     * peer sends; broken: TLS failed, nothing more can be written. */
     unsigned client : 1, started : 1, hs_done : 1, w_sealed : 1, w_waited : 1, in_flight : 1,
-        shut_wanted : 1, ended : 1, inner_closed : 1;
+        shut_wanted : 1, ended : 1, eof_due : 1, broken : 1, inner_closed : 1;
 } ws_tls_t;
 
 static const ws_transport_vt_t tls_vt;
@@ -132,8 +134,8 @@ static void fail(ws_tls_t *t, int e)
         ws_transport_peer(&t->base, peer, sizeof peer);
         ws_log_debug("TLS with %s: %s", peer, t->error);
     }
-    t->ended = 1;
-    flush(t);
+    flush(t); /* the alert OpenSSL made */
+    t->ended = t->broken = 1;
     if (!t->base.closing)
         t->base.cb->on_end(t->base.ud, UV_EPROTO);
 }
@@ -181,13 +183,15 @@ static void flight_done(ws_write_t *iw, int status, int waited)
     if (t->w && t->w_sealed && t->sent >= t->w_mark)
         complete(t, 0);
     flush(t);
+    if (t->eof_due)
+        ws_transport_defer(&t->base); /* the end may be told now */
 }
 
 /* Hand what OpenSSL made to the inner transport, one write at a time; then
  * the orderly end of the inner stream if it was asked for. */
 static void flush(ws_tls_t *t)
 {
-    if (t->in_flight || t->inner_closed || !t->started)
+    if (t->in_flight || t->inner_closed || !t->started || t->broken)
         return;
     if (t->out.len == 0) {
         if (t->shut_wanted && !t->base.closing) {
@@ -210,6 +214,7 @@ static void flush(ws_tls_t *t)
     if (ws_transport_write(t->inner, &t->iw) < 0) {
         t->in_flight = 0;
         t->flight.len = 0;
+        t->broken = 1;
         if (!t->ended) {
             t->ended = 1;
             if (!t->base.closing)
@@ -247,7 +252,7 @@ static int tls_write(ws_transport_t *bt, ws_write_t *w)
 {
     ws_tls_t *t = (ws_tls_t *)bt;
     assert(!t->w);
-    if (bt->closing || t->ended)
+    if (bt->closing || t->broken)
         return UV_ECANCELED;
     w->_t = bt;
     t->w = w;
@@ -281,6 +286,7 @@ static void pump(ws_tls_t *t)
             return;
         }
         t->hs_done = 1;
+        t->base.hs_pending = 0;
         if (t->w) {
             int e = seal(t);
             if (e) {
@@ -301,9 +307,11 @@ static void pump(ws_tls_t *t)
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
             break;
         if (e == SSL_ERROR_ZERO_RETURN) {
-            /* close_notify: what follows it is ignored. */
-            t->ended = 1;
-            t->base.cb->on_end(t->base.ud, UV_EOF);
+            /* close_notify: what follows it is ignored. The peer may still
+             * read (TLS 1.3 closes one direction): as a TCP end would, the
+             * end reaches the owner after this turn's answers have gone. */
+            t->ended = t->eof_due = 1;
+            ws_transport_defer(&t->base);
             break;
         }
         fail(t, e);
@@ -387,7 +395,7 @@ static void tls_read(ws_transport_t *bt, int mode)
 static void tls_shutdown(ws_transport_t *bt)
 {
     ws_tls_t *t = (ws_tls_t *)bt;
-    if (t->hs_done && !t->ended) {
+    if (t->hs_done && !t->broken) {
         ERR_clear_error();
         SSL_shutdown(t->ssl); /* close_notify, into out */
         ERR_clear_error();
@@ -422,6 +430,10 @@ static void tls_run(ws_transport_t *bt)
         complete(t, 0);
     if (bt->stash && bt->read_mode == WS_READ_ON && !bt->closing)
         ws_transport_deliver(bt, NULL, 0);
+    if (t->eof_due && !bt->closing && !bt->stash && !t->w && !t->in_flight && !t->out.len) {
+        t->eof_due = 0;
+        bt->cb->on_end(bt->ud, UV_EOF);
+    }
 }
 
 static ws_io_t *tls_io(ws_transport_t *bt) { return ((ws_tls_t *)bt)->io; }
@@ -469,6 +481,7 @@ static ws_tls_t *tls_new(ws_tls_ctx_t *ctx, ws_transport_t *inner)
     BIO *b = BIO_new(bio_method());
     BIO_set_data(b, t);
     SSL_set_bio(t->ssl, b, b);
+    t->base.hs_pending = 1;
     /* The peer is the inner transport's. */
     t->base.peer_v6 = inner->peer_v6;
     t->base.peer_known = inner->peer_known;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/core_names.h>
 #include <openssl/x509v3.h>
@@ -160,12 +161,20 @@ ws_tls_ctx_t *ws_tls_server_ctx(const ws_tls_server_opts_t *o, char *err, size_t
                  ssl_reason(why, sizeof why));
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(ssl, o->key_file, SSL_FILETYPE_PEM) != 1) {
+    /* Read first, then use: OpenSSL refuses a key that does not match the
+     * certificate while it loads it, and the two deserve different words. */
+    FILE *kf = fopen(o->key_file, "r");
+    EVP_PKEY *pk = kf ? PEM_read_PrivateKey(kf, NULL, NULL, NULL) : NULL;
+    if (kf)
+        fclose(kf);
+    if (!pk) {
         snprintf(err, errlen, "--tls-key %s: not a PEM private key (%s)", o->key_file,
                  ssl_reason(why, sizeof why));
         goto fail;
     }
-    if (SSL_CTX_check_private_key(ssl) != 1) {
+    int used = SSL_CTX_use_PrivateKey(ssl, pk);
+    EVP_PKEY_free(pk);
+    if (used != 1 || SSL_CTX_check_private_key(ssl) != 1) {
         ERR_clear_error();
         snprintf(err, errlen, "--tls-key %s does not match the certificate in --tls-cert %s", o->key_file,
                  o->cert_file);

@@ -122,6 +122,8 @@ void ws_transport_follow(ws_transport_t *inner, unsigned paused)
 {
     inner->paused = (uint8_t)paused;
     sync_read(inner);
+    if (inner->read_mode == WS_READ_ON && inner->stash)
+        ws_transport_defer(inner);
 }
 
 void ws_transport_unread(ws_transport_t *t, const uint8_t *data, size_t len)

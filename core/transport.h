@@ -150,6 +150,8 @@ struct ws_transport_s {
     uint8_t closing : 1;
     uint8_t reading : 1;     /* the owner wants to read (ws_transport_start) */
     uint8_t read_mode : 2;   /* WS_READ_*: what vt->read was last told */
+    uint8_t hs_pending : 1;  /* a handshake below (TLS) must finish before the owner's
+                                bytes can reach the peer */
     uint8_t peer_v6 : 1;     /* peer_addr holds an IPv6 address (else IPv4) */
     uint8_t peer_known : 1;
     uint16_t peer_port;

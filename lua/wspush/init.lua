@@ -49,7 +49,8 @@ function M.fetch(url, opts)
     -- wspush.testing: a scripted answer, after opts.delay of virtual time.
     core.can_wait("wspush.fetch")
     local res, err, delay = fake(url, { method = method, headers = headers, body = body,
-                                        timeout = opts.timeout, follow = opts.follow })
+                                        timeout = opts.timeout, follow = opts.follow,
+                                        verify = opts.verify })
     local timeout = opts.timeout or 10
     if delay and delay > timeout then
       core.sleep(timeout)
@@ -62,7 +63,7 @@ function M.fetch(url, opts)
     for k, v in pairs(res.headers or {}) do hdrs[#hdrs + 1] = k; hdrs[#hdrs + 1] = tostring(v) end
   else
     status, hdrs, rbody, final = core.fetch(url, method, headers, body, opts.timeout, opts.max_body,
-                                            opts.follow)
+                                            opts.follow, opts.verify)
     if not status then return nil, hdrs end
   end
   local h = {}

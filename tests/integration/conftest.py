@@ -30,7 +30,7 @@ SANITIZE_LOG = bool(os.environ.get("WSPUSH_SANITIZE_LOG"))
 SCALE = float(os.environ.get("WSPUSH_TIMEOUT_SCALE") or 1)
 EXTRA_ARGS = (os.environ.get("WSPUSH_ARGS") or "").split()
 
-LISTEN_RE = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+LISTEN_RE = re.compile(r"listening on https?://127\.0\.0\.1:(\d+)")
 SANITIZER_RE = re.compile(r"ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer")
 VALGRIND_ERR_RE = re.compile(r"ERROR SUMMARY: [1-9]|definitely lost: [1-9]")
 
@@ -154,8 +154,20 @@ class Server:
 
     # -- helpers --------------------------------------------------------------
     @property
+    def tls(self):
+        """The client ssl context of a TLS server (see use_tls), else None."""
+        return getattr(self.port, "tls", None)
+
+    def use_tls(self, ctx):
+        """This server speaks TLS: clients made from its port (rawws, http) wrap
+        their sockets in ctx, and url is wss://."""
+        import rawws
+        self.port = rawws.TLSPort(int(self.port), ctx)
+        return self
+
+    @property
     def url(self):
-        return "ws://127.0.0.1:%d" % self.port
+        return "%s://127.0.0.1:%d" % ("wss" if self.tls else "ws", self.port)
 
     def http(self, path, **kw):
         import rawws
@@ -266,6 +278,13 @@ def spawn(request):
             print("--- stderr of %s ---\n%s" % (" ".join(s.cmd), s.log[-6000:]))
     if problems:
         pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A test CA and server certificates made with the openssl CLI (tlspki.py)."""
+    import tlspki
+    return tlspki.make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture

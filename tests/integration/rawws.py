@@ -9,6 +9,7 @@ import base64
 import hashlib
 import os
 import socket
+import ssl
 import struct
 import time
 
@@ -119,13 +120,37 @@ class HTTPResponse:
         return "HTTPResponse(%d %s, %r, body=%r)" % (self.status, self.reason, self.headers, self.body[:200])
 
 
-class Conn:
-    """A socket plus a receive buffer, able to speak raw HTTP and raw frames."""
+class TLSPort(int):
+    """A port number that says "speak TLS to me": a Conn made with it wraps its
+    socket in `tls` (an ssl.SSLContext), checking the certificate against
+    `server_hostname`. Code that only passes ports around (the conformance
+    cases) runs over TLS unchanged."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=DEFAULT_TIMEOUT):
+    def __new__(cls, port, tls, server_hostname="localhost"):
+        self = super().__new__(cls, port)
+        self.tls = tls
+        self.server_hostname = server_hostname
+        return self
+
+
+class Conn:
+    """A socket plus a receive buffer, able to speak raw HTTP and raw frames.
+    Over TLS when `tls` (an ssl.SSLContext) is given or the port is a TLSPort."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=DEFAULT_TIMEOUT, tls=None,
+                 server_hostname=None, suppress_ragged_eofs=True):
         self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tls = tls or getattr(port, "tls", None)
+        if tls is not None:
+            name = server_hostname or getattr(port, "server_hostname", None) or "localhost"
+            try:
+                self.sock = tls.wrap_socket(self.sock, server_hostname=name,
+                                            suppress_ragged_eofs=suppress_ragged_eofs)
+            except BaseException:
+                self.sock.close()
+                raise
         self.port = port
         self.buf = bytearray()
         self.eof = False
@@ -384,9 +409,10 @@ class Conn:
         return time.monotonic() - t0
 
 
-def upgrade(port, path="/ws", headers=None, timeout=DEFAULT_TIMEOUT):
-    """Connect and complete a valid handshake; raise unless 101 with a correct accept."""
-    c = Conn(port, timeout=timeout)
+def upgrade(port, path="/ws", headers=None, timeout=DEFAULT_TIMEOUT, **conn_kw):
+    """Connect and complete a valid handshake; raise unless 101 with a correct accept.
+    conn_kw go to Conn (tls=, suppress_ragged_eofs=...)."""
+    c = Conn(port, timeout=timeout, **conn_kw)
     try:
         r = c.handshake(path, headers)
         if r.status != 101:

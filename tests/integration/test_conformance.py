@@ -21,8 +21,11 @@ Every case is strict:
   - a clean close (we send 1000) is answered with the same code, nothing else
     follows the close frame, and TCP is closed.
 
-One server serves the whole module (started with --ping-interval 0 so no
-unsolicited ping can interleave); its liveness is checked after every case and
+The whole suite runs twice: over ws:// and over wss:// (the `transport`
+fixture; the server then has --tls-cert/--tls-key from the test PKI and every
+raw client wraps its socket in TLS, through rawws.TLSPort). `-k ws-` or
+`-k wss-` picks one. For each, one server serves the whole module (started with
+--ping-interval 0 so no unsolicited ping can interleave); its liveness is checked after every case and
 its stderr for sanitizer reports at the end (WSPUSH_SANITIZE_LOG=1). A summary
 line "conformance: N cases ran ..." is printed at the end of the session.
 
@@ -48,9 +51,14 @@ LIMIT = 65536         # --max-message of the second server (9.9.x)
 
 # --- servers ------------------------------------------------------------------
 
-def _start(*args):
-    return Server(ECHO, ("--ping-interval", "0", "--close-timeout", "10", *args),
-                  valgrind=conftest.VALGRIND)
+def _start(transport, *args):
+    if transport.pki is None:
+        return Server(ECHO, ("--ping-interval", "0", "--close-timeout", "10", *args),
+                      valgrind=conftest.VALGRIND)
+    pki = transport.pki
+    s = Server(ECHO, ("--ping-interval", "0", "--close-timeout", "10", "--tls-cert", pki.fullchain,
+                      "--tls-key", pki.server_key, *args), valgrind=conftest.VALGRIND)
+    return s.use_tls(pki.client_context())
 
 
 def _stop(server):
@@ -61,16 +69,28 @@ def _stop(server):
                     pytrace=False)
 
 
+class _Transport:
+    def __init__(self, name, pki):
+        self.name, self.pki = name, pki
+
+
+@pytest.fixture(scope="module", params=["ws", "wss"])
+def transport(request):
+    """ws: plain TCP; wss: the same cases over TLS (a server with the test certificate)."""
+    pki = request.getfixturevalue("pki") if request.param == "wss" else None
+    return _Transport(request.param, pki)
+
+
 @pytest.fixture(scope="module")
-def server():
-    s = _start()
+def server(transport):
+    s = _start(transport)
     yield s
     _stop(s)
 
 
 @pytest.fixture(scope="module")
-def limited_server():
-    s = _start("--max-message", str(LIMIT))
+def limited_server(transport):
+    s = _start(transport, "--max-message", str(LIMIT))
     yield s
     _stop(s)
 
@@ -1096,7 +1116,7 @@ DEFLATE_CASES = [pytest.param(cid, desc, fn, id=cid) for cid, desc, fn in _DEFLA
 # === the runners ===========================================================================================
 
 @pytest.mark.parametrize("cid, desc, srv, fn", CASES)
-def test_case(request, cid, desc, srv, fn):
+def test_case(request, transport, cid, desc, srv, fn):
     srv_obj = request.getfixturevalue(srv)
     s = Session(srv_obj.port)
     try:

@@ -8,6 +8,8 @@ import hashlib
 import json
 import select
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -506,12 +508,87 @@ def test_link_local_metadata_address_is_not_allowed(spawn, backend):
     still_serving(s, backend)
 
 
-def test_https_is_not_supported_yet(spawn, backend):
+def test_https_to_a_server_that_speaks_cleartext_fails_with_the_tls_reason(spawn, backend):
     s = start(spawn, backend)
     r = fetch(s, "https://127.0.0.1:%d/hello" % backend.port)
-    assert r["ok"] is False and r["err"] == "https not supported yet", r
-    assert backend.accepted == 0  # nothing was sent, not even in clear
+    assert r["ok"] is False and r["err"].startswith("tls: "), r
     still_serving(s, backend)
+
+
+# --- https ----------------------------------------------------------------------------
+
+def make_cert(tmp_path, name, san):
+    """A self-signed ECDSA certificate (and its key) for the names in san."""
+    cert, key = tmp_path / (name + ".pem"), tmp_path / (name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=" + name,
+                    "-addext", "subjectAltName=" + san], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture
+def https_backend(tmp_path):
+    """The scripted backend behind TLS (a certificate for the name localhost
+    only); the names clients sent as SNI are in .sni (None: no SNI)."""
+    cert, key = make_cert(tmp_path, "backend", "DNS:localhost")
+    b = Backend()
+    b.cert = cert
+    b.sni = []
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ctx.sni_callback = lambda sock, name, c: b.sni.append(name)
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        block_on_close = False
+
+        def get_request(self):
+            sock, addr = self.socket.accept()
+            return ctx.wrap_socket(sock, server_side=True), addr
+
+    httpd = Server(("127.0.0.1", 0), Handler)
+    httpd.backend = b
+    b.httpd = httpd
+    b.port = httpd.server_address[1]
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    yield b
+    httpd.shutdown()
+    httpd.server_close()
+    t.join(timeout=5)
+
+
+def test_https_verified_against_the_store_with_sni(spawn, backend, https_backend, monkeypatch):
+    # OpenSSL's default store is the file SSL_CERT_FILE names, here our backend's certificate.
+    monkeypatch.setenv("SSL_CERT_FILE", str(https_backend.cert))
+    s = start(spawn, backend)
+    r = fetch(s, "https://localhost:%d/hello" % https_backend.port)
+    assert r["ok"] is True and r["status"] == 200 and r["body"] == "hello from the backend", r
+    assert https_backend.sni == ["localhost"], https_backend.sni
+    # keep-alive over TLS: a second request to the same origin reuses the connection
+    n = https_backend.accepted
+    r = fetch(s, "https://localhost:%d/hello?again=1" % https_backend.port)
+    assert r["ok"] is True and https_backend.accepted == n, (r, https_backend.accepted, n)
+
+
+def test_https_refuses_an_unknown_issuer_unless_verify_is_false(spawn, backend, https_backend):
+    s = start(spawn, backend)
+    url = "https://localhost:%d/hello" % https_backend.port
+    r = fetch(s, url)
+    assert r["ok"] is False, r
+    assert r["err"] == "tls: certificate verify failed: self-signed certificate", r
+    r = fetch(s, url, {"verify": False})
+    assert r["ok"] is True and r["status"] == 200, r
+    still_serving(s, backend)
+
+
+def test_https_refuses_a_certificate_for_another_name(spawn, backend, https_backend, monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", str(https_backend.cert))
+    s = start(spawn, backend)
+    # trusted, but it names localhost, not 127.0.0.1 (and an IP literal goes without SNI, RFC 6066)
+    r = fetch(s, "https://127.0.0.1:%d/hello" % https_backend.port)
+    assert r["ok"] is False and r["err"] == "tls: certificate verify failed: IP address mismatch", r
+    assert https_backend.sni == [None], https_backend.sni
 
 
 @pytest.mark.parametrize("value", ["a\r\nInjected: yes", "a\nb", "a\rb"])

@@ -48,9 +48,10 @@ class Chromium:
 
     # -- process -----------------------------------------------------------
     @classmethod
-    def launch(cls, timeout=30.0):
+    def launch(cls, timeout=30.0, flags=()):
+        """flags: more command-line switches (e.g. a certificate to trust)."""
         profile = tempfile.mkdtemp(prefix="wspush-chromium-")
-        cmd = [CHROMIUM, *FLAGS, "--user-data-dir=" + profile, "about:blank"]
+        cmd = [CHROMIUM, *FLAGS, *flags, "--user-data-dir=" + profile, "about:blank"]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         lines, found, cond = [], [], threading.Condition()
