@@ -2,6 +2,7 @@
  * connection type on two backends (io_uring, epoll) that share its frame code. */
 #define _GNU_SOURCE /* memmem, IP_BIND_ADDRESS_NO_PORT */
 #include "wbconn.h"
+#include "wbtls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +33,8 @@ static void consume(wb_loop_t *loop, wb_conn_t *c, uint8_t *buf, size_t len);
 static void fail(wb_loop_t *loop, wb_conn_t *c, const char *why);
 static void mark_dirty(wb_loop_t *loop, wb_conn_t *c);
 static void *xrealloc(void *p, size_t n);
+static int tls_pump(wb_loop_t *loop, wb_conn_t *c);
+static void tls_input(wb_loop_t *loop, wb_conn_t *c, const uint8_t *p, size_t n);
 
 uint64_t wb_now(void)
 {
@@ -190,7 +193,11 @@ static void submit_send(wb_loop_t *loop, wb_conn_t *c)
  * while a send is in flight). */
 static void flush_uring(wb_loop_t *loop, wb_conn_t *c)
 {
-    if (c->sending || c->out_off == c->out_len)
+    if (c->sending)
+        return;
+    if (c->tls && tls_pump(loop, c) < 0)
+        return;
+    if (c->out_off == c->out_len)
         return;
     uint8_t *b = c->sbuf;
     uint32_t cap = c->s_cap;
@@ -200,7 +207,7 @@ static void flush_uring(wb_loop_t *loop, wb_conn_t *c)
     c->s_len = c->out_len;
     c->out = b;
     c->out_cap = cap;
-    c->out_off = c->out_len = 0;
+    c->out_off = c->out_len = c->out_enc = 0;
     submit_send(loop, c);
 }
 
@@ -232,7 +239,9 @@ static void on_recv(wb_loop_t *loop, wb_conn_t *c, int res, unsigned flags)
     if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
         unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
         loop->syscalls_read++;
-        if (c->state == WB_OPEN) {
+        if (c->state == WB_OPEN && c->tls) {
+            tls_input(loop, c, loop->uring->bufs + (size_t)bid * BR_SIZE, (size_t)res);
+        } else if (c->state == WB_OPEN) {
             uint8_t *data = loop->uring->bufs + (size_t)bid * BR_SIZE;
             if (c->pend_len == 0) {
                 consume(loop, c, data, (size_t)res);
@@ -406,7 +415,7 @@ void wb_loop_close(wb_loop_t *loop)
 static void out_reserve(wb_conn_t *c, size_t extra)
 {
     if (c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
+        c->out_off = c->out_len = c->out_enc = 0;
     size_t need = (size_t)c->out_len + extra;
     if (need <= c->out_cap)
         return;
@@ -447,6 +456,8 @@ static void fail(wb_loop_t *loop, wb_conn_t *c, const char *why)
 
 static void flush_conn(wb_loop_t *loop, wb_conn_t *c)
 {
+    if (c->tls && tls_pump(loop, c) < 0)
+        return;
     while (c->out_off < c->out_len) {
         ssize_t n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
         loop->syscalls_write++;
@@ -464,7 +475,7 @@ static void flush_conn(wb_loop_t *loop, wb_conn_t *c)
         fail(loop, c, n < 0 ? strerror(errno) : "short write");
         return;
     }
-    c->out_off = c->out_len = 0;
+    c->out_off = c->out_len = c->out_enc = 0;
     if (c->want_out)
         set_events(loop, c, 0);
 }
@@ -559,6 +570,14 @@ int wb_conn_start(wb_loop_t *loop, wb_conn_t *c, const struct sockaddr_in *dst,
         goto err;
     c->want_out = 1;
     c->state = WB_CONNECTING;
+    if (loop->tls) {
+        c->tls = wb_tls_new(); /* its ClientHello goes first, on the first flush */
+        if (c->tls == NULL) {
+            epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+            errno = ENOMEM;
+            goto err;
+        }
+    }
     char req[512];
     int n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
@@ -587,10 +606,12 @@ void wb_conn_close(wb_loop_t *loop, wb_conn_t *c)
         close(c->fd);
     }
     c->fd = -1;
+    wb_tls_free(c->tls);
+    c->tls = NULL;
     free(c->pend);
     free(c->out);
     c->pend = c->out = NULL;
-    c->pend_len = c->pend_cap = c->out_off = c->out_len = c->out_cap = 0;
+    c->pend_len = c->pend_cap = c->out_off = c->out_len = c->out_cap = c->out_enc = 0;
     if (!c->sending) { /* otherwise the send's completion frees it */
         free(c->sbuf);
         c->sbuf = NULL;
@@ -646,6 +667,8 @@ static size_t parse_frames(wb_loop_t *loop, wb_conn_t *c, uint8_t *buf, size_t l
             wb_conn_send(loop, c, WB_OP_PONG, payload, (size_t)plen);
             break;
         case WB_OP_PONG:
+            if (loop->on_pong)
+                loop->on_pong(loop, c);
             break;
         case WB_OP_CLOSE:
             fail(loop, c, "server sent close");
@@ -701,7 +724,7 @@ static void consume(wb_loop_t *loop, wb_conn_t *c, uint8_t *buf, size_t len)
 static void handle_read(wb_loop_t *loop, wb_conn_t *c)
 {
     for (int round = 0; round < 4 && c->state != WB_CLOSED; round++) {
-        size_t have = c->pend_len;
+        size_t have = c->tls ? 0 : c->pend_len; /* TLS: rbuf gets ciphertext */
         if (have)
             memcpy(loop->rbuf, c->pend, have);
         ssize_t n = read(c->fd, loop->rbuf + have, loop->rcap - have);
@@ -716,7 +739,10 @@ static void handle_read(wb_loop_t *loop, wb_conn_t *c)
             fail(loop, c, "server closed the connection");
             return;
         }
-        consume(loop, c, loop->rbuf, have + (size_t)n);
+        if (c->tls)
+            tls_input(loop, c, loop->rbuf, (size_t)n);
+        else
+            consume(loop, c, loop->rbuf, have + (size_t)n);
         if (c->state == WB_CLOSED)
             return;
 #ifdef WB_HAVE_URING
@@ -768,4 +794,56 @@ int wb_loop_run_once(wb_loop_t *loop, int timeout_ms)
         handle_event(loop, evs[i].data.ptr, evs[i].events);
     wb_loop_flush(loop);
     return n;
+}
+
+/* --- TLS (wbtls.c) --- */
+
+/* Encrypts the plaintext frames queued since the last write and appends every ciphertext byte
+ * OpenSSL has for the socket (handshake records included). */
+static int tls_pump(wb_loop_t *loop, wb_conn_t *c)
+{
+    if (c->out_enc < c->out_len) {
+        if (wb_tls_write(c->tls, c->out + c->out_enc, c->out_len - c->out_enc) < 0) {
+            fail(loop, c, wb_tls_error());
+            return -1;
+        }
+        c->out_len = c->out_enc;
+    }
+    size_t n = wb_tls_pending(c->tls);
+    if (n) {
+        out_reserve(c, n);
+        c->out_len += (uint32_t)wb_tls_take(c->tls, c->out + c->out_len, n);
+    }
+    c->out_enc = c->out_len;
+    return 0;
+}
+
+/* Ciphertext from the socket: decrypted into the shared read buffer (free again once its
+ * ciphertext is in the BIO) and handled like cleartext, partial frames kept in `pend`. */
+static void tls_input(wb_loop_t *loop, wb_conn_t *c, const uint8_t *p, size_t n)
+{
+    wb_tls_put(c->tls, p, n);
+    while (c->state != WB_CLOSED) {
+        ssize_t r = wb_tls_read(c->tls, loop->rbuf, loop->rcap);
+        if (r < 0) {
+            fail(loop, c, wb_tls_error());
+            return;
+        }
+        if (r == 0)
+            break;
+        if (c->pend_len == 0) {
+            consume(loop, c, loop->rbuf, (size_t)r);
+        } else {
+            size_t len = (size_t)c->pend_len + (size_t)r;
+            if (len > c->pend_cap) {
+                c->pend = xrealloc(c->pend, len);
+                c->pend_cap = (uint32_t)len;
+            }
+            memcpy(c->pend + c->pend_len, loop->rbuf, (size_t)r);
+            c->pend_len = 0;
+            consume(loop, c, c->pend, len);
+        }
+    }
+    if (c->state != WB_CLOSED && wb_tls_pending(c->tls))
+        mark_dirty(loop, c); /* handshake records, or replies to the server's */
 }

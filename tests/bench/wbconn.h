@@ -42,6 +42,10 @@ typedef struct wb_conn {
     uint8_t sending;   /* a send of sbuf[s_off, s_len) is in flight */
     uint8_t *sbuf;
     uint32_t s_off, s_len, s_cap;
+    /* TLS (wbtls.c; NULL: cleartext): out[out_off, out_enc) is ciphertext, [out_enc, out_len)
+     * plaintext frames not yet encrypted (they are, just before the connection is written). */
+    struct wb_tls *tls;
+    uint32_t out_enc;
 } wb_conn_t;
 
 typedef struct wb_loop wb_loop_t;
@@ -54,6 +58,8 @@ typedef void (*wb_loop_message_cb)(wb_loop_t *loop, wb_conn_t *c, const uint8_t 
                                    int opcode);
 /* Called once when a connection fails or the server closes it (`why` is a short string). */
 typedef void (*wb_loop_close_cb)(wb_loop_t *loop, wb_conn_t *c, const char *why);
+/* Called for each pong (optional). */
+typedef void (*wb_loop_pong_cb)(wb_loop_t *loop, wb_conn_t *c);
 
 struct wb_loop {
     int epfd;
@@ -68,7 +74,10 @@ struct wb_loop {
     wb_loop_open_cb on_open;
     wb_loop_message_cb on_message;
     wb_loop_close_cb on_close;
+    wb_loop_pong_cb on_pong;
     void *data;
+    /* Connections started from now on speak TLS (wb_tls_global_init() done by the caller). */
+    int tls;
     struct wb_uring *uring; /* NULL: epoll backend */
     /* io_uring: wait for `batch` completions or `batch_us` before handling a wakeup (0 or 1:
      * handle each wakeup at once). */

@@ -7,6 +7,9 @@
  *                  [--interval MS]   (open loop: one publish every MS ms; every subscriber's
  *                                     sequence is checked: missed=, dup= in RESULT)
  *   wsbench hold   --port P [-c conns] [--sources S] [--pid SERVER_PID] [--hold secs]
+ *                  [--exchange]      (then one message each way and a ping, and held again)
+ *   any mode: --tls / --tls-version 1.2|1.3 (wss:// through wbtls.c); --pid also gives the
+ *             server's CPU (utime + stime from /proc/PID/stat) per reply, delivery or upgrade
  *
  * Every payload starts with the send time (16 hex digits of CLOCK_MONOTONIC ns) followed by a
  * sequence number (8 hex digits) and ASCII padding, so that a reply ("new message :" + payload)
@@ -17,6 +20,7 @@
 #define _GNU_SOURCE
 #include "hist.h"
 #include "wbconn.h"
+#include "wbtls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,7 +37,7 @@
 #define MAX_WINDOW 1024
 
 typedef enum { M_ECHO, M_RTT, M_FANOUT, M_HOLD } mode_t_;
-typedef enum { P_CONNECT, P_WARMUP, P_MEASURE, P_DRAIN, P_HOLD, P_DONE } phase_t;
+typedef enum { P_CONNECT, P_WARMUP, P_MEASURE, P_DRAIN, P_HOLD, P_EXCHANGE, P_HOLD2, P_DONE } phase_t;
 
 typedef struct {
     uint64_t seq;
@@ -55,6 +59,8 @@ static struct {
     int use_uring;
     long batch, batch_us;
     double interval;  /* fanout: ms between publishes (open loop); 0 = k in flight */
+    int tls;          /* 0 cleartext; 1 TLS, any version; 12 or 13 that version only */
+    int exchange;     /* hold: one message each way and a ping, then held again */
     /* state */
     wb_loop_t loop;
     wb_conn_t *c;  /* conns entries; for fanout the publisher is c[conns] */
@@ -74,6 +80,11 @@ static struct {
     uint64_t next_pub, missed, dup; /* --interval: next publish time; sequence checks */
     long subs_ready;
     const char *first_error;
+    /* server CPU (clock ticks of /proc/PID/stat) at the start, connected, measure start/end */
+    long long srv_t0, srv_tc, srv_m0, srv_m1;
+    long rss_mid;           /* hold --exchange: VmRSS (kB) after the first hold */
+    uint64_t t_exchange;    /* hold --exchange: when the exchange started */
+    char tls_desc[96];
 } B;
 
 /* --- payload --- */
@@ -156,9 +167,20 @@ static void set_ready(wb_conn_t *c)
         start_more();
 }
 
+static void on_pong(wb_loop_t *loop, wb_conn_t *c)
+{
+    (void)loop;
+    if (B.phase == P_EXCHANGE && c->inflight > 0) {
+        c->inflight--;
+        B.inflight_total--;
+    }
+}
+
 static void on_open(wb_loop_t *loop, wb_conn_t *c)
 {
     (void)loop;
+    if (c->tls && !B.tls_desc[0])
+        snprintf(B.tls_desc, sizeof(B.tls_desc), "%s", wb_tls_describe(c->tls));
     B.opened++;
     if (B.no_welcome || c->role == 1)
         set_ready(c);
@@ -336,11 +358,39 @@ static long read_rss_kb(long pid)
     return kb;
 }
 
+/* utime + stime of process `pid` in clock ticks, or -1. */
+static long long read_cpu_ticks(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command may hold spaces */
+    if (p == NULL)
+        return -1;
+    unsigned long long ut = 0, st = 0;
+    /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (long long)(ut + st);
+}
+
+static double server_secs(long long a, long long b)
+{
+    return a >= 0 && b >= 0 ? (double)(b - a) / (double)sysconf(_SC_CLK_TCK) : -1;
+}
+
 /* --- phases --- */
 
 static void snap(struct rusage *ru, uint64_t *r, uint64_t *w, uint64_t *wk)
 {
     getrusage(RUSAGE_SELF, ru);
+    if (B.pid > 0)
+        *(ru == &B.ru0 ? &B.srv_m0 : &B.srv_m1) = read_cpu_ticks(B.pid);
     *r = B.loop.syscalls_read;
     *w = B.loop.syscalls_write;
     *wk = B.loop.wakeups;
@@ -374,6 +424,8 @@ static void step(uint64_t now)
         if (B.ready + B.failed < B.nall)
             return;
         B.t_connected = now;
+        if (B.pid > 0)
+            B.srv_tc = read_cpu_ticks(B.pid);
         if (B.mode == M_HOLD) {
             B.phase = P_HOLD;
             B.t_phase_end = now + (uint64_t)(B.hold * 1e9);
@@ -408,6 +460,38 @@ static void step(uint64_t now)
         return;
     }
     case P_HOLD:
+        if (now < B.t_phase_end)
+            return;
+        if (!B.exchange) {
+            B.phase = P_DONE;
+            return;
+        }
+        /* One message each way (the echo's reply) and a ping (its pong) per connection. */
+        B.rss_mid = B.pid > 0 ? read_rss_kb(B.pid) : -1;
+        B.phase = P_EXCHANGE;
+        B.t_exchange = now;
+        B.t_phase_end = now + (uint64_t)(B.timeout * 1e9);
+        for (long i = 0; i < B.nall; i++) {
+            wb_conn_t *c = &B.c[i];
+            if (!c->ready || c->state != WB_OPEN)
+                continue;
+            send_payload(c, 0);
+            wb_conn_send(&B.loop, c, WB_OP_PING, (const uint8_t *)"p", 1);
+            c->inflight = 2;
+            B.inflight_total += 2;
+        }
+        wb_loop_flush(&B.loop);
+        return;
+    case P_EXCHANGE:
+        if (B.inflight_total > 0 && now < B.t_phase_end)
+            return;
+        if (B.inflight_total > 0)
+            fprintf(stderr, "wsbench: exchange timeout: %ld replies or pongs missing\n",
+                    B.inflight_total);
+        B.phase = P_HOLD2;
+        B.t_phase_end = now + (uint64_t)(B.hold * 1e9);
+        return;
+    case P_HOLD2:
         if (now >= B.t_phase_end)
             B.phase = P_DONE;
         return;
@@ -448,6 +532,19 @@ static void report_traffic(void)
     if (B.failed || B.lost)
         printf("connections: %ld failed, %ld lost (%s)\n", B.failed, B.lost,
                B.first_error ? B.first_error : "?");
+    double scpu = B.pid > 0 ? server_secs(B.srv_m0, B.srv_m1) : -1;
+    double sper = scpu >= 0 && B.measured ? scpu * 1e6 / (double)B.measured : -1;
+    if (B.pid > 0)
+        printf("server pid %ld: cpu %.2f s over the measured window (%.0f%% of a core), %.3f us "
+               "per %s\n", B.pid, scpu, secs > 0 ? 100 * scpu / secs : 0, sper,
+               B.mode == M_FANOUT ? "delivery" : "reply");
+    if (B.tls_desc[0])
+        printf("tls: %s\n", B.tls_desc);
+    for (char *q = B.tls_desc; *q; q++)
+        if (*q == ' ')
+            *q = '/';
+    printf("RESULT server_cpu_s=%.2f server_us_per_msg=%.4f tls=%s\n", scpu, sper,
+           B.tls_desc[0] ? B.tls_desc : "off");
     printf("RESULT mode=%s conns=%ld inflight=%ld size=%ld secs=%.2f rate=%.0f p50_us=%.1f "
            "p99_us=%.1f p999_us=%.1f max_us=%.1f cpu_pct=%.0f failed=%ld lost=%ld backend=%s\n",
            B.mode == M_FANOUT ? "fanout" : B.mode == M_RTT ? "rtt" : "echo", B.conns, B.inflight,
@@ -495,7 +592,13 @@ static void usage(FILE *f)
             "  --interval MS        fanout: publish every MS ms instead of k in flight, and check\n"
             "                       that every subscriber gets every message once, in order\n"
             "  hold: --sources S (source addresses 127.0.0.1..S, default 4), --pid PID (server\n"
-            "        whose VmRSS is read before and after), --hold S (seconds held, default 1)\n",
+            "        whose VmRSS is read before and after), --hold S (seconds held, default 1),\n"
+            "        --exchange (after the hold: one message each way and a ping per connection,\n"
+            "        VmRSS read before it and after a second hold)\n"
+            "  --tls                wss://: TLS through OpenSSL memory BIOs, no certificate check,\n"
+            "                       a full handshake per connection\n"
+            "  --tls-version V      1.2 or 1.3 only (implies --tls)\n"
+            "  --pid PID            (echo, rtt, fanout too) server CPU per reply or delivery\n",
             MIN_SIZE);
 }
 
@@ -547,6 +650,8 @@ static int parse_args(int argc, char **argv)
         {"backend", required_argument, 0, 'B'},
         {"batch", required_argument, 0, 'b'}, {"batch-us", required_argument, 0, 'u'},
         {"interval", required_argument, 0, 'I'},
+        {"tls", no_argument, 0, 'T'}, {"tls-version", required_argument, 0, 'V'},
+        {"exchange", no_argument, 0, 'X'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     int o;
     optind = 2;
@@ -571,6 +676,18 @@ static int parse_args(int argc, char **argv)
         case 'b': B.batch = atol(optarg); break;
         case 'u': B.batch_us = atol(optarg); break;
         case 'I': B.interval = atof(optarg); break;
+        case 'T': if (!B.tls) B.tls = 1; break;
+        case 'X': B.exchange = 1; break;
+        case 'V':
+            if (strcmp(optarg, "1.2") == 0)
+                B.tls = 12;
+            else if (strcmp(optarg, "1.3") == 0)
+                B.tls = 13;
+            else {
+                fprintf(stderr, "wsbench: --tls-version is 1.2 or 1.3\n");
+                return -1;
+            }
+            break;
         case 'B':
             if (strcmp(optarg, "epoll") == 0)
                 B.use_uring = 0;
@@ -644,6 +761,12 @@ int main(int argc, char **argv)
     B.loop.batch_us = (unsigned)B.batch_us;
     B.loop.on_open = on_open;
     B.loop.on_close = on_close;
+    B.loop.on_pong = on_pong;
+    if (B.tls) {
+        if (wb_tls_global_init(B.tls == 1 ? 0 : B.tls) < 0)
+            return 1;
+        B.loop.tls = 1;
+    }
     B.loop.on_message = B.mode == M_FANOUT ? fanout_message : echo_message;
     B.nall = B.conns + (B.mode == M_FANOUT ? 1 : 0);
     B.c = calloc((size_t)B.nall, sizeof(*B.c));
@@ -659,6 +782,8 @@ int main(int argc, char **argv)
     wb_hist_init(&B.hist);
 
     long rss_before = B.pid > 0 ? read_rss_kb(B.pid) : -1;
+    B.srv_t0 = B.pid > 0 ? read_cpu_ticks(B.pid) : -1;
+    B.rss_mid = -1;
     B.t_start = wb_now();
     B.loop.now = B.t_start;
     B.phase = P_CONNECT;
@@ -666,7 +791,7 @@ int main(int argc, char **argv)
     uint64_t connect_deadline = B.t_start + (uint64_t)(B.timeout * 1e9);
     /* A hard stop, whatever happens: connect timeout + every phase + slack. */
     uint64_t hard_deadline = connect_deadline +
-                             (uint64_t)((B.warmup + B.duration + B.hold + 5.0) * 1e9);
+                             (uint64_t)((B.warmup + B.duration + 2 * B.hold + (B.exchange ? B.timeout : 0) + 5.0) * 1e9);
     int timed_out = 0;
     while (B.phase != P_DONE) {
         int r = wb_loop_run_once(&B.loop, 5);
@@ -727,10 +852,32 @@ int main(int argc, char **argv)
         if (B.failed)
             printf("connections: %ld failed (%s)\n", B.failed,
                    B.first_error ? B.first_error : "?");
+        double ccpu = B.pid > 0 ? server_secs(B.srv_t0, B.srv_tc) : -1;
+        double cper = ccpu >= 0 && B.ready ? ccpu * 1e6 / (double)B.ready : -1;
+        if (B.pid > 0)
+            printf("server cpu while connecting: %.2f s, %.1f us per upgrade\n", ccpu, cper);
+        if (B.tls_desc[0])
+            printf("tls: %s\n", B.tls_desc);
+        double per_mid = per, per_x = -1;
+        if (B.exchange) {
+            per_mid = (rss_before >= 0 && B.rss_mid >= 0 && B.ready > 0)
+                          ? (double)(B.rss_mid - rss_before) * 1024.0 / (double)B.ready
+                          : -1;
+            per_x = per;
+            printf("after the handshake: VmRSS %ld kB, %.0f bytes per connection; after one "
+                   "message each way and a ping: %ld kB, %.0f bytes per connection\n",
+                   B.rss_mid, per_mid, rss_after, per_x);
+        }
+        for (char *q = B.tls_desc; *q; q++)
+            if (*q == ' ')
+                *q = '/';
         printf("RESULT mode=hold conns=%ld ok=%ld failed=%ld connect_secs=%.3f "
-               "connect_rate=%.0f rss_before_kb=%ld rss_after_kb=%ld rss_per_conn_b=%.0f\n",
+               "connect_rate=%.0f rss_before_kb=%ld rss_after_kb=%ld rss_per_conn_b=%.0f "
+               "rss_mid_kb=%ld rss_handshake_b=%.0f rss_exchange_b=%.0f server_connect_cpu_s=%.2f "
+               "server_us_per_upgrade=%.1f tls=%s\n",
                B.conns, B.ready, B.failed, secs, secs > 0 ? (double)B.ready / secs : 0,
-               rss_before, rss_after, per);
+               rss_before, rss_after, per, B.rss_mid, per_mid, per_x, ccpu, cper,
+               B.tls_desc[0] ? B.tls_desc : "off");
         rc = B.ready == B.conns ? 0 : 1;
     } else if (B.t_measure_end > 0 || B.measured > 0) {
         report_traffic();
