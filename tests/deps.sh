@@ -4,10 +4,10 @@
 #   tests/deps.sh --test   also everything the test suite uses
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev liburing-dev node-llhttp lua-cjson zlib1g-dev
-      libssl-dev ca-certificates)
+      libssl-dev ca-certificates libhiredis-dev)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(libcmocka-dev lua-busted python3 python3-websockets python3-pytest nodejs node-ws
-         chromium procps curl valgrind clang libclang-rt-14-dev)
+         chromium procps curl valgrind clang libclang-rt-14-dev redis-server)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
