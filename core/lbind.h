@@ -3,7 +3,9 @@
  * include lua.h: lhost.c (the state, loading, reloading, events), lreq.c
  * (HTTP requests and upgrades), lconn.c ("wspush.conn"), lcore.c (the
  * "wspush.core" module and timers), lbudget.c (the time budget), lalloc.c
- * (the allocator) and ltesting.c (wspush.testing's native side).
+ * (the allocator), ltask.c (tasks that wait), levent.c (WebSocket events),
+ * lfetch.c (wspush.fetch), lredis.c (wspush.redis), lnative.c (the codecs
+ * shared with Lua) and ltesting.c (wspush.testing's native side).
  */
 #ifndef WS_LBIND_H
 #define WS_LBIND_H
@@ -56,6 +58,9 @@ struct ws_lhost_s {
     unsigned npool;
     size_t nwaiting;
     struct ws_fetcher_s *fetcher; /* wspush.fetch's client (the application's), or NULL */
+    struct ws_lredis_s *redis;    /* wspush.redis's clients (lredis.c) */
+    int redis_ref;                /* table: URL string -> client (0: not made yet) */
+    int redis_closed;             /* released: no more connections */
 };
 
 /* What a connection's host data (ws_conn_host_data) points at, told apart by
@@ -255,6 +260,11 @@ void ws__lconn_set_data(ws_lhost_t *lh, ws_conn_t *c, int i);
 /* Put wspush.fetch's native half (core.fetch, core.can_wait) in the core
  * table at index core (lfetch.c). */
 void ws__lfetch_register(ws_lhost_t *lh, int core);
+/* Put wspush.redis's native half (core.redis_open, core.redis_call) in the
+ * core table at index core (lredis.c). */
+void ws__lredis_register(ws_lhost_t *lh, int core);
+/* Close every client's connection (the server stops); calls fail from now. */
+void ws__lredis_release(ws_lhost_t *lh);
 /* The "wspush.core" module of lh: pushes a new table. */
 void ws__lcore_push(ws_lhost_t *lh);
 /* Stop and release every timer (shutdown). */

@@ -247,13 +247,14 @@ void ws_lhost_free(ws_lhost_t *lh)
     ws__ltimers_close_all(lh);
     ws__ltask_abandon_all(lh);
     ws__ltask_free(lh);
+    ws__lredis_release(lh);
     if (lh->own_state) {
         ws__lbudget_close(lh, lua_close);
     } else {
         /* A test's state lives on: give back what this host took of it. */
         int refs[] = {lh->server_ref, lh->app_ref,    lh->conns_ref,   lh->core_ref,
                       lh->hooks_ref,  lh->shutdown_ref, lh->pending_shutdown_ref,
-                      lh->shared_ref};
+                      lh->shared_ref, lh->redis_ref};
         for (size_t i = 0; i < sizeof refs / sizeof *refs; i++)
             luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
         for (int i = 0; i < WS_EV_COUNT; i++)
@@ -418,6 +419,7 @@ void ws_lhost_set_fetcher(ws_lhost_t *lh, struct ws_fetcher_s *f) { lh->fetcher 
 void ws_lhost_release(ws_lhost_t *lh)
 {
     ws__ltask_abandon_all(lh);
+    ws__lredis_release(lh);
     lh->fetcher = NULL;
 }
 

@@ -15,15 +15,21 @@
 
 typedef struct {
     ws_transport_t base;  /* first: a ws_tcp_t is its transport */
-    uv_tcp_t tcp;         /* its data is the ws_io_t */
     ws_write_t *w;        /* the write in flight */
+    /* Its data is the ws_io_t. Last, and allocated to the size of the kind
+     * it is: a unix socket (outbound clients only) does not make every TCP
+     * connection larger. */
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
 } ws_tcp_t;
 
 /* How a write in flight is being sent (ws_write_t._kind). */
 enum { SEND_RING = 1, SEND_UV = 2, SEND_DONE = 3 };
 
-#define TCP_OF(h) ((ws_tcp_t *)((char *)(h) - offsetof(ws_tcp_t, tcp)))
-#define IO_OF(t) ((ws_io_t *)(t)->tcp.data)
+#define TCP_OF(hd) ((ws_tcp_t *)((char *)(hd) - offsetof(ws_tcp_t, h)))
+#define IO_OF(t) ((ws_io_t *)(t)->h.tcp.data)
 
 /* --- writing --- */
 
@@ -52,7 +58,7 @@ static void wait_write(ws_tcp_t *t, ws_write_t *w)
     if (!w->_uv)
         w->_uv = ws_malloc(sizeof *w->_uv);
     w->_uv->data = w;
-    int r = uv_write(w->_uv, (uv_stream_t *)&t->tcp, w->iov, w->n, on_uv_write);
+    int r = uv_write(w->_uv, (uv_stream_t *)&t->h.tcp, w->iov, w->n, on_uv_write);
     if (r < 0) {
         /* The completion is due but must not run inside the caller. */
         w->_kind = SEND_DONE;
@@ -126,12 +132,12 @@ static int tcp_write(ws_transport_t *bt, ws_write_t *w)
         w->_msg.msg_iov = (struct iovec *)w->iov; /* libuv lays uv_buf_t out as iovec on Unix */
         w->_msg.msg_iovlen = w->n;
         uv_os_fd_t fd;
-        uv_fileno((uv_handle_t *)&t->tcp, &fd);
+        uv_fileno((uv_handle_t *)&t->h.tcp, &fd);
         ws_ring_send(IO_OF(t)->ring, fd, &w->_msg, w);
         return 0;
     }
     /* Most writes fit in the socket buffer: try first, wait only for the rest. */
-    int r = uv_try_write((uv_stream_t *)&t->tcp, w->iov, w->n);
+    int r = uv_try_write((uv_stream_t *)&t->h.tcp, w->iov, w->n);
     if (r == UV_EAGAIN || r == UV_ENOSYS)
         r = 0;
     if (r >= 0) {
@@ -173,12 +179,12 @@ static void watch(ws_tcp_t *t)
 {
     uv_os_fd_t fd;
     char b;
-    if (uv_fileno((uv_handle_t *)&t->tcp, &fd) != 0)
+    if (uv_fileno((uv_handle_t *)&t->h.tcp, &fd) != 0)
         return;
     ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
-    uv_read_stop((uv_stream_t *)&t->tcp);
+    uv_read_stop((uv_stream_t *)&t->h.tcp);
     if (n <= 0)
         t->base.cb->on_end(t->base.ud, n == 0 ? UV_EOF : uv_translate_sys_error(errno));
 }
@@ -206,9 +212,9 @@ static void tcp_read(ws_transport_t *bt, int mode)
     ws_tcp_t *t = (ws_tcp_t *)bt;
     /* Stopped first: a watch may have stopped itself, and the allocator
      * tells the modes apart. */
-    uv_read_stop((uv_stream_t *)&t->tcp);
+    uv_read_stop((uv_stream_t *)&t->h.tcp);
     if (mode != WS_READ_OFF)
-        uv_read_start((uv_stream_t *)&t->tcp, mode == WS_READ_WATCH ? on_alloc_none : on_alloc, on_read);
+        uv_read_start((uv_stream_t *)&t->h.tcp, mode == WS_READ_WATCH ? on_alloc_none : on_alloc, on_read);
 }
 
 static void tcp_run(ws_transport_t *bt)
@@ -237,7 +243,7 @@ static void tcp_shutdown(ws_transport_t *bt)
     ws_tcp_t *t = (ws_tcp_t *)bt;
     uv_shutdown_t *req = ws_malloc(sizeof *req);
     req->data = t;
-    int r = uv_shutdown(req, (uv_stream_t *)&t->tcp, on_shutdown);
+    int r = uv_shutdown(req, (uv_stream_t *)&t->h.tcp, on_shutdown);
     if (r < 0) {
         free(req);
         bt->cb->on_shutdown(bt->ud, r);
@@ -261,10 +267,10 @@ static void on_closed(uv_handle_t *h)
 static void tcp_close(ws_transport_t *bt)
 {
     ws_tcp_t *t = (ws_tcp_t *)bt;
-    uv_read_stop((uv_stream_t *)&t->tcp);
+    uv_read_stop((uv_stream_t *)&t->h.tcp);
     if (t->w && t->w->_kind == SEND_RING)
         ws_ring_cancel(IO_OF(t)->ring, t->w);
-    uv_close((uv_handle_t *)&t->tcp, on_closed);
+    uv_close((uv_handle_t *)&t->h.tcp, on_closed);
 }
 
 static ws_io_t *tcp_io(ws_transport_t *bt) { return IO_OF((ws_tcp_t *)bt); }
@@ -276,7 +282,7 @@ static size_t tcp_unsent(ws_transport_t *bt)
         return 0;
     /* libuv counts what its queued write still has to send. */
     if (t->w->_kind == SEND_UV)
-        return uv_stream_get_write_queue_size((uv_stream_t *)&t->tcp);
+        return uv_stream_get_write_queue_size((uv_stream_t *)&t->h.tcp);
     return t->w->unsent;
 }
 
@@ -293,10 +299,19 @@ static const ws_transport_vt_t tcp_vt = {
 
 static ws_tcp_t *tcp_new(ws_io_t *io)
 {
+    ws_tcp_t *t = ws_calloc(1, offsetof(ws_tcp_t, h) + sizeof(uv_tcp_t));
+    ws_transport_init(&t->base, &tcp_vt);
+    uv_tcp_init(io->loop, &t->h.tcp);
+    t->h.tcp.data = io;
+    return t;
+}
+
+static ws_tcp_t *pipe_new(ws_io_t *io)
+{
     ws_tcp_t *t = ws_calloc(1, sizeof *t);
     ws_transport_init(&t->base, &tcp_vt);
-    uv_tcp_init(io->loop, &t->tcp);
-    t->tcp.data = io;
+    uv_pipe_init(io->loop, &t->h.pipe, 0);
+    t->h.pipe.data = io;
     return t;
 }
 
@@ -304,7 +319,7 @@ static void peer_of(ws_tcp_t *t)
 {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    if (uv_tcp_getpeername(&t->tcp, (struct sockaddr *)&ss, &len) == 0)
+    if (uv_tcp_getpeername(&t->h.tcp, (struct sockaddr *)&ss, &len) == 0)
         ws_transport_set_peer(&t->base, (struct sockaddr *)&ss);
 }
 
@@ -348,14 +363,14 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     ws_tcp_t *t = tcp_new(l->io);
-    if (uv_accept(ls, (uv_stream_t *)&t->tcp) != 0) {
-        uv_close((uv_handle_t *)&t->tcp, free_unaccepted);
+    if (uv_accept(ls, (uv_stream_t *)&t->h.tcp) != 0) {
+        uv_close((uv_handle_t *)&t->h.tcp, free_unaccepted);
         return;
     }
     uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&t->tcp, &fd) == 0)
+    if (uv_fileno((uv_handle_t *)&t->h.tcp, &fd) == 0)
         probe_descriptors(l, fd);
-    uv_tcp_nodelay(&t->tcp, 1);
+    uv_tcp_nodelay(&t->h.tcp, 1);
     peer_of(t);
     l->cb(l->ud, &t->base);
 }
@@ -428,11 +443,13 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     if (status < 0) {
-        uv_close((uv_handle_t *)&t->tcp, free_unaccepted);
+        uv_close((uv_handle_t *)&t->h.tcp, free_unaccepted);
         c->cb(c->ud, NULL, status);
     } else {
-        uv_tcp_nodelay(&t->tcp, 1);
-        peer_of(t);
+        if (t->h.tcp.type == UV_TCP) {
+            uv_tcp_nodelay(&t->h.tcp, 1);
+            peer_of(t);
+        }
         c->cb(c->ud, &t->base, 0);
     }
     free(c);
@@ -445,9 +462,9 @@ int ws_tcp_connect(ws_io_t *io, const struct sockaddr *addr, ws_tcp_connect_cb c
     c->t = tcp_new(io);
     c->cb = cb;
     c->ud = ud;
-    int r = uv_tcp_connect(&c->req, &c->t->tcp, addr, on_connect);
+    int r = uv_tcp_connect(&c->req, &c->t->h.tcp, addr, on_connect);
     if (r < 0) {
-        uv_close((uv_handle_t *)&c->t->tcp, free_unaccepted);
+        uv_close((uv_handle_t *)&c->t->h.tcp, free_unaccepted);
         free(c);
         return r;
     }
@@ -455,8 +472,21 @@ int ws_tcp_connect(ws_io_t *io, const struct sockaddr *addr, ws_tcp_connect_cb c
     return 0;
 }
 
+int ws_tcp_connect_unix(ws_io_t *io, const char *path, ws_tcp_connect_cb cb, void *ud,
+                        ws_tcp_connect_t **out)
+{
+    connect_t *c = ws_calloc(1, sizeof *c);
+    c->t = pipe_new(io);
+    c->cb = cb;
+    c->ud = ud;
+    /* libuv reports every failure (a path too long included) through on_connect */
+    uv_pipe_connect(&c->req, &c->t->h.pipe, path, on_connect);
+    *out = c;
+    return 0;
+}
+
 void ws_tcp_connect_cancel(ws_tcp_connect_t *c)
 {
     c->cancelled = 1;
-    uv_close((uv_handle_t *)&c->t->tcp, free_unaccepted);
+    uv_close((uv_handle_t *)&c->t->h.tcp, free_unaccepted);
 }

@@ -47,6 +47,10 @@ typedef struct ws_tcp_connect_s ws_tcp_connect_t;
  * error (cb never runs). */
 int ws_tcp_connect(ws_io_t *io, const struct sockaddr *addr, ws_tcp_connect_cb cb, void *ud,
                    ws_tcp_connect_t **out);
+/* The same to a unix socket's path (the transport is of the same kind:
+ * the loop's io_uring sends on it too). */
+int ws_tcp_connect_unix(ws_io_t *io, const char *path, ws_tcp_connect_cb cb, void *ud,
+                        ws_tcp_connect_t **out);
 /* Give up an attempt whose cb has not run: the socket closes now (a SYN
  * nobody answers would otherwise hold it for minutes) and cb never runs. */
 void ws_tcp_connect_cancel(ws_tcp_connect_t *c);

@@ -90,6 +90,11 @@ static int host_char(int c)
 
 int ws_url_parse(ws_url_t *u, const char *s, size_t len, char *err, size_t errlen)
 {
+    return ws_url_parse_as(u, s, len, WS_URL_HTTP, err, errlen);
+}
+
+int ws_url_parse_as(ws_url_t *u, const char *s, size_t len, int kind, char *err, size_t errlen)
+{
     memset(u, 0, sizeof *u);
     if (len > WS_URL_MAX)
         return fail(err, errlen, "too long (over 8192 bytes)");
@@ -103,13 +108,24 @@ int ws_url_parse(ws_url_t *u, const char *s, size_t len, char *err, size_t errle
     size_t sl = scheme_len(s, len);
     /* "localhost:8080/x" looks like a scheme followed by a port */
     if (sl == 0 || (sl + 1 < len && is_digit((unsigned char)s[sl + 1])))
-        return fail(err, errlen, "missing scheme (http:// or https://)");
-    if (sl == 4 && strncasecmp(s, "http", 4) == 0)
-        u->https = 0;
-    else if (sl == 5 && strncasecmp(s, "https", 5) == 0)
+        return fail(err, errlen, kind == WS_URL_REDIS ? "missing scheme (redis://)"
+                                                      : "missing scheme (http:// or https://)");
+    uint16_t dport;
+    if (kind == WS_URL_REDIS) {
+        if (sl == 6 && strncasecmp(s, "rediss", 6) == 0)
+            return fail(err, errlen, "unsupported scheme: rediss:// is not supported (hiredis 0.14 "
+                                     "has no TLS; reach Redis over a private network or a tunnel)");
+        if (sl != 5 || strncasecmp(s, "redis", 5) != 0)
+            return fail(err, errlen, "unsupported scheme (only redis:// and unix://)");
+        dport = 6379;
+    } else if (sl == 4 && strncasecmp(s, "http", 4) == 0) {
+        dport = 80;
+    } else if (sl == 5 && strncasecmp(s, "https", 5) == 0) {
         u->https = 1;
-    else
+        dport = 443;
+    } else {
         return fail(err, errlen, "unsupported scheme (only http and https)");
+    }
     if (len - sl < 3 || s[sl + 1] != '/' || s[sl + 2] != '/')
         return fail(err, errlen, "missing // after the scheme");
 
@@ -166,12 +182,12 @@ int ws_url_parse(ws_url_t *u, const char *s, size_t len, char *err, size_t errle
                 return fail(err, errlen, "invalid character in host");
     }
     size_t colon = u->host_v6 ? he + 1 : he; /* where ':' would be */
-    u->port = u->https ? 443 : 80;
+    u->port = dport;
     if (colon < pe && s[colon] == ':' && colon + 1 < pe) {
         if (parse_port(s + colon + 1, pe - colon - 1, &u->port) != 0)
             return fail(err, errlen, "bad port (1-65535)");
     }
-    u->default_port = u->port == (u->https ? 443 : 80);
+    u->default_port = u->port == dport;
 
     /* One block: host, target, user, pass, each NUL-terminated. */
     size_t tlen = t - e;

@@ -3,7 +3,8 @@
  * that decide where those requests may go. Pure: strings and addresses in,
  * values out; no I/O, no DNS, no loop.
  *
- * Only http:// and https:// URLs are understood; everything else is refused
+ * http:// and https:// URLs are understood (redis:// ones too, for the Redis
+ * client, when asked for with ws_url_parse_as); everything else is refused
  * with a reason the caller can show as "invalid url: <reason>". The reasons
  * are static strings or short messages written into the caller's err buffer;
  * they never contain the URL's userinfo (credentials must not reach logs).
@@ -42,6 +43,11 @@ typedef struct {
  * percent-encoded), bad percent-encoding in the userinfo, and URLs over
  * WS_URL_MAX bytes. The userinfo ends at the last '@' of the authority. */
 int ws_url_parse(ws_url_t *u, const char *s, size_t len, char *err, size_t errlen);
+/* The same for a kind of URL: WS_URL_HTTP is ws_url_parse; WS_URL_REDIS
+ * takes redis:// only (port 6379 by default; target is the "/db" part) and
+ * says that rediss:// is not supported. */
+enum { WS_URL_HTTP, WS_URL_REDIS };
+int ws_url_parse_as(ws_url_t *u, const char *s, size_t len, int kind, char *err, size_t errlen);
 void ws_url_free(ws_url_t *u);
 
 /* Append the Host header value of u to out: "host", "host:port" when the

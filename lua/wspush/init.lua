@@ -79,6 +79,124 @@ function M.fetch(url, opts)
   return res
 end
 
+-- Commands a shared pipeline cannot carry: they change the connection's
+-- state for every handler on it (a subscription, a transaction, a database,
+-- a login) or hold it (blocking reads). XREAD and XREADGROUP only with BLOCK.
+local REFUSED = {}
+for w in ([[SUBSCRIBE PSUBSCRIBE SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE SUNSUBSCRIBE MONITOR
+  WATCH UNWATCH MULTI EXEC DISCARD BLPOP BRPOP BRPOPLPUSH BLMOVE BLMPOP BZPOPMIN BZPOPMAX
+  BZMPOP WAIT WAITAOF QUIT RESET SELECT AUTH HELLO SYNC PSYNC]]):gmatch("%S+") do
+  REFUSED[w] = true
+end
+
+local function redis_args(cmd, level)
+  for i = 1, #cmd do
+    local v = cmd[i]
+    local t = type(v)
+    if t == "number" then
+      -- 3.0 goes out as "3", not "3.0"; other floats in full precision
+      if math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 2^63 then
+        v = string.format("%d", v)
+      else
+        local s = tostring(v)
+        v = tonumber(s) == v and s or string.format("%.17g", v)
+      end
+      cmd[i] = v
+    elseif t ~= "string" then
+      error("wspush.redis: argument " .. i .. " of a command is a " .. t ..
+            ", not a string or a number", level + 1)
+    end
+  end
+  local name = cmd[1]
+  if name == nil then error("wspush.redis: a command needs at least its name", level + 1) end
+  local up = name:upper()
+  local why
+  if REFUSED[up] then
+    why = up
+  elseif up == "CLIENT" and type(cmd[2]) == "string" and cmd[2]:upper() == "REPLY" then
+    why = "CLIENT REPLY"
+  elseif up == "XREAD" or up == "XREADGROUP" then
+    for i = 2, #cmd do
+      if cmd[i]:upper() == "BLOCK" then why = up .. " with BLOCK" end
+    end
+  end
+  if why then
+    error("wspush.redis: " .. why .. " is refused: it would hold or change the connection that " ..
+          "every handler shares (see docs/api.md, wspush.redis)", level + 1)
+  end
+  return cmd
+end
+
+local Redis = {}
+
+-- wspush.testing's fake: fn(cmd) -> value | nil, err [, delay].
+local function fake_call(self, fake, cmd)
+  core.can_wait("wspush.redis")
+  local v, err, delay = fake(cmd)
+  local timeout = core.redis_timeout(self)
+  if delay and delay > timeout then
+    core.sleep(timeout)
+    return nil, "timeout"
+  end
+  if delay and delay > 0 then core.sleep(delay) end
+  if v == nil then return nil, err end
+  return v
+end
+
+--- Send one command and wait for its reply (see docs/api.md).
+function Redis:call(...)
+  local cmd = redis_args({ ... }, 2)
+  local fake = core.redis_fake
+  if fake then return fake_call(self, fake, cmd) end
+  return core.redis_call(self, table.unpack(cmd))
+end
+
+--- MULTI, the commands, EXEC as one unit: the EXEC reply, or nil, err.
+function Redis:transaction(cmds)
+  if type(cmds) ~= "table" or #cmds == 0 then
+    error("wspush.redis: transaction takes a non-empty list of commands", 2)
+  end
+  local list = {}
+  for i, c in ipairs(cmds) do
+    if type(c) ~= "table" then error("wspush.redis: command " .. i .. " is not a table", 2) end
+    local copy = {}
+    for k = 1, #c do copy[k] = c[k] end
+    list[i] = redis_args(copy, 2)
+  end
+  local fake = core.redis_fake
+  if fake then
+    local out = {}
+    for i, c in ipairs(list) do
+      local v, err = fake_call(self, fake, c)
+      if v == nil and err then v = { err = err } elseif v == nil then v = false end
+      out[i] = v
+    end
+    return out
+  end
+  table.insert(list, 1, { "MULTI" })
+  list[#list + 1] = { "EXEC" }
+  return core.redis_call(self, table.unpack(list))
+end
+
+--- The client of a Redis server: redis://[[user]:password@]host[:port][/db]
+-- or unix:///path[?db=N]. One per URL; it connects on its first call.
+-- opts: timeout (seconds, default 5), max_queued (default 1000).
+function M.redis(url, opts)
+  if type(url) ~= "string" then error("wspush.redis: url must be a string", 2) end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("wspush.redis: opts must be a table", 2) end
+  local timeout, max_queued = opts.timeout or 5, opts.max_queued or 1000
+  if type(timeout) ~= "number" or not (timeout > 0 and timeout <= 86400) then
+    error("wspush.redis: opts.timeout must be > 0 and at most 86400 s", 2)
+  end
+  if math.type(max_queued) ~= "integer" or max_queued < 1 or max_queued > 1e9 then
+    error("wspush.redis: opts.max_queued must be an integer from 1", 2)
+  end
+  local ok, r = pcall(core.redis_open, url, timeout, max_queued, Redis)
+  if not ok then error(r, 2) end
+  return r
+end
+
 --- An HTTP handler serving files under dir, relative to the script's
 -- directory. Use it on a "/static/*path" route (or "/" for an index.html).
 function M.static(dir)

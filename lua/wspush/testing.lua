@@ -221,6 +221,14 @@ function App:fake_fetch(fn)
   self.core.fetch_fake = fn
 end
 
+--- Answer the script's wspush.redis calls: fn(cmd) gets the command as a
+-- table of strings ({"GET", "k"}) and returns a value as r:call would, or
+-- nil, err, and optionally a delay in seconds of virtual time.
+function App:fake_redis(fn)
+  if type(fn) ~= "function" then error("fake_redis: fn must be a function", 2) end
+  self.core.redis_fake = fn
+end
+
 --- What SIGTERM does: on_shutdown runs, timers stop, connections close 1001.
 function App:stop() self:_run(1, function(n) n:stop() end) end
 
