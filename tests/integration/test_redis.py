@@ -599,7 +599,7 @@ def test_refused_commands_raise_and_nothing_is_sent(spawn, monkeypatch, redis):
         calls = c.command_calls()
     refused_names = {a[0].lower() for a in REFUSED} | {"client|reply"}
     assert not refused_names & set(calls), calls
-    assert calls.get("ping") == 1, calls
+    assert calls.get("ping", 0) >= 1, calls  # the statistics are live
 
 
 def test_plain_xread_is_allowed_and_xread_block_is_refused(spawn, monkeypatch, redis):
