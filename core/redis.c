@@ -101,32 +101,40 @@ static int parse_tcp(ws_redis_url_t *u, const char *s, size_t len, char *err, si
     return r;
 }
 
-static void make_display(ws_redis_url_t *u)
+/* The URL as written, but for the password: "***". */
+static void make_display(ws_redis_url_t *u, const char *s, size_t len)
 {
+    size_t ps = len, pe = len; /* the password's span */
+    if (u->path) {
+        const char *q = memchr(s, '?', len);
+        for (const char *k = q; k && k < s + len;) {
+            k++;
+            const char *amp = memchr(k, '&', (size_t)(s + len - k));
+            if ((size_t)(s + len - k) > 9 && memcmp(k, "password=", 9) == 0) {
+                ps = (size_t)(k + 9 - s);
+                pe = amp ? (size_t)(amp - s) : len;
+            }
+            k = amp;
+        }
+    } else {
+        size_t a = 8, e = a, at = len; /* after "redis://" */
+        while (e < len && s[e] != '/' && s[e] != '?' && s[e] != '#')
+            e++;
+        for (size_t i = a; i < e; i++)
+            if (s[i] == '@')
+                at = i;
+        if (at < len) {
+            const char *colon = memchr(s + a, ':', at - a);
+            if (colon)
+                ps = (size_t)(colon + 1 - s), pe = at;
+        }
+    }
     ws_buf_t b;
     ws_buf_init(&b);
-    ws_buf_append_str(&b, u->path ? "unix://" : "redis://");
-    if (u->path) {
-        ws_buf_append_str(&b, u->path);
-    } else {
-        if (u->user)
-            ws_buf_append_str(&b, u->user);
-        if (u->password || u->user)
-            ws_buf_append_str(&b, u->password ? ":***@" : "@");
-        int v6 = strchr(u->host, ':') != NULL;
-        ws_buf_append_str(&b, v6 ? "[" : "");
-        ws_buf_append_str(&b, u->host);
-        ws_buf_append_str(&b, v6 ? "]" : "");
-    }
-    char tail[64];
-    if (u->path)
-        snprintf(tail, sizeof tail, u->db ? "?db=%ld" : "", u->db);
-    else
-        snprintf(tail, sizeof tail, ":%u/%ld", (unsigned)u->port, u->db);
-    ws_buf_append_str(&b, tail);
-    if (u->path && u->password)
-        ws_buf_append_str(&b, u->db ? "&password=***" : "?password=***");
-    ws_buf_append(&b, "", 1);
+    ws_buf_append(&b, s, ps);
+    if (ps < len)
+        ws_buf_append_str(&b, "***");
+    ws_buf_append(&b, s + pe, len - pe);
     u->display = ws_strndup((const char *)b.data, b.len);
     ws_buf_free(&b);
 }
@@ -140,7 +148,7 @@ int ws_redis_url_parse(ws_redis_url_t *u, const char *s, size_t len, char *err, 
         ws_redis_url_free(u);
         return -1;
     }
-    make_display(u);
+    make_display(u, s, len);
     return 0;
 }
 
