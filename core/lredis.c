@@ -212,17 +212,18 @@ static int l_redis_gc(lua_State *L)
     return 0;
 }
 
-/* core.redis_open(url, timeout, max_queued, methods) */
+/* core.redis_open(url, timeout, max_queued, methods); timeout and
+ * max_queued nil: the client's own (the defaults for a new one). */
 static int l_redis_open(lua_State *L)
 {
     ws_lhost_t *lh = ws__lhost_up(L);
     size_t len;
     const char *url = luaL_checklstring(L, 1, &len);
-    lua_Number timeout = luaL_checknumber(L, 2);
-    lua_Integer max_queued = luaL_checkinteger(L, 3);
+    lua_Number timeout = luaL_optnumber(L, 2, 0);
+    lua_Integer max_queued = luaL_optinteger(L, 3, 0);
     luaL_checktype(L, 4, LUA_TTABLE);
-    ws_redis_opts_t o = {
-        .timeout_ms = timeout * 1000 < 1 ? 1 : (uint32_t)(timeout * 1000 + 0.5),
+    ws_redis_opts_t o = { /* 0: keep (or the default) */
+        .timeout_ms = timeout <= 0 ? 0 : timeout * 1000 < 1 ? 1 : (uint32_t)(timeout * 1000 + 0.5),
         .max_queued = (unsigned)max_queued,
     };
     if (luaL_newmetatable(L, REDIS_MT)) {
@@ -239,7 +240,11 @@ static int l_redis_open(lua_State *L)
     lua_pushvalue(L, 1);
     if (lua_rawget(L, -2) == LUA_TUSERDATA) {
         struct ws_lredis_s *cl = check_client(L, -1);
-        cl->o = o;
+        if (o.timeout_ms)
+            cl->o.timeout_ms = o.timeout_ms;
+        if (o.max_queued)
+            cl->o.max_queued = o.max_queued;
+        o = cl->o;
         if (cl->r)
             ws_redis_set_opts(cl->r, &o);
         return 1;
@@ -254,7 +259,8 @@ static int l_redis_open(lua_State *L)
     struct ws_lredis_s *cl = lua_newuserdatauv(L, sizeof *cl, 0);
     memset(cl, 0, sizeof *cl);
     cl->url = u;
-    cl->o = o;
+    cl->o.timeout_ms = o.timeout_ms ? o.timeout_ms : WS_REDIS_TIMEOUT_MS;
+    cl->o.max_queued = o.max_queued ? o.max_queued : WS_REDIS_MAX_QUEUED;
     luaL_setmetatable(L, REDIS_MT);
     cl->next = lh->redis;
     lh->redis = cl;

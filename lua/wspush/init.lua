@@ -180,16 +180,17 @@ end
 
 --- The client of a Redis server: redis://[[user]:password@]host[:port][/db]
 -- or unix:///path[?db=N]. One per URL; it connects on its first call.
--- opts: timeout (seconds, default 5), max_queued (default 1000).
+-- opts: timeout (seconds, default 5), max_queued (default 1000); for a URL
+-- that has a client already, the settings given replace its own.
 function M.redis(url, opts)
   if type(url) ~= "string" then error("wspush.redis: url must be a string", 2) end
   opts = opts or {}
   if type(opts) ~= "table" then error("wspush.redis: opts must be a table", 2) end
-  local timeout, max_queued = opts.timeout or 5, opts.max_queued or 1000
-  if type(timeout) ~= "number" or not (timeout > 0 and timeout <= 86400) then
+  local timeout, max_queued = opts.timeout, opts.max_queued
+  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout > 0 and timeout <= 86400)) then
     error("wspush.redis: opts.timeout must be > 0 and at most 86400 s", 2)
   end
-  if math.type(max_queued) ~= "integer" or max_queued < 1 or max_queued > 1e9 then
+  if max_queued ~= nil and (math.type(max_queued) ~= "integer" or max_queued < 1 or max_queued > 1e9) then
     error("wspush.redis: opts.max_queued must be an integer from 1", 2)
   end
   local ok, r = pcall(core.redis_open, url, timeout, max_queued, Redis)

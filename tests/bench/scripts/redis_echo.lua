@@ -5,7 +5,7 @@
 -- A failed GET closes the connection (1011): wsbench counts it as lost rather
 -- than take a short reply for a greeting.
 local wspush = require "wspush"
-local r = wspush.redis(assert(os.getenv("REDIS_URL"), "REDIS_URL is not set"))
+local r = wspush.redis((assert(os.getenv("REDIS_URL"), "REDIS_URL is not set")))
 
 local plain = { check_origin = function() return true end }
 function plain.open(conn) conn:send("Welcome") end
