@@ -191,6 +191,8 @@ struct ws_redis_call_s {
     uint64_t sent_reads;  /* r->reads when it was written */
     unsigned replies;     /* replies still to read */
     uint8_t sent, internal;
+    uint8_t batch;        /* batches (of failures) it is in: they free it */
+    uint8_t unlinked;     /* out of the client's list, freed by its batch */
     ws_redis_cb cb;       /* NULL: cancelled or timed out (its reply is dropped) */
     void *ud;
 };
@@ -397,24 +399,59 @@ static void arm_deadline(ws_redis_t *r, const ws_redis_call_t *c)
         uv_timer_start(&r->deadline_timer, on_deadline, in, 0);
 }
 
-/* Call the callbacks of the calls in list (linked by next), with error, and
- * free them. */
-static void fail_list(ws_redis_call_t *list, const char *error)
+/* Calls that fail together. Their callbacks may cancel any call, start
+ * new ones, or (through a write that fails) drop the connection: so a call
+ * in a batch is only marked by the others (cancelled: no callback;
+ * unlinked: out of the list), and the batch frees what is unlinked once
+ * every callback has run. */
+typedef struct {
+    ws_redis_call_t **v;
+    size_t n, cap;
+} batch_t;
+
+static void batch_add(batch_t *b, ws_redis_call_t *c)
 {
-    while (list) {
-        ws_redis_call_t *c = list;
-        list = c->next;
-        if (c->cb && !c->internal)
-            c->cb(c->ud, NULL, error);
-        call_free(c);
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 16;
+        b->v = ws_realloc(b->v, b->cap * sizeof *b->v);
     }
+    c->batch++;
+    b->v[b->n++] = c;
+}
+
+/* Take c out of the list into b (a call some batch holds already stays
+ * that batch's, which frees it). */
+static void batch_take(ws_redis_t *r, batch_t *b, ws_redis_call_t *c)
+{
+    list_del(r, c);
+    c->unlinked = 1;
+    c->next = c->prev = NULL;
+    if (!c->batch)
+        batch_add(b, c);
+}
+
+static void batch_fail(batch_t *b, const char *error)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        ws_redis_call_t *c = b->v[i];
+        ws_redis_cb cb = c->cb;
+        c->cb = NULL;
+        if (cb && !c->internal)
+            cb(c->ud, NULL, error);
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        ws_redis_call_t *c = b->v[i];
+        if (--c->batch == 0 && c->unlinked)
+            call_free(c);
+    }
+    free(b->v);
 }
 
 static void on_deadline(uv_timer_t *h)
 {
     ws_redis_t *r = h->data;
     uint64_t now = now_ms(r), next = UINT64_MAX;
-    ws_redis_call_t *expired = NULL, **tail = &expired;
+    batch_t expired = {0};
     int stuck = 0;
     for (ws_redis_call_t *c = r->head, *n; c; c = n) {
         n = c->next;
@@ -428,26 +465,17 @@ static void on_deadline(uv_timer_t *h)
             if (c->sent_reads == r->reads)
                 stuck = 1;
             c->deadline = UINT64_MAX;
-            if (c->cb) {
-                ws_redis_call_t *copy = ws_calloc(1, sizeof *copy);
-                copy->cb = c->cb;
-                copy->ud = c->ud;
-                c->cb = NULL;
-                *tail = copy;
-                tail = &copy->next;
-            }
+            if (c->cb && !c->batch)
+                batch_add(&expired, c); /* stays in the list */
         } else {
-            list_del(r, c);
-            c->next = NULL;
-            *tail = c;
-            tail = &c->next;
+            batch_take(r, &expired, c);
         }
     }
     if (stuck && r->t)
         drop(r, "no answer within the timeout");
     if (next != UINT64_MAX)
         uv_timer_start(&r->deadline_timer, on_deadline, next - now, 0);
-    fail_list(expired, "timeout");
+    batch_fail(&expired, "timeout");
 }
 
 /* -- reading -- */
@@ -472,16 +500,14 @@ static void handshake_reply(ws_redis_t *r, ws_redis_call_t *c, const redisReply 
                         c->internal == HS_AUTH ? "AUTH" : "SELECT", text);
         r->warned = 1;
         /* the calls waiting would otherwise wait for a login that keeps failing */
-        ws_redis_call_t *list = NULL, **tail = &list;
-        while (r->unsent && !r->unsent->internal) {
-            ws_redis_call_t *u = r->unsent;
-            list_del(r, u);
-            u->next = NULL;
-            *tail = u;
-            tail = &u->next;
+        batch_t refused = {0};
+        for (ws_redis_call_t *u = r->unsent, *n; u; u = n) {
+            n = u->next;
+            if (!u->internal)
+                batch_take(r, &refused, u);
         }
         drop(r, NULL);
-        fail_list(list, text);
+        batch_fail(&refused, text);
         return;
     }
     /* the last handshake call answered: the connection is ready */
@@ -626,19 +652,15 @@ static void drop(ws_redis_t *r, const char *why)
     disconnect(r);
     /* What was written may have run: fail it, never send it again. The
      * handshake's own calls not yet written go too. */
-    ws_redis_call_t *lost = NULL, **tail = &lost;
+    batch_t lost = {0};
     for (ws_redis_call_t *c = r->head, *n; c; c = n) {
         n = c->next;
-        if (c->sent || c->internal) {
-            list_del(r, c);
-            c->next = NULL;
-            *tail = c;
-            tail = &c->next;
-        }
+        if (c->sent || c->internal)
+            batch_take(r, &lost, c);
     }
     uv_timer_stop(&r->retry_timer);
     schedule_retry(r);
-    fail_list(lost, "connection lost");
+    batch_fail(&lost, "connection lost");
 }
 
 static void start_handshake(ws_redis_t *r)
@@ -852,7 +874,7 @@ void ws_redis_cancel(ws_redis_call_t *c)
         return;
     c->cb = NULL;
     c->ud = NULL;
-    if (!c->sent) { /* nothing will answer it */
+    if (!c->sent && !c->batch) { /* nothing will answer it */
         list_del(c->r, c);
         call_free(c);
     }
