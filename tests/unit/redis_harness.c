@@ -7,11 +7,53 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <errno.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "mem.h"
+
+/* --- checks that work in a child too --- */
+
+int fx_in_child;
+
+void fx_check_failed(const char *file, int line, const char *what, const char *detail)
+{
+    if (fx_in_child) {
+        fprintf(stderr, "%s:%d: check failed: %s%s%s\n", file, line, what, detail ? ": " : "",
+                detail ? detail : "");
+        fflush(stderr);
+        _exit(1);
+    }
+    fail_msg("%s:%d: check failed: %s%s%s", file, line, what, detail ? ": " : "", detail ? detail : "");
+}
+
+void fx_isolated(const char *name, void (*fn)(void))
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_msg("%s: fork: %s", name, strerror(errno));
+    if (pid == 0) {
+        fx_in_child = 1;
+        alarm(60); /* a child that hangs dies rather than hold the run */
+        fn();
+        fflush(stdout);
+        fflush(stderr);
+        _exit(0);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFSIGNALED(st))
+        fail_msg("%s: the test crashed (signal %d, %s)", name, WTERMSIG(st), strsignal(WTERMSIG(st)));
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail_msg("%s: the test failed (exit status %d; under valgrind, 1 may be valgrind's errors)", name,
+                 WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
 
 /* --- the scripted server --- */
 
@@ -284,8 +326,8 @@ static void srv_accept(uv_stream_t *ls, int status)
 static void srv_init(rsrv_t *s, rsrv_answer_fn fn)
 {
     /* a server started again: its listener and connections are closed */
-    assert_false(s->lclosing);
-    assert_int_equal(s->open, 0);
+    fx_check(!s->lclosing);
+    fx_check(s->open == 0);
     rcmd_t *cmds = s->cmds;
     int n = s->ncmds;
     /* a server started again keeps nothing of its last run but the record */
@@ -304,14 +346,14 @@ void rsrv_start(fx_t *fx, rsrv_t *s, int port, rsrv_answer_fn fn)
 {
     srv_init(s, fn);
     struct sockaddr_in a;
-    assert_int_equal(uv_ip4_addr("127.0.0.1", port, &a), 0);
-    assert_int_equal(uv_tcp_init(&fx->loop, &s->l.tcp), 0);
+    fx_check(uv_ip4_addr("127.0.0.1", port, &a) == 0);
+    fx_check(uv_tcp_init(&fx->loop, &s->l.tcp) == 0);
     s->l.handle.data = s;
-    assert_int_equal(uv_tcp_bind(&s->l.tcp, (struct sockaddr *)&a, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&s->l.tcp, 128, srv_accept), 0);
+    fx_check(uv_tcp_bind(&s->l.tcp, (struct sockaddr *)&a, 0) == 0);
+    fx_check(uv_listen((uv_stream_t *)&s->l.tcp, 128, srv_accept) == 0);
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    assert_int_equal(uv_tcp_getsockname(&s->l.tcp, (struct sockaddr *)&ss, &len), 0);
+    fx_check(uv_tcp_getsockname(&s->l.tcp, (struct sockaddr *)&ss, &len) == 0);
     s->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     s->listening = 1;
 }
@@ -321,10 +363,10 @@ void rsrv_start_unix(fx_t *fx, rsrv_t *s, const char *path, rsrv_answer_fn fn)
     srv_init(s, fn);
     snprintf(s->path, sizeof s->path, "%s", path);
     unlink(path);
-    assert_int_equal(uv_pipe_init(&fx->loop, &s->l.pipe, 0), 0);
+    fx_check(uv_pipe_init(&fx->loop, &s->l.pipe, 0) == 0);
     s->l.handle.data = s;
-    assert_int_equal(uv_pipe_bind(&s->l.pipe, path), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&s->l.pipe, 128, srv_accept), 0);
+    fx_check(uv_pipe_bind(&s->l.pipe, path) == 0);
+    fx_check(uv_listen((uv_stream_t *)&s->l.pipe, 128, srv_accept) == 0);
     s->listening = 1;
 }
 
@@ -402,14 +444,24 @@ static void on_prep(uv_prepare_t *h)
     drive(fx);
 }
 static void on_check(uv_check_t *h) { drive(h->data); }
-static void on_deadline(uv_timer_t *h) { ((fx_t *)h->data)->expired = 1; }
+/* libuv 1.44's uv_run runs the timers that are due before it polls: a
+ * deadline (or a call's end, from the client's own timers) met there would
+ * leave UV_RUN_ONCE polling on, with no timeout when no other timer is left
+ * (a hang) or until the next one. uv_stop makes it return at once, so that
+ * fx_run_until looks at its condition again. */
+static void on_deadline(uv_timer_t *h)
+{
+    fx_t *fx = h->data;
+    fx->expired = 1;
+    uv_stop(&fx->loop);
+}
 
 void fx_setup(fx_t *fx)
 {
     memset(fx, 0, sizeof *fx);
     fx->mem_buffers = ws_mem_used(WS_MEM_BUFFERS);
     fx->mem_queue = ws_mem_used(WS_MEM_QUEUE);
-    assert_int_equal(uv_loop_init(&fx->loop), 0);
+    fx_check(uv_loop_init(&fx->loop) == 0);
     ws_io_init(&fx->io, &fx->loop);
     uv_prepare_init(&fx->loop, &fx->prep);
     fx->prep.data = fx;
@@ -427,7 +479,7 @@ void fx_client(fx_t *fx, const char *url, uint32_t timeout_ms, unsigned max_queu
     ws_redis_url_t u;
     char err[256];
     if (ws_redis_url_parse(&u, url, strlen(url), err, sizeof err) != 0)
-        fail_msg("%s: %s", url, err);
+        fx_check_failed(__FILE__, __LINE__, "the URL is good", err);
     ws_redis_opts_t o = {timeout_ms, max_queued};
     fx->r = ws_redis_new(&fx->io, &u, &o);
     ws_redis_url_free(&u);
@@ -474,16 +526,20 @@ void fx_teardown(fx_t *fx)
         ws_io_run(&fx->io);
         uv_run(&fx->loop, UV_RUN_ONCE);
     }
-    assert_false(uv_loop_alive(&fx->loop));
+    fx_check(!uv_loop_alive(&fx->loop));
     uv_close((uv_handle_t *)&fx->deadline, NULL);
     ws_io_free(&fx->io);
     uv_run(&fx->loop, UV_RUN_NOWAIT);
-    assert_int_equal(uv_loop_close(&fx->loop), 0);
+    fx_check(uv_loop_close(&fx->loop) == 0);
     rsrv_free(&fx->srv);
     rsrv_free(&fx->srv2);
     /* Everything the client held for commands and replies is released. */
-    assert_int_equal(ws_mem_used(WS_MEM_BUFFERS), fx->mem_buffers);
-    assert_int_equal(ws_mem_used(WS_MEM_QUEUE), fx->mem_queue);
+    if (ws_mem_used(WS_MEM_BUFFERS) != fx->mem_buffers || ws_mem_used(WS_MEM_QUEUE) != fx->mem_queue) {
+        char d[128];
+        snprintf(d, sizeof d, "buffers %zu (at setup %zu), queue %zu (at setup %zu)",
+                 ws_mem_used(WS_MEM_BUFFERS), fx->mem_buffers, ws_mem_used(WS_MEM_QUEUE), fx->mem_queue);
+        fx_check_failed(__FILE__, __LINE__, "the memory counters are back where they started", d);
+    }
 }
 
 /* --- calls and results --- */
@@ -542,6 +598,7 @@ static void on_result(void *ud, const redisReply *reply, const char *error)
         r->text[0] = '\0';
     if (r->then)
         r->then(r);
+    uv_stop(&r->fx->loop); /* see on_deadline */
 }
 
 void result_init(result_t *r, fx_t *fx)
@@ -573,14 +630,14 @@ ws_redis_call_t *fx_unit(fx_t *fx, ws_redis_t *cl, result_t *r, unsigned ncmds, 
     const char *argv[MAX_WORDS];
     size_t lens[MAX_WORDS];
     int at = 0;
-    assert_true(ncmds >= 1 && ncmds <= 16);
+    fx_check(ncmds >= 1 && ncmds <= 16);
     for (unsigned i = 0; i < ncmds; i++) {
         const char *p = cmds[i];
         argc[i] = 0;
         while (*p) {
             const char *sp = strchr(p, ' ');
             size_t n = sp ? (size_t)(sp - p) : strlen(p);
-            assert_true(at < MAX_WORDS);
+            fx_check(at < MAX_WORDS);
             argv[at] = p;
             lens[at] = n;
             at++;

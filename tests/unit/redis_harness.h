@@ -113,6 +113,17 @@ struct result_s {
     void *then_ud;
 };
 
+/* A check that fails through cmocka, or, in a child (fx_isolated), prints
+ * and ends the child with status 1. */
+extern int fx_in_child;
+void fx_check_failed(const char *file, int line, const char *what, const char *detail);
+#define fx_check(cond) ((cond) ? (void)0 : fx_check_failed(__FILE__, __LINE__, #cond, NULL))
+/* Run fn in a child process and fail (through cmocka) when the child does
+ * not end with status 0: for tests that may crash the process (a double
+ * free in the code under test), so that the tests after them still run. The
+ * child dies after 60 s. */
+void fx_isolated(const char *name, void (*fn)(void));
+
 /* Loop, io, driver handles; the first server listening on 127.0.0.1; no
  * client yet. Records the memory counters. */
 void fx_setup(fx_t *fx);
