@@ -753,6 +753,54 @@ static void test_max_queued_refuses_at_once(void **state)
     fx_teardown(&fx);
 }
 
+/* Reconnects start at 50 ms (each delay from the upper half), double while
+ * the server stays down, and start again from 50 ms once a connection was
+ * made. */
+static void backoff(const char *userinfo)
+{
+    fx_t fx;
+    fx_setup(&fx);
+    char u[256];
+    int port = fx.srv.port;
+    fx_client(&fx, fx_url(&fx.srv, userinfo, NULL, u, sizeof u), 0, 0);
+    /* A first drop: the next connection comes within 25..50 ms. */
+    result_t a, b;
+    result_init(&a, &fx);
+    result_init(&b, &fx);
+    fx_call(&fx, fx.r, &a, "PING", NULL);
+    wait_result(&fx, &a);
+    uint64_t t0 = uv_now(&fx.loop);
+    rsrv_close(fx.srv.conns[0]);
+    assert_true(fx_run_until(&fx, accepted2, &fx.srv, WAIT));
+    uint64_t dt = uv_now(&fx.loop) - t0;
+    assert_true(dt >= 20);
+    assert_true(dt < 200);
+    /* Down for a while: attempts at about 0, +25..50, +50..100, +100..200,
+     * +200..400 ms: the delay has grown to 400 ms or more. */
+    rsrv_stop(&fx.srv);
+    fx_wait(&fx, 470);
+    assert_false(fx_connected(&fx));
+    rsrv_start(&fx, &fx.srv, port, rsrv_answer_default);
+    fx_call(&fx, fx.r, &b, "PING", NULL);
+    wait_result(&fx, &b);
+    assert_result(&b, "", "+PONG");
+    /* Connected: the next drop is answered from 50 ms again, not 800. */
+    t0 = uv_now(&fx.loop);
+    rsrv_close(fx.srv.conns[0]);
+    assert_true(fx_run_until(&fx, accepted2, &fx.srv, WAIT));
+    dt = uv_now(&fx.loop) - t0;
+    assert_true(dt < 200);
+    fx_teardown(&fx);
+}
+
+/* Connected when the socket is (no login), or when AUTH is answered. */
+static void test_backoff_grows_and_resets_once_connected(void **state)
+{
+    (void)state;
+    backoff(NULL);
+    backoff(":pw");
+}
+
 /* ====================================================================== */
 /* Timeouts                                                               */
 /* ====================================================================== */
@@ -791,13 +839,13 @@ static void test_timeout_of_a_silent_connection_reconnects(void **state)
     fx_teardown(&fx);
 }
 
-/* GET part1 answered, GET part2 held. */
+/* GET part1 answered, everything else held. */
 static void answer_first_part(rsrv_t *s, rconn_t *c, int argc, char **argv, size_t *lens)
 {
-    if (argc == 2 && !strcmp(argv[1], "part2"))
-        rsrv_answer_hold(s, c, argc, argv, lens);
-    else
+    if (argc == 2 && !strcmp(argv[1], "part1"))
         rsrv_answer_default(s, c, argc, argv, lens);
+    else
+        rsrv_answer_hold(s, c, argc, argv, lens);
 }
 
 /* Something was read since the call was sent (a unit half answered): the
@@ -1177,9 +1225,15 @@ static void test_unix_socket(void **state)
     unlink(path);
 }
 
+
 int main(void)
 {
-    ws_log_set_level(WS_LOG_ERROR);
+    /* REDIS_TEST_LOG=debug shows the client's log; REDIS_TEST_FILTER=test_x*
+     * runs some tests only. */
+    const char *lv = getenv("REDIS_TEST_LOG");
+    ws_log_set_level(lv && ws_log_level_parse(lv) >= 0 ? (ws_log_level_t)ws_log_level_parse(lv) : WS_LOG_ERROR);
+    if (getenv("REDIS_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("REDIS_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_good),
         cmocka_unit_test(test_url_bad),
@@ -1196,6 +1250,7 @@ int main(void)
         cmocka_unit_test(test_calls_waiting_for_login_survive_a_drop),
         cmocka_unit_test(test_calls_wait_while_the_server_is_down),
         cmocka_unit_test(test_max_queued_refuses_at_once),
+        cmocka_unit_test(test_backoff_grows_and_resets_once_connected),
         cmocka_unit_test(test_timeout_of_a_silent_connection_reconnects),
         cmocka_unit_test(test_timeout_of_a_slow_reply_keeps_the_connection),
         cmocka_unit_test(test_timeout_of_a_queued_call),
