@@ -53,21 +53,24 @@ static int parse_unix(ws_redis_url_t *u, const char *s, size_t len, char *err, s
     if (memchr(p, '\0', (size_t)(pe - p)))
         return fail(err, errlen, "NUL in the unix socket path");
     u->path = ws_strndup(p, (size_t)(pe - p));
+    int seen_db = 0;
     while (q && q < end) {
         const char *k = q + 1, *amp = memchr(k, '&', (size_t)(end - k));
         const char *ke = amp ? amp : end, *eq = memchr(k, '=', (size_t)(ke - k));
         if (!eq)
             return fail(err, errlen, "a query parameter without '=' (db, user or password)");
         size_t kl = (size_t)(eq - k), vl = (size_t)(ke - eq - 1);
+        if ((kl == 2 && memcmp(k, "db", 2) == 0 && seen_db++) ||
+            (kl == 4 && memcmp(k, "user", 4) == 0 && u->user) ||
+            (kl == 8 && memcmp(k, "password", 8) == 0 && u->password))
+            return fail(err, errlen, "a query parameter given twice");
         if (kl == 2 && memcmp(k, "db", 2) == 0) {
             if (parse_db(eq + 1, vl, &u->db) != 0)
                 return fail(err, errlen, "bad db (a number, 0 or more)");
         } else if (kl == 4 && memcmp(k, "user", 4) == 0) {
-            free(u->user);
-            u->user = ws_strndup(eq + 1, vl);
+            u->user = vl ? ws_strndup(eq + 1, vl) : NULL;
         } else if (kl == 8 && memcmp(k, "password", 8) == 0) {
-            free(u->password);
-            u->password = ws_strndup(eq + 1, vl);
+            u->password = vl ? ws_strndup(eq + 1, vl) : NULL; /* empty: no AUTH, as redis:// */
         } else {
             return fail(err, errlen, "unknown query parameter (only db, user and password)");
         }

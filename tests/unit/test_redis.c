@@ -1226,38 +1226,22 @@ static void test_unix_socket(void **state)
 }
 
 /* ====================================================================== */
-/* KNOWN BUGS in core/redis.c: these tests fail until it is fixed.        */
+/* Callbacks that cancel calls failing with them                          */
 /* ====================================================================== */
 /*
  * redis.h: callbacks "may start and cancel calls", and ws_redis_cancel's
- * "cb never runs". When several calls end together, the client unlinks them
- * into a private list first and calls their callbacks from it afterwards
- * (fail_list): on_deadline's expired calls and handshake_reply's waiting
- * calls. A callback in that list that cancels a later call of the same list
- * then meets a call ws_redis_cancel no longer handles:
- *  - an unsent one is unlinked a second time from the client's list (the
- *    count of queued calls goes below zero) and freed, and fail_list then
- *    reads and frees it again: a double free (glibc aborts);
- *  - a sent one that timed out has had its callback moved to a copy, so
- *    the cancel does not reach it and the callback runs anyway; and when the
- *    connection was dropped as silent, the original was freed by drop()
- *    before the callbacks ran, so ws_redis_cancel writes freed memory.
- * Each runs in a child process (fx_isolated): a crash fails it alone.
- * WSPUSH_SKIP_KNOWN_BUGS=1 skips them (to check the rest under valgrind).
+ * "cb never runs". When several calls end together (timeouts, a refused
+ * login, a lost connection), a callback may cancel a later call of the same
+ * group. These found a double free, a callback run after its cancel, and a
+ * write to freed memory in the first version (fixed by the failure batches
+ * of redis.c). Each runs in a child process (fx_isolated): a crash fails it
+ * alone.
  */
 
-static int skip_known_bugs(void)
-{
-    const char *e = getenv("WSPUSH_SKIP_KNOWN_BUGS");
-    return e && *e && strcmp(e, "0") != 0;
-}
-
-#define KNOWN_BUG(name, body)                                                                      \
+#define ISOLATED(name, body)                                                                       \
     static void name(void **state)                                                                 \
     {                                                                                              \
         (void)state;                                                                               \
-        if (skip_known_bugs())                                                                     \
-            skip();                                                                                \
         fx_isolated(#name, body);                                                                  \
     }
 
@@ -1302,7 +1286,7 @@ static void bug_timeout_cb_cancels_queued_body(void)
     check_result(&c, "timeout", "");
     fx_teardown(&fx);
 }
-KNOWN_BUG(test_known_bug_timeout_callback_cancels_a_queued_call_timing_out_with_it,
+ISOLATED(test_timeout_callback_cancels_a_queued_call_timing_out_with_it,
           bug_timeout_cb_cancels_queued_body)
 
 /* BUG: two calls sent together time out together; something was read since
@@ -1334,7 +1318,7 @@ static void bug_timeout_cb_cancels_sent_body(void)
     fx_check(b.done == 0); /* cancelled: its callback must not run */
     fx_teardown(&fx);
 }
-KNOWN_BUG(test_known_bug_timeout_callback_cancels_a_sent_call_timing_out_with_it,
+ISOLATED(test_timeout_callback_cancels_a_sent_call_timing_out_with_it,
           bug_timeout_cb_cancels_sent_body)
 
 /* BUG: the same with a silent connection: nothing was read since the two
@@ -1364,7 +1348,7 @@ static void bug_timeout_cb_cancels_sent_silent_body(void)
     fx_check(b.done == 0); /* cancelled: its callback must not run */
     fx_teardown(&fx);
 }
-KNOWN_BUG(test_known_bug_timeout_callback_cancels_a_sent_call_on_a_silent_connection,
+ISOLATED(test_timeout_callback_cancels_a_sent_call_on_a_silent_connection,
           bug_timeout_cb_cancels_sent_silent_body)
 
 /* BUG: AUTH is refused with two calls waiting; the first one's callback
@@ -1400,7 +1384,7 @@ static void bug_login_refused_cb_cancels_waiting_body(void)
     check_result(&c, "", "v:c");
     fx_teardown(&fx);
 }
-KNOWN_BUG(test_known_bug_refused_login_callback_cancels_another_waiting_call,
+ISOLATED(test_refused_login_callback_cancels_another_waiting_call,
           bug_login_refused_cb_cancels_waiting_body)
 
 int main(void)
@@ -1439,11 +1423,11 @@ int main(void)
         cmocka_unit_test(test_callback_cancels_a_call_lost_with_it),
         cmocka_unit_test(test_free_with_calls_in_flight_and_queued),
         cmocka_unit_test(test_unix_socket),
-        /* known bugs of core/redis.c (see above): fail until fixed */
-        cmocka_unit_test(test_known_bug_timeout_callback_cancels_a_queued_call_timing_out_with_it),
-        cmocka_unit_test(test_known_bug_timeout_callback_cancels_a_sent_call_timing_out_with_it),
-        cmocka_unit_test(test_known_bug_timeout_callback_cancels_a_sent_call_on_a_silent_connection),
-        cmocka_unit_test(test_known_bug_refused_login_callback_cancels_another_waiting_call),
+        /* callbacks that cancel calls failing with them */
+        cmocka_unit_test(test_timeout_callback_cancels_a_queued_call_timing_out_with_it),
+        cmocka_unit_test(test_timeout_callback_cancels_a_sent_call_timing_out_with_it),
+        cmocka_unit_test(test_timeout_callback_cancels_a_sent_call_on_a_silent_connection),
+        cmocka_unit_test(test_refused_login_callback_cancels_another_waiting_call),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
