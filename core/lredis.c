@@ -164,7 +164,7 @@ static int l_redis_call(lua_State *L)
     int argc[64];
     unsigned ncmds = 0;
     if (table) {
-        luaL_argcheck(L, top - 1 <= 64, 66, "at most 64 commands in a unit");
+        luaL_argcheck(L, top - 1 <= 64, 2, "at most 64 commands in a unit");
         for (int i = 2; i <= top; i++) {
             luaL_checktype(L, i, LUA_TTABLE);
             argc[ncmds++] = gather(L, i, top, 1, &argv, &lens, &n, &cap);

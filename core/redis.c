@@ -493,6 +493,19 @@ static void count_reader(ws_redis_t *r)
     r->counted = n;
 }
 
+/* Logged in: send what waited, and say so if an outage was logged. */
+static void ready(ws_redis_t *r)
+{
+    r->state = S_READY;
+    r->backoff_ms = 0;
+    if (r->warned)
+        ws_log_info("redis %s: connected", r->url.display);
+    else
+        ws_log_debug("redis %s: connected", r->url.display);
+    r->warned = 0;
+    write_unsent(r);
+}
+
 static void handshake_reply(ws_redis_t *r, ws_redis_call_t *c, const redisReply *rep)
 {
     if (rep->type == REDIS_REPLY_ERROR) {
@@ -517,14 +530,7 @@ static void handshake_reply(ws_redis_t *r, ws_redis_call_t *c, const redisReply 
     for (ws_redis_call_t *o = r->head; o; o = o->next)
         if (o->internal)
             return;
-    r->state = S_READY;
-    r->backoff_ms = 0;
-    if (r->warned)
-        ws_log_info("redis %s: connected", r->url.display);
-    else
-        ws_log_debug("redis %s: connected", r->url.display);
-    r->warned = 0;
-    write_unsent(r);
+    ready(r);
 }
 
 static void on_read(void *ud, uint8_t *data, size_t len)
@@ -712,12 +718,7 @@ static void start_handshake(ws_redis_t *r)
         argc = 0;
     }
     if (r->nsent == 0) {
-        r->state = S_READY;
-        r->backoff_ms = 0;
-        if (r->warned)
-            ws_log_info("redis %s: connected", r->url.display);
-        r->warned = 0;
-        write_unsent(r);
+        ready(r);
     } else {
         flush(r);
     }
