@@ -18,7 +18,8 @@ typedef enum {
     OPT_SECONDS,
     OPT_LOG_LEVEL,
     OPT_CHOICE, /* one of the words in metavar, separated by '|'; stores its index */
-    OPT_LIST    /* repeatable: each value is appended to a ws_cli_list_t */
+    OPT_LIST,   /* repeatable: each value is appended to a ws_cli_list_t */
+    OPT_WORKERS /* an int in min..max, or "auto" for 0 */
 } opt_kind;
 
 typedef struct {
@@ -41,6 +42,11 @@ typedef struct {
 static const opt_t opts[] = {
     {"host", 0, OPT_STRING, FIELD(host), 0, 0, "0.0.0.0", "ADDR", "address to listen on"},
     {"port", 0, OPT_INT, FIELD(port), 0, 65535, "8000", "N", "TCP port; 0 picks a free one"},
+    {"workers", 0, OPT_WORKERS, FIELD(workers), 1, 128, "1", "N|auto",
+     "worker processes, each with its own loop and Lua state; auto = one per core"},
+    {"check", 0, OPT_SWITCH, FIELD(check), 1, 0, NULL, NULL,
+     "load the script and check its routes, then exit: 0 when it would serve, 1 with "
+     "file:line and the reason"},
     {"log-level", 0, OPT_LOG_LEVEL, FIELD(log_level), 0, 0, "info", "LEVEL",
      "error, warn, info or debug"},
     {"max-message", 0, OPT_SIZE, FIELD(max_message), 1, 0, "16m", "BYTES",
@@ -235,6 +241,12 @@ static int set_value(const opt_t *o, const char *val, ws_config_t *cfg)
             return -1;
         *(const char **)field = val;
         return 0;
+    case OPT_WORKERS:
+        if (strcmp(val, "auto") == 0) {
+            *(int *)field = 0;
+            return 0;
+        }
+        /* fall through */
     case OPT_INT: {
         long v;
         if (parse_long(val, (long)o->max, &v) != 0 || v < (long)o->min)

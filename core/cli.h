@@ -62,6 +62,8 @@ typedef struct {
     int tls_min_version;     /* --tls-min-version 1.2|1.3: 0 = 1.2, 1 = 1.3 */
     const char *tls_ciphers; /* --tls-ciphers LIST (TLS 1.2, OpenSSL syntax), NULL: ours */
     const char *tls_ciphersuites; /* --tls-ciphersuites LIST (TLS 1.3), NULL: OpenSSL's */
+    int workers;             /* --workers N|auto, default 1; 0 = auto (one per core) */
+    int check;               /* --check: load the script and exit, 0 when it loads */
 } ws_config_t;
 
 /* What happens when a connection's outbound queue is over its limit. */

@@ -176,7 +176,7 @@ void ws__conn_on_close(void *ud)
     if (c->tcp_counted) {
         char ip[WS_REMOTE_MAX];
         ws_conn_ip(c, ip, sizeof ip);
-        ws_iptab_dec(&h->tcp_ips, ip);
+        ws_hub_ip_dec(h, WS_TALLY_IP_TCP, ip);
     }
     ws_outq_free(&c->out);
     if (c->is_ws) {
@@ -206,12 +206,12 @@ void ws__conn_finish(ws_conn_t *c)
     if (c->ip_counted) {
         char ip[WS_REMOTE_MAX];
         ws_conn_ip(c, ip, sizeof ip);
-        ws_iptab_dec(&h->ips, ip);
+        ws_hub_ip_dec(h, WS_TALLY_IP_WS, ip);
     }
     if (!c->is_ws && c->pending && h->host->cancel)
         h->host->cancel(h->host_ud, c);
     if (c->is_ws) {
-        h->nopen--;
+        ws_hub_count_open(h, -1);
         ws_pubsub_leave_all(&h->pubsub, &c->subs);
         h->host->closed(h->host_ud, c, c->close_code, c->close_reason ? c->close_reason : "");
     }

@@ -59,8 +59,9 @@ static void admit(ws_conn_t *c)
         }
     }
     if (cfg->max_tcp_per_ip > 0) {
-        c->tcp_counted = 1;
-        if (ws_iptab_inc(&h->tcp_ips, ip) > (uint32_t)cfg->max_tcp_per_ip)
+        uint32_t n = ws_hub_ip_inc(h, WS_TALLY_IP_TCP, ip);
+        c->tcp_counted = n != UINT32_MAX;
+        if (n > (uint32_t)cfg->max_tcp_per_ip)
             refuse(c, 503, "too many connections from your address");
     }
 }
@@ -71,7 +72,7 @@ ws_conn_t *ws_conn_new(ws_hub_t *h, ws_transport_t *t)
     ws_conn_t *c = ws_calloc(1, sizeof *c);
     c->hub = h;
     c->t = t;
-    c->id = ++h->next_id;
+    c->id = ws_hub_new_id(h);
     c->state = WS_CONN_HTTP;
     c->close_code = WS_CLOSE_ABNORMAL;
     c->max_buffered = cfg->max_buffered;
@@ -254,7 +255,7 @@ static int refuse_for_limits(ws_conn_t *c)
         ws__conn_http_error(c, 503, "server shutting down", NULL);
         return 1;
     }
-    if (h->nopen >= (size_t)h->cfg.max_connections) {
+    if (ws_hub_open_total(h) >= (size_t)h->cfg.max_connections) {
         ws__conn_http_error(c, 503, "too many connections", "Retry-After: 1\r\n");
         return 1;
     }
@@ -264,7 +265,7 @@ static int refuse_for_limits(ws_conn_t *c)
     }
     char ip[WS_REMOTE_MAX];
     ws_conn_ip(c, ip, sizeof ip);
-    if (h->cfg.max_per_ip > 0 && ws_iptab_count(&h->ips, ip) >= (uint32_t)h->cfg.max_per_ip) {
+    if (h->cfg.max_per_ip > 0 && ws_hub_ip_count(h, WS_TALLY_IP_WS, ip) >= (uint32_t)h->cfg.max_per_ip) {
         ws__conn_http_error(c, 503, "too many connections from your address", "Retry-After: 1\r\n");
         return 1;
     }
@@ -319,11 +320,12 @@ static void upgraded(ws_conn_t *c, ws_pending_t *p)
     c->state = WS_CONN_OPEN;
     ws__conn_unlink(c);
     ws__conn_link(c, &h->open);
-    h->nopen++;
-    char ip[WS_REMOTE_MAX];
-    ws_conn_ip(c, ip, sizeof ip);
-    ws_iptab_inc(&h->ips, ip);
-    c->ip_counted = 1;
+    ws_hub_count_open(h, 1);
+    if (h->cfg.max_per_ip > 0) {
+        char ip[WS_REMOTE_MAX];
+        ws_conn_ip(c, ip, sizeof ip);
+        c->ip_counted = ws_hub_ip_inc(h, WS_TALLY_IP_WS, ip) != UINT32_MAX;
+    }
     c->t_msg = c->t_tokens = now_ms(c);
     c->t_ping = 0; /* shares its place with t_http, which the HTTP phase used */
     h->host->open(h->host_ud, c);

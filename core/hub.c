@@ -116,14 +116,30 @@ static int worse_first(const void *a, const void *b)
     return x->mem < y->mem ? 1 : x->mem > y->mem ? -1 : 0;
 }
 
-static size_t low_water(const ws_hub_t *h) { return h->cfg.max_memory / 10 * 9; }
+/* The budget applies to the whole server: with workers, each publishes
+ * what it counts and reads the sum. A worker over its even share sheds down
+ * to it, so that workers over the budget together shed what they hold
+ * beyond it and a worker under its share keeps its connections. */
+static size_t server_total(ws_hub_t *h)
+{
+    size_t mine = ws_mem_total();
+    if (!h->tally)
+        return mine;
+    ws_tally_set_mem(h->tally, mine);
+    return (size_t)ws_tally_mem(h->tally);
+}
+
+static size_t budget(const ws_hub_t *h)
+{
+    return h->tally ? h->cfg.max_memory / ws_tally_workers(h->tally) : h->cfg.max_memory;
+}
 
 int ws_hub_memory_tight(ws_hub_t *h)
 {
     if (!h->cfg.max_memory)
         return 0;
-    size_t total = ws_mem_total();
-    if (total < low_water(h)) {
+    size_t total = server_total(h);
+    if (total < h->cfg.max_memory / 10 * 9) {
         h->refusing = 0;
         return 0;
     }
@@ -139,9 +155,15 @@ size_t ws_hub_enforce_budget(ws_hub_t *h)
 {
     if (!h->cfg.max_memory)
         return 0;
-    size_t total = ws_mem_total();
-    if (total <= h->cfg.max_memory) {
-        if (h->over_budget && total < low_water(h)) {
+    size_t total = server_total(h), limit = h->cfg.max_memory;
+    if (h->tally && total > limit) {
+        /* Over: this worker sheds what it holds beyond its share. */
+        total = ws_mem_total();
+        limit = budget(h);
+    }
+    size_t low = limit / 10 * 9;
+    if (total <= limit) {
+        if (h->over_budget && total < low) {
             ws_log_warn("memory budget: back to %zu MiB; %zu connections were shed, holding %zu MiB",
                         total >> 20, h->shed, h->shed_bytes >> 20);
             h->over_budget = 0;
@@ -169,7 +191,7 @@ size_t ws_hub_enforce_budget(ws_hub_t *h)
     size_t shed = 0, projected = total;
     /* Shedding frees a queue at once, but a write in flight only once its
      * connection has closed (a loop turn later): count what each will free. */
-    for (size_t i = 0; i < n && projected > low_water(h); i++) {
+    for (size_t i = 0; i < n && projected > low; i++) {
         ws_conn_shed(v[i].c, now);
         h->shed_bytes += v[i].mem;
         projected -= v[i].mem < projected ? v[i].mem : projected;

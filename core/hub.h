@@ -22,6 +22,7 @@
 #include "host.h"
 #include "iptab.h"
 #include "pubsub.h"
+#include "tally.h"
 #include "timer.h"
 #include "transport.h"
 
@@ -53,6 +54,14 @@ typedef struct ws_hub_s {
     size_t nconns;      /* entries in conns and open */
     size_t nopen;       /* WebSocket connections in state OPEN */
     uint64_t next_id;
+    /* With workers: the counts the server's workers share (ids, open
+     * connections, memory, addresses), so limits hold for the whole server.
+     * NULL in a lone process. */
+    ws_tally_t *tally;
+    /* Where a publish goes besides this hub (the other workers), or NULL. */
+    void (*relay)(void *ud, const char *topic, size_t tlen, unsigned op, const void *data,
+                  size_t dlen);
+    void *relay_ud;
     int stopping;       /* no new upgrades (graceful shutdown) */
     uint64_t slow_ms;   /* period of the heartbeat sweep over open connections */
     uint64_t next_slow; /* clock time of the next one */
@@ -96,6 +105,59 @@ size_t ws_hub_enforce_budget(ws_hub_t *h);
 /* 1 when new upgrades should be refused (503): the memory counted is at 90 %
  * of the budget or more. */
 int ws_hub_memory_tight(ws_hub_t *h);
+
+/* The counts that the limits read: this hub's, or with workers the whole
+ * server's (the tally). Inline: the connection calls them, and the hub
+ * calls the connection. */
+
+/* A new connection id: unique in the server (across workers). */
+static inline uint64_t ws_hub_new_id(ws_hub_t *h)
+{
+    return h->tally ? ws_tally_next_id(h->tally) : ++h->next_id;
+}
+
+/* Open WebSocket connections in the whole server (every worker). */
+static inline size_t ws_hub_open_total(const ws_hub_t *h)
+{
+    return h->tally ? (size_t)ws_tally_open(h->tally) : h->nopen;
+}
+
+/* A connection became open (+1) or left the open state (-1). */
+static inline void ws_hub_count_open(ws_hub_t *h, int delta)
+{
+    h->nopen += (size_t)(ptrdiff_t)delta;
+    if (h->tally)
+        ws_tally_set_open(h->tally, h->nopen);
+}
+
+/* Connections per client address in the whole server: kind is
+ * WS_TALLY_IP_WS (--max-per-ip) or WS_TALLY_IP_TCP (--max-tcp-per-ip).
+ * ws_hub_ip_inc returns the count after it, UINT32_MAX when the shared
+ * table is full (nothing counted: refuse). */
+static inline ws_iptab_t *ws__hub_iptab(ws_hub_t *h, ws_tally_ip_kind_t kind)
+{
+    return kind == WS_TALLY_IP_WS ? &h->ips : &h->tcp_ips;
+}
+
+static inline uint32_t ws_hub_ip_count(ws_hub_t *h, ws_tally_ip_kind_t kind, const char *ip)
+{
+    return h->tally ? ws_tally_ip_count(h->tally, kind, ip)
+                    : ws_iptab_count(ws__hub_iptab(h, kind), ip);
+}
+
+static inline uint32_t ws_hub_ip_inc(ws_hub_t *h, ws_tally_ip_kind_t kind, const char *ip)
+{
+    return h->tally ? ws_tally_ip_inc(h->tally, kind, ip)
+                    : ws_iptab_inc(ws__hub_iptab(h, kind), ip);
+}
+
+static inline void ws_hub_ip_dec(ws_hub_t *h, ws_tally_ip_kind_t kind, const char *ip)
+{
+    if (h->tally)
+        ws_tally_ip_dec(h->tally, kind, ip);
+    else
+        ws_iptab_dec(ws__hub_iptab(h, kind), ip);
+}
 
 /* Close every connection: open ones with 1001 and reason, HTTP ones once
  * their answer is written. New upgrades get 503 from now on. */

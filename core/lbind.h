@@ -42,6 +42,7 @@ struct ws_lhost_s {
     int hooks_ref;    /* on_reload functions registered by the script being loaded */
     int shutdown_ref; /* the on_shutdown function of the script serving now */
     int pending_shutdown_ref; /* the one registered by the script being loaded */
+    uint64_t expect;  /* the next reload commits only with this digest (0: any) */
     int shared_ref;   /* wspush.shared: survives reloads */
     int depth;        /* nesting of calls into Lua */
     lua_Hook saved_hook; /* a test's own hook, put back after each callback */

@@ -54,6 +54,14 @@ static int l_count(lua_State *L)
     return 1;
 }
 
+/* Open connections of the whole server: every worker's count, read from
+ * the memory they share (no message between workers). */
+static int l_count_all(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)ws_hub_open_total(ws__lhost_up(L)->hub));
+    return 1;
+}
+
 static int conns_iter(lua_State *L)
 {
     /* upvalue 1: the connection table; upvalue 2: the last key */
@@ -306,7 +314,8 @@ void ws__lcore_push(ws_lhost_t *lh)
         {"publish", l_publish},   {"get", l_get},         {"count", l_count},
         {"connections", l_connections}, {"after", l_after}, {"every", l_every},
         {"log", l_log},           {"now", l_now},         {"on_reload", l_on_reload},
-        {"on_shutdown", l_on_shutdown}, {"sleep", l_sleep}, {NULL, NULL}};
+        {"on_shutdown", l_on_shutdown}, {"sleep", l_sleep}, {"count_all", l_count_all},
+        {NULL, NULL}};
     luaL_newlibtable(L, fns);
     lua_pushlightuserdata(L, lh);
     luaL_setfuncs(L, fns, 1);
@@ -326,4 +335,13 @@ void ws__lcore_push(ws_lhost_t *lh)
     lua_setfield(L, -2, "script_dir");
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->shared_ref);
     lua_setfield(L, -2, "shared");
+    /* Which worker this is: a script runs a singleton (a timer that
+     * publishes) on worker 1 only. */
+    ws_tally_t *t = lh->hub->tally;
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, t ? ws_tally_worker(t) : 1);
+    lua_setfield(L, -2, "id");
+    lua_pushinteger(L, t ? ws_tally_workers(t) : 1);
+    lua_setfield(L, -2, "count");
+    lua_setfield(L, -2, "worker");
 }

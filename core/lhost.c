@@ -277,6 +277,44 @@ void ws_lhost_files(ws_lhost_t *lh, void (*cb)(void *ud, const char *path), void
     ws__lbudget_end(lh);
 }
 
+/* Each file's hash is added, not chained: the module list comes from a
+ * Lua table, whose order differs between processes. */
+static void digest_file(void *ud, const char *path)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = path; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        unsigned char buf[8192];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+            for (size_t i = 0; i < n; i++)
+                h = (h ^ buf[i]) * 1099511628211ULL;
+        fclose(f);
+    } else {
+        h ^= 0xdeadULL; /* missing differs from empty */
+    }
+    *(uint64_t *)ud += h;
+}
+
+static uint64_t digest(ws_lhost_t *lh)
+{
+    uint64_t sum = 0;
+    ws__lcall_files(lh, digest_file, &sum);
+    return sum ? sum : 1;
+}
+
+uint64_t ws_lhost_digest(ws_lhost_t *lh)
+{
+    ws__lbudget_start(lh);
+    uint64_t d = digest(lh);
+    ws__lbudget_end(lh);
+    return d;
+}
+
+void ws_lhost_expect(ws_lhost_t *lh, uint64_t d) { lh->expect = d; }
+
 /* Set package.loaded[name] = saved[name] for every name in the table at index saved. */
 static void restore_modules(lua_State *L, int saved)
 {
@@ -347,7 +385,16 @@ static int reload(ws_lhost_t *lh, const char *changed, char *err, size_t errlen)
     lua_newtable(L);
     lua_rawseti(L, LUA_REGISTRYINDEX, lh->hooks_ref);
     lh->load_gen = lh->gen + 1;
-    if (run_script(lh, err, errlen) != 0) {
+    uint64_t expect = lh->expect;
+    lh->expect = 0;
+    int r = run_script(lh, err, errlen);
+    if (r == 0 && expect && digest(lh) != expect) {
+        lua_pop(L, 1);
+        snprintf(err, errlen, "the files changed while they were loading (this version differs "
+                              "from the one checked)");
+        r = -1;
+    }
+    if (r != 0) {
         one_line(err);
         restore_modules(L, saved);
         ws__ltimers_close_gen(lh, lh->load_gen, 0);

@@ -58,4 +58,11 @@ int ws_lhost_reload(ws_lhost_t *lh, const char *changed, char *err, size_t errle
 /* Call cb with the real path of the script and of every project module it loaded. */
 void ws_lhost_files(ws_lhost_t *lh, void (*cb)(void *ud, const char *path), void *ud);
 
+/* A digest of the contents of those files, as they are on disk now (never
+ * 0). Workers compare it with the version their supervisor validated. */
+uint64_t ws_lhost_digest(ws_lhost_t *lh);
+/* The next reload replaces the serving version only if, once loaded, the
+ * files' digest is digest (it fails otherwise: they changed meanwhile). */
+void ws_lhost_expect(ws_lhost_t *lh, uint64_t digest);
+
 #endif

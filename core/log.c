@@ -4,11 +4,15 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static ws_log_level_t current = WS_LOG_INFO;
 static const char *names[] = {"error", "warn", "info", "debug"};
 static ws_log_sink_t sink;
 static void *sink_ud;
+static char prefix[32];
+
+void ws_log_set_name(const char *n) { snprintf(prefix, sizeof prefix, "%s", n ? n : ""); }
 
 ws_log_sink_t ws_log_set_sink(ws_log_sink_t s, void *ud, void **old_ud)
 {
@@ -52,11 +56,11 @@ void ws_log(ws_log_level_t level, const char *fmt, ...)
     gmtime_r(&ts.tv_sec, &tm);
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
 
-    /* One fprintf per record keeps lines from interleaving; continuation lines
-     * are indented so a traceback reads as part of its record. */
+    /* Continuation lines are indented so a traceback reads as part of its
+     * record. */
     char out[9000];
-    size_t o = (size_t)snprintf(out, sizeof out, "%s.%03ldZ [%s] ", stamp, ts.tv_nsec / 1000000,
-                                names[level]);
+    size_t o = (size_t)snprintf(out, sizeof out, "%s.%03ldZ [%s] %s%s", stamp,
+                                ts.tv_nsec / 1000000, names[level], prefix, *prefix ? " " : "");
     for (const char *p = msg; *p && o < sizeof out - 8; p++) {
         out[o++] = *p;
         if (*p == '\n' && p[1]) {
@@ -65,5 +69,12 @@ void ws_log(ws_log_level_t level, const char *fmt, ...)
         }
     }
     out[o++] = '\n';
-    fwrite(out, 1, o, stderr);
+    /* One write per record: a worker's stderr is a datagram socket to its
+     * supervisor, which passes each record on whole. */
+    for (size_t w = 0; w < o;) {
+        ssize_t r = write(2, out + w, o - w);
+        if (r <= 0)
+            break;
+        w += (size_t)r;
+    }
 }

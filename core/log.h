@@ -12,6 +12,9 @@ ws_log_level_t ws_log_get_level(void);
 /* Parse "error" | "warn" | "info" | "debug"; returns the level or -1. */
 int ws_log_level_parse(const char *name);
 
+/* A name put before every record ("[worker 2]"); "" for none. */
+void ws_log_set_name(const char *name);
+
 void ws_log(ws_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Send records to sink instead of stderr (NULL: back to stderr); msg is the

@@ -3,6 +3,7 @@
  * runs the loop and maps failures to exit codes. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 #ifdef __GLIBC__
@@ -17,8 +18,10 @@
 #include "log.h"
 #include "reload.h"
 #include "server.h"
+#include "supervisor.h"
 #include "tcp.h"
 #include "transport.h"
+#include "worker.h"
 
 typedef struct {
     ws_config_t cfg;
@@ -32,6 +35,8 @@ typedef struct {
     ws_tls_ctx_t *tls0; /* the first TLS context, until the server exists */
     int serving;
     uv_signal_t sigint, sigterm;
+    ws_worker_t worker;  /* with --workers: this process is worker.id of worker.count */
+    int is_worker;
 } app_t;
 
 static void apply_tls(void *ud, ws_tls_ctx_t *ctx)
@@ -49,16 +54,14 @@ static void reload_files(void *ud, void (*cb)(void *cb_ud, const char *path), vo
     ws_lhost_files(a->lh, cb, cb_ud);
 }
 
-static int reload_now(void *ud, const char *why)
+static int reload_version(app_t *a, const char *why, char *err, size_t errlen)
 {
-    app_t *a = ud;
-    char err[2048];
     /* SIGHUP also reloads the certificate; a failure there keeps the old one
      * and does not stop the script's reload. */
     if (a->cfg.tls_cert && strcmp(why, "SIGHUP") == 0)
         ws_certs_reload(&a->certs, why);
     uint64_t t0 = uv_hrtime();
-    if (ws_lhost_reload(a->lh, why, err, sizeof err) != 0) {
+    if (ws_lhost_reload(a->lh, why, err, errlen) != 0) {
         ws_log_error("reload failed (%s), the previous version keeps serving: %s", why, err);
         return -1;
     }
@@ -66,6 +69,12 @@ static int reload_now(void *ud, const char *why)
     ws_log_info("reloaded %s (%s) in %.2f ms; %zu connections kept", a->cfg.script, why, ms,
                 a->hub.nopen);
     return 0;
+}
+
+static int reload_now(void *ud, const char *why)
+{
+    char err[2048];
+    return reload_version(ud, why, err, sizeof err);
 }
 
 static const ws_reload_ops_t reload_ops = {reload_files, reload_now};
@@ -78,6 +87,7 @@ static size_t busy(void *ud) { return ws_lhost_busy(((app_t *)ud)->lh); }
 static void stopped(void *ud)
 {
     app_t *a = ud;
+    ws_worker_close(&a->worker);
     /* Its pooled connections would keep the loop running. */
     ws_lhost_release(a->lh);
     ws_fetcher_free(a->fetcher);
@@ -88,22 +98,42 @@ static void stopped(void *ud)
 
 /* First signal: stop accepting, let the script know, close every connection
  * with 1001 and wait (bounded) for the close handshakes. Second: stop now. */
-static void on_signal(uv_signal_t *h, int signum)
+static void begin_stop(app_t *a, const char *name)
 {
-    app_t *a = h->data;
-    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
     if (a->srv.stopping) {
         ws_log_warn("%s again: closing %zu connections now", name, a->hub.nconns);
         ws_server_abort(&a->srv);
         return;
     }
     ws_log_info("%s: shutting down, closing %zu WebSocket connections", name, a->hub.nopen);
-    ws_reload_close(&a->reload);
+    if (!a->is_worker)
+        ws_reload_close(&a->reload);
     ws_certs_close(&a->certs);
     ws_lhost_shutdown(a->lh);
     ws_lhost_stop(a->lh);
     ws_server_stop(&a->srv, a->cfg.shutdown_timeout);
 }
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    begin_stop(h->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static int worker_reload(void *ud, const char *why, uint64_t digest, char *err, size_t errlen)
+{
+    app_t *a = ud;
+    ws_lhost_expect(a->lh, digest);
+    return reload_version(a, why, err, errlen);
+}
+
+static void worker_stop(void *ud)
+{
+    app_t *a = ud;
+    if (!a->srv.stopping)
+        begin_stop(a, "supervisor gone");
+}
+
+static const ws_worker_ops_t worker_ops = {worker_reload, worker_stop};
 
 static void listen_signal(app_t *a, uv_signal_t *h, int signum)
 {
@@ -142,6 +172,8 @@ static int start(app_t *a, uv_loop_t *loop, char *err, size_t errlen)
     ws_io_init(&a->io, loop);
     ws_hub_init(&a->hub, &a->io, &a->cfg);
     ws_deflate_set_mem_limit(a->cfg.compression_max_memory);
+    if (a->is_worker && ws_worker_attach(&a->worker, &a->hub, err, errlen) != 0)
+        goto fail;
     a->lh = ws_lhost_new(&a->hub, a->cfg.script, a->cfg.lua_timeout, a->cfg.lua_max_memory, err,
                          errlen);
     if (!a->lh)
@@ -160,7 +192,8 @@ static int start(app_t *a, uv_loop_t *loop, char *err, size_t errlen)
         if (ws_certs_init(&a->certs, loop, &o, !a->cfg.no_watch, apply_tls, a, err, errlen) != 0)
             goto fail;
     }
-    if (ws_server_init(&a->srv, &a->hub, a->cfg.host, a->cfg.port, err, errlen) != 0)
+    if (a->is_worker ? ws_server_init_fd(&a->srv, &a->hub, WS_WORKER_FD_LISTEN, err, errlen)
+                     : ws_server_init(&a->srv, &a->hub, a->cfg.host, a->cfg.port, err, errlen))
         goto fail;
     a->serving = 1;
     ws_server_set_tls(&a->srv, a->tls0);
@@ -171,7 +204,13 @@ static int start(app_t *a, uv_loop_t *loop, char *err, size_t errlen)
     a->srv.stopped_ud = a;
     a->srv.busy = busy;
     a->srv.busy_ud = a;
-    ws_reload_init(&a->reload, loop, a->cfg.script, !a->cfg.no_watch, &reload_ops, a);
+    if (a->is_worker) {
+        /* The supervisor watches the files and says when to reload. */
+        signal(SIGHUP, SIG_IGN);
+        ws_worker_start(&a->worker, loop, &worker_ops, a);
+    } else {
+        ws_reload_init(&a->reload, loop, a->cfg.script, !a->cfg.no_watch, &reload_ops, a);
+    }
     listen_signal(a, &a->sigint, SIGINT);
     listen_signal(a, &a->sigterm, SIGTERM);
     if (a->cfg.io_uring) {
@@ -191,6 +230,7 @@ fail:
     a->fetcher = NULL;
     ws_hub_free(&a->hub);
     ws_io_free(&a->io);
+    ws_worker_free(&a->worker);
     return -1;
 }
 
@@ -200,6 +240,43 @@ static void finish(app_t *a)
     ws_lhost_free(a->lh);
     ws_hub_free(&a->hub);
     ws_io_free(&a->io);
+    ws_worker_free(&a->worker);
+}
+
+static void print_file(void *ud, const char *path) { fprintf(ud, "file %s\n", path); }
+
+/* --check, and the supervisor's check of a version before its workers load
+ * it (WSPUSH_ROLE=check: the digest and the files go to stdout for it). */
+static int check(app_t *a)
+{
+    char err[2048];
+    uv_loop_t *loop = uv_default_loop();
+    ws_io_init(&a->io, loop);
+    ws_hub_init(&a->hub, &a->io, &a->cfg);
+    a->lh = ws_lhost_new(&a->hub, a->cfg.script, a->cfg.lua_timeout, a->cfg.lua_max_memory, err,
+                         sizeof err);
+    int rc = 0;
+    if (!a->lh) {
+        fprintf(stderr, "wspush: %s\n", err);
+        rc = 1;
+    } else {
+        const char *role = getenv("WSPUSH_ROLE");
+        if (role && strcmp(role, "check") == 0) {
+            printf("digest %016llx\n", (unsigned long long)ws_lhost_digest(a->lh));
+            ws_lhost_files(a->lh, print_file, stdout);
+        } else {
+            printf("%s: ok\n", a->cfg.script);
+        }
+        fflush(stdout);
+        ws_lhost_stop(a->lh);
+        ws_lhost_release(a->lh);
+        ws_lhost_free(a->lh);
+    }
+    ws_hub_free(&a->hub);
+    ws_io_free(&a->io);
+    uv_run(loop, UV_RUN_NOWAIT);
+    uv_loop_close(loop);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -222,6 +299,25 @@ int main(int argc, char **argv)
         return 2;
     }
     ws_log_set_level(app.cfg.log_level);
+    const char *role = getenv("WSPUSH_ROLE");
+    if (app.cfg.check || (role && strcmp(role, "check") == 0))
+        return check(&app);
+    app.is_worker = ws_worker_from_env(&app.worker, err, sizeof err);
+    if (app.is_worker < 0) {
+        fprintf(stderr, "wspush: %s\n", err);
+        return 2;
+    }
+    if (!app.is_worker) {
+        unsigned n = app.cfg.workers ? (unsigned)app.cfg.workers : uv_available_parallelism();
+        if (n > WS_TALLY_MAX_WORKERS)
+            n = WS_TALLY_MAX_WORKERS;
+        if (n > 1)
+            return ws_supervisor_run(&app.cfg, n, argc, argv);
+    } else {
+        char name[32];
+        snprintf(name, sizeof name, "[worker %u]", app.worker.id);
+        ws_log_set_name(name);
+    }
     /* A peer that resets while we write must cost one connection (EPIPE),
      * not the process: libuv writes with plain write(2). */
     signal(SIGPIPE, SIG_IGN);
@@ -241,9 +337,12 @@ int main(int argc, char **argv)
         uv_loop_close(loop);
         return 1;
     }
-    ws_log_info("wspush %s listening on %s://%s:%d (script %s)", WSPUSH_VERSION,
-                app.cfg.tls_cert ? "https" : "http", app.cfg.host, ws_server_port(&app.srv),
-                app.cfg.script);
+    if (app.is_worker)
+        ws_worker_ready(&app.worker, ws_lhost_digest(app.lh));
+    else
+        ws_log_info("wspush %s listening on %s://%s:%d (script %s)", WSPUSH_VERSION,
+                    app.cfg.tls_cert ? "https" : "http", app.cfg.host, ws_server_port(&app.srv),
+                    app.cfg.script);
     uv_run(loop, UV_RUN_DEFAULT);
     finish(&app);
     /* Handles closed by finish need one more turn for their close callbacks. */

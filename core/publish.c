@@ -54,6 +54,14 @@ static ws_chunk_t *compressed(zframe_t *zf, size_t *nzf, int wb, const ws_deflat
 size_t ws_publish(ws_hub_t *h, const char *name, size_t len, unsigned op, const void *data,
                   size_t dlen)
 {
+    if (h->relay)
+        h->relay(h->relay_ud, name, len, op, data, dlen);
+    return ws_publish_local(h, name, len, op, data, dlen);
+}
+
+size_t ws_publish_local(ws_hub_t *h, const char *name, size_t len, unsigned op, const void *data,
+                        size_t dlen)
+{
     ws_topic_t *t = ws_pubsub_find(&h->pubsub, name, len);
     if (!t)
         return 0;

@@ -12,9 +12,14 @@
 #include "hub.h"
 
 /* Queue data as one op (ws_opcode_t) message on every open subscriber of the
- * topic name[0..len) in h. Returns the number of connections it was queued
- * on (a subscriber whose backpressure policy refused it is not counted). */
+ * topic name[0..len) in h, and hand it to the hub's relay (the other
+ * workers) when there is one. Returns the number of connections of h it was
+ * queued on (a subscriber whose backpressure policy refused it is not
+ * counted). */
 size_t ws_publish(ws_hub_t *h, const char *name, size_t len, unsigned op, const void *data,
                   size_t dlen);
+/* The same in h only: for a message relayed from another worker. */
+size_t ws_publish_local(ws_hub_t *h, const char *name, size_t len, unsigned op, const void *data,
+                        size_t dlen);
 
 #endif

@@ -174,6 +174,12 @@ int ws_reload_now(ws_reload_t *r, const char *why)
     return 0;
 }
 
+void ws_reload_rewatch(ws_reload_t *r)
+{
+    if (r->watch)
+        rewatch(r);
+}
+
 void ws_reload_close(ws_reload_t *r)
 {
     unwatch(r, 1);

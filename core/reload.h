@@ -51,6 +51,10 @@ void ws_reload_init(ws_reload_t *r, uv_loop_t *loop, const char *script, int wat
 /* Reload now; why says what triggered it ("SIGHUP", file names). Returns 0 on success. */
 int ws_reload_now(ws_reload_t *r, const char *why);
 
+/* Ask for the file list again and watch what it names (after a reload
+ * that the application finished later than its reload callback returned). */
+void ws_reload_rewatch(ws_reload_t *r);
+
 /* Stop watching; handles close on the next loop turn. */
 void ws_reload_close(ws_reload_t *r);
 

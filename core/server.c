@@ -103,16 +103,9 @@ static void on_sweep(uv_timer_t *t)
         on_gone(s);
 }
 
-int ws_server_init(ws_server_t *s, ws_hub_t *hub, const char *host, int port, char *err,
-                   size_t errlen)
+static void hook_loop(ws_server_t *s)
 {
-    memset(s, 0, sizeof *s);
-    s->hub = hub;
-    s->tick_due = UINT64_MAX;
-    uv_loop_t *loop = hub->io->loop;
-    int r = ws_tcp_listen(&s->listener, hub->io, host, port, on_accept, s, err, errlen);
-    if (r != 0)
-        return r;
+    uv_loop_t *loop = s->hub->io->loop;
     uv_timer_init(loop, &s->sweep);
     s->sweep.data = s;
     uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
@@ -127,6 +120,30 @@ int ws_server_init(ws_server_t *s, ws_hub_t *hub, const char *host, int port, ch
     uv_idle_init(loop, &s->idle);
     uv_timer_init(loop, &s->stop_timer);
     s->stop_timer.data = s;
+}
+
+int ws_server_init(ws_server_t *s, ws_hub_t *hub, const char *host, int port, char *err,
+                   size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    s->hub = hub;
+    s->tick_due = UINT64_MAX;
+    int r = ws_tcp_listen(&s->listener, hub->io, host, port, on_accept, s, err, errlen);
+    if (r != 0)
+        return r;
+    hook_loop(s);
+    return 0;
+}
+
+int ws_server_init_fd(ws_server_t *s, ws_hub_t *hub, int fd, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    s->hub = hub;
+    s->tick_due = UINT64_MAX;
+    int r = ws_tcp_listen_fd(&s->listener, hub->io, fd, on_accept, s, err, errlen);
+    if (r != 0)
+        return r;
+    hook_loop(s);
     return 0;
 }
 

@@ -49,6 +49,9 @@ typedef struct ws_server_s {
 int ws_server_init(ws_server_t *s, ws_hub_t *hub, const char *host, int port, char *err,
                    size_t errlen);
 
+/* The same on fd, a listening socket made by the supervisor (a worker). */
+int ws_server_init_fd(ws_server_t *s, ws_hub_t *hub, int fd, char *err, size_t errlen);
+
 /* Serve TLS with ctx from the next connection on (the server takes the
  * reference; connections made before keep theirs). NULL: cleartext. */
 void ws_server_set_tls(ws_server_t *s, ws_tls_ctx_t *ctx);

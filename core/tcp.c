@@ -1,4 +1,5 @@
 /* The plain TCP transport, its listener and outbound connects. */
+#define _DEFAULT_SOURCE /* SO_REUSEPORT */
 #include "tcp.h"
 
 #include <assert.h>
@@ -375,33 +376,93 @@ static void on_connection(uv_stream_t *ls, int status)
     l->cb(l->ud, &t->base);
 }
 
-int ws_tcp_listen(ws_tcp_listener_t *l, ws_io_t *io, const char *host, int port,
-                  ws_tcp_accept_cb cb, void *ud, char *err, size_t errlen)
+static int parse_addr(const char *host, int port, struct sockaddr_storage *addr, char *err,
+                      size_t errlen)
+{
+    int r = uv_ip4_addr(host, port, (struct sockaddr_in *)addr);
+    if (r != 0)
+        r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)addr);
+    if (r != 0)
+        snprintf(err, errlen, "invalid --host address '%s'", host);
+    return r;
+}
+
+static void listener_init(ws_tcp_listener_t *l, ws_io_t *io, ws_tcp_accept_cb cb, void *ud)
 {
     memset(l, 0, sizeof *l);
     l->io = io;
     l->cb = cb;
     l->ud = ud;
-    struct sockaddr_storage addr;
-    int r = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
-    if (r != 0)
-        r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
-    if (r != 0) {
-        snprintf(err, errlen, "invalid --host address '%s'", host);
-        return r;
-    }
     uv_tcp_init(io->loop, &l->tcp);
     l->tcp.data = l;
+}
+
+static int listener_fail(ws_tcp_listener_t *l, int r, const char *what, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "%s: %s", what, uv_strerror(r));
+    uv_close((uv_handle_t *)&l->tcp, NULL);
+    uv_run(l->io->loop, UV_RUN_NOWAIT);
+    return r;
+}
+
+int ws_tcp_listen(ws_tcp_listener_t *l, ws_io_t *io, const char *host, int port,
+                  ws_tcp_accept_cb cb, void *ud, char *err, size_t errlen)
+{
+    struct sockaddr_storage addr;
+    int r = parse_addr(host, port, &addr, err, errlen);
+    if (r != 0)
+        return r;
+    listener_init(l, io, cb, ud);
     r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, 0);
     if (r == 0)
         r = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
     if (r != 0) {
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, uv_strerror(r));
-        uv_close((uv_handle_t *)&l->tcp, NULL);
-        uv_run(io->loop, UV_RUN_NOWAIT);
-        return r;
+        char what[300];
+        snprintf(what, sizeof what, "cannot listen on %s:%d", host, port);
+        return listener_fail(l, r, what, err, errlen);
     }
     return 0;
+}
+
+int ws_tcp_listen_fd(ws_tcp_listener_t *l, ws_io_t *io, int fd, ws_tcp_accept_cb cb, void *ud,
+                     char *err, size_t errlen)
+{
+    listener_init(l, io, cb, ud);
+    int r = uv_tcp_open(&l->tcp, fd);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
+    if (r != 0)
+        return listener_fail(l, r, "cannot listen on the inherited socket", err, errlen);
+    return 0;
+}
+
+int ws_tcp_bind_socket(const char *host, int port, int reuseport, int *bound, char *err,
+                       size_t errlen)
+{
+    struct sockaddr_storage addr;
+    int r = parse_addr(host, port, &addr, err, errlen);
+    if (r != 0)
+        return r;
+    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return uv_translate_sys_error(errno);
+    }
+    int one = 1;
+    socklen_t len = addr.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                               : sizeof(struct sockaddr_in6);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
+        bind(fd, (struct sockaddr *)&addr, len) != 0 || listen(fd, 1024) != 0 ||
+        getsockname(fd, (struct sockaddr *)&addr, &len) != 0) {
+        r = uv_translate_sys_error(errno);
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+        close(fd);
+        return r;
+    }
+    *bound = ntohs(addr.ss_family == AF_INET ? ((struct sockaddr_in *)&addr)->sin_port
+                                              : ((struct sockaddr_in6 *)&addr)->sin6_port);
+    return fd;
 }
 
 int ws_tcp_listener_port(ws_tcp_listener_t *l)

@@ -32,6 +32,16 @@ typedef struct {
  * left open then). */
 int ws_tcp_listen(ws_tcp_listener_t *l, ws_io_t *io, const char *host, int port,
                   ws_tcp_accept_cb cb, void *ud, char *err, size_t errlen);
+/* Listen on fd, a bound listening socket made elsewhere (a worker's,
+ * passed by its supervisor); the listener owns it from now on. */
+int ws_tcp_listen_fd(ws_tcp_listener_t *l, ws_io_t *io, int fd, ws_tcp_accept_cb cb, void *ud,
+                     char *err, size_t errlen);
+/* A listening socket on host:port outside any loop (the supervisor's, for
+ * its workers), with SO_REUSEPORT when reuseport is set. Returns the
+ * descriptor with the port in *bound, or a negative error with a one-line
+ * message in err. */
+int ws_tcp_bind_socket(const char *host, int port, int reuseport, int *bound, char *err,
+                       size_t errlen);
 /* The bound port, or -1. */
 int ws_tcp_listener_port(ws_tcp_listener_t *l);
 /* Stop accepting; the handle closes on a later loop turn. */

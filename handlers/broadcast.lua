@@ -23,6 +23,10 @@ return {
   ["/receive"] = function(req)
     local msg = req.query.msg
     if not msg then return { error = "missing ?msg=" }, 400 end
-    return { sent = wspush.publish("all", msg) } -- how many clients got it
+    local sent = wspush.publish("all", msg) -- how many clients of this process got it
+    if wspush.worker.count == 1 then return { sent = sent } end
+    -- With --workers, the other workers deliver it too, on their own: only
+    -- this worker's count is known now.
+    return { sent_here = sent, worker = wspush.worker.id, workers = wspush.worker.count }
   end,
 }

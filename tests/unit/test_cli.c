@@ -94,6 +94,19 @@ static void test_cli_accepts_several_options_with_equals(void **state)
     assert_string_equal(c.script, "app.lua");
 }
 
+static void test_cli_workers_auto_is_zero_and_the_range_is_1_to_128(void **state)
+{
+    (void)state;
+    ws_config_t c;
+    char err[128];
+    assert_int_equal(PARSE(&c, err, "--workers", "auto", "x.lua"), WS_CLI_RUN);
+    assert_int_equal(c.workers, 0);
+    assert_int_equal(PARSE(&c, err, "--workers=128", "x.lua"), WS_CLI_RUN);
+    assert_int_equal(c.workers, 128);
+    assert_int_equal(PARSE(&c, err, "--workers=1", "x.lua"), WS_CLI_RUN);
+    assert_int_equal(c.workers, 1);
+}
+
 static void test_cli_value_may_contain_equals_and_start_with_dash(void **state)
 {
     ws_config_t c;
@@ -199,6 +212,9 @@ static void test_cli_reports_each_error(void **state)
         {{"x.lua", "--max-message"}, "option '--max-message' needs a value"},
         {{"--help=1"}, "option '--help' takes no value"},
         {{"--port", "abc", "x.lua"}, "invalid value for --port: 'abc'"},
+        {{"--workers", "0", "x.lua"}, "invalid value for --workers: '0'"},
+        {{"--workers", "129", "x.lua"}, "invalid value for --workers: '129'"},
+        {{"--workers", "Auto", "x.lua"}, "invalid value for --workers: 'Auto'"},
         {{"--port", "", "x.lua"}, "invalid value for --port: ''"},
         {{"--port=", "x.lua"}, "invalid value for --port: ''"},
         {{"--port", "-1", "x.lua"}, "invalid value for --port: '-1'"},
@@ -341,6 +357,8 @@ static const opt_case_t cases[] = {
     {"max-body", K_SIZE, F(max_body), "123", 123, 1 * MIB, NULL, NULL, NULL},
     {"close-timeout", K_SEC, F(close_timeout), "2.5", 2.5, 5, NULL, NULL, NULL},
     {"no-watch", K_SWITCH, F(no_watch), NULL, 1, 0, NULL, NULL, NULL},
+    {"workers", K_INT, F(workers), "4", 4, 1, NULL, NULL, NULL},
+    {"check", K_SWITCH, F(check), NULL, 1, 0, NULL, NULL, NULL},
     {"ping-interval", K_SEC, F(ping_interval), "7.5", 7.5, 25, NULL, NULL, NULL},
     {"ping-timeout", K_SEC, F(ping_timeout), "3", 3, 10, NULL, NULL, NULL},
     {"idle-timeout", K_SEC, F(idle_timeout), "60", 60, 0, NULL, NULL, NULL},
@@ -669,6 +687,7 @@ int main(void)
         cmocka_unit_test(test_cli_parses_script_alone_with_defaults),
         cmocka_unit_test(test_cli_accepts_several_options_as_separate_values),
         cmocka_unit_test(test_cli_accepts_several_options_with_equals),
+        cmocka_unit_test(test_cli_workers_auto_is_zero_and_the_range_is_1_to_128),
         cmocka_unit_test(test_cli_help_lists_exactly_the_options_tested_here),
         cmocka_unit_test(test_cli_accepts_every_option_in_both_forms),
         cmocka_unit_test(test_cli_every_default_is_the_contract_and_what_help_prints),

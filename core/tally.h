@@ -1,0 +1,73 @@
+/*
+ * tally.h: what the workers of one server count together, in a shared
+ * memory file the supervisor makes and every worker maps: connection ids,
+ * open WebSocket connections and counted memory per worker (summed for the
+ * server-wide limits), connections per client address, and the cross-worker
+ * publish counters. Each worker writes only its own slot; the address table
+ * is shared under a process-shared robust mutex, its entries keyed by
+ * (address, worker) so that the supervisor can forget a dead worker's.
+ *
+ * Sums read slots that other workers change meanwhile: a limit can be passed
+ * by at most one per worker racing for the last place.
+ */
+#ifndef WS_TALLY_H
+#define WS_TALLY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WS_TALLY_MAX_WORKERS 128
+
+typedef struct ws_tally_s ws_tally_t;
+
+/* Per-address counts kept for a limit. */
+typedef enum { WS_TALLY_IP_WS = 0, WS_TALLY_IP_TCP = 1 } ws_tally_ip_kind_t;
+
+/* One worker's published figures. */
+typedef struct {
+    uint64_t open;        /* WebSocket connections open */
+    uint64_t mem;         /* bytes counted by mem.h */
+    uint64_t relayed;     /* messages sent to other workers */
+    uint64_t received;    /* messages received from other workers */
+    uint64_t dropped;     /* messages to other workers dropped: their channel was full */
+} ws_tally_figures_t;
+
+/* Make a tally for nworkers (1..WS_TALLY_MAX_WORKERS) with room for ipcap
+ * (address, worker) entries (0: no address table). Returns it with the
+ * descriptor to pass to the workers in *fd, or NULL with errno set. */
+ws_tally_t *ws_tally_create(unsigned nworkers, size_t ipcap, int *fd);
+/* Map the tally behind fd as worker (1..nworkers). NULL with errno set. */
+ws_tally_t *ws_tally_attach(int fd, unsigned worker);
+void ws_tally_unmap(ws_tally_t *t);
+
+unsigned ws_tally_workers(const ws_tally_t *t);
+unsigned ws_tally_worker(const ws_tally_t *t);
+
+/* A connection id unique in the server for the supervisor's lifetime. */
+uint64_t ws_tally_next_id(ws_tally_t *t);
+
+/* This worker's open connections and counted memory. */
+void ws_tally_set_open(ws_tally_t *t, uint64_t n);
+void ws_tally_set_mem(ws_tally_t *t, uint64_t bytes);
+/* Sums over every worker. */
+uint64_t ws_tally_open(const ws_tally_t *t);
+uint64_t ws_tally_mem(const ws_tally_t *t);
+
+/* Cross-worker publish counters of this worker. */
+void ws_tally_relay(ws_tally_t *t, uint64_t relayed, uint64_t received, uint64_t dropped);
+/* Worker w's figures (w 1..nworkers). */
+void ws_tally_figures(const ws_tally_t *t, unsigned w, ws_tally_figures_t *out);
+
+/* Connections of kind from ip in the whole server. */
+uint32_t ws_tally_ip_count(ws_tally_t *t, ws_tally_ip_kind_t kind, const char *ip);
+/* Count one more for this worker; returns the server-wide count after it,
+ * or UINT32_MAX when the table is full (the caller refuses: nothing was
+ * counted). */
+uint32_t ws_tally_ip_inc(ws_tally_t *t, ws_tally_ip_kind_t kind, const char *ip);
+void ws_tally_ip_dec(ws_tally_t *t, ws_tally_ip_kind_t kind, const char *ip);
+
+/* Worker w is gone (the supervisor, before starting its successor): zero
+ * its slot and drop its address entries. */
+void ws_tally_forget(ws_tally_t *t, unsigned w);
+
+#endif
