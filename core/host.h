@@ -91,6 +91,9 @@ typedef struct {
     /* An open connection is gone: code and reason as on_close reports them.
      * Called once; c is freed on a later loop turn and must not be used after. */
     void (*closed)(void *host, ws_conn_t *c, unsigned code, const char *reason);
+    /* Optional: a message another worker published reached this one (after
+     * its subscribers here were queued). */
+    void (*published)(void *host, const char *topic, size_t tlen, const void *data, size_t dlen);
 } ws_host_ops_t;
 
 #endif

@@ -43,6 +43,8 @@ struct ws_lhost_s {
     int shutdown_ref; /* the on_shutdown function of the script serving now */
     int pending_shutdown_ref; /* the one registered by the script being loaded */
     uint64_t expect;  /* the next reload commits only with this digest (0: any) */
+    int listen_ref;   /* wspush.on_publish: topic -> function, of the version serving */
+    int pending_listen_ref; /* the same, of the version being loaded */
     int shared_ref;   /* wspush.shared: survives reloads */
     int depth;        /* nesting of calls into Lua */
     lua_Hook saved_hook; /* a test's own hook, put back after each callback */
@@ -268,6 +270,8 @@ void ws__lredis_register(ws_lhost_t *lh, int core);
 void ws__lredis_release(ws_lhost_t *lh);
 /* The "wspush.core" module of lh: pushes a new table. */
 void ws__lcore_push(ws_lhost_t *lh);
+/* ws_host_ops_t.published: a message from another worker, for on_publish. */
+void ws__lcore_published(void *host, const char *topic, size_t tlen, const void *data, size_t dlen);
 /* Stop and release every timer (shutdown). */
 void ws__ltimers_close_all(ws_lhost_t *lh);
 /* Stop the timers made by generation gen (older != 0: by every generation before gen). */

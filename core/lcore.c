@@ -26,6 +26,23 @@ typedef struct {
     ws_ltimer_t *t;        /* NULL once stopped */
 } tbox_t;
 
+/* The script's on_publish function for the topic, if any: called with
+ * (data, topic) under protection; an error is logged, nothing else. */
+static void run_listener(ws_lhost_t *lh, const char *topic, size_t tl, const void *data, size_t dl)
+{
+    lua_State *L = lh->L;
+    int top = lua_gettop(L);
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, lh->listen_ref) == LUA_TTABLE) {
+        lua_pushlstring(L, topic, tl);
+        if (lua_rawget(L, -2) == LUA_TFUNCTION) {
+            lua_pushlstring(L, data, dl);
+            lua_pushlstring(L, topic, tl);
+            ws__lcall_log(lh, 2, 0, "on_publish");
+        }
+    }
+    lua_settop(L, top);
+}
+
 static int l_publish(lua_State *L)
 {
     ws_lhost_t *lh = ws__lhost_up(L);
@@ -35,8 +52,42 @@ static int l_publish(lua_State *L)
     const char *data = ws__lmessage(L, 2, &dl, &op);
     if (!data)
         return ws__lbad_utf8(L);
-    lua_pushinteger(L, (lua_Integer)ws_publish(lh->hub, topic, tl, op, data, dl));
+    lua_Integer n = (lua_Integer)ws_publish(lh->hub, topic, tl, op, data, dl);
+    if (lh->listen_ref != LUA_NOREF)
+        run_listener(lh, topic, tl, data, dl);
+    lua_pushinteger(L, n);
     return 1;
+}
+
+void ws__lcore_published(void *host, const char *topic, size_t tlen, const void *data, size_t dlen)
+{
+    ws_lhost_t *lh = host;
+    if (lh->listen_ref == LUA_NOREF)
+        return;
+    ws__lbudget_start(lh);
+    run_listener(lh, topic, tlen, data, dlen);
+    ws__lbudget_end(lh);
+}
+
+/* wspush.on_publish(topic, fn): fn(data, topic) runs in this worker for
+ * every message published on topic, here or in another worker. One per
+ * topic; a version's functions serve once it does. */
+static int l_on_publish(lua_State *L)
+{
+    ws_lhost_t *lh = ws__lhost_up(L);
+    luaL_checkstring(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TFUNCTION);
+    int *ref = lh->pending_listen_ref != LUA_NOREF ? &lh->pending_listen_ref : &lh->listen_ref;
+    if (*ref == LUA_NOREF) {
+        lua_newtable(L);
+        *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, *ref);
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_rawset(L, -3);
+    return 0;
 }
 
 static int l_get(lua_State *L)
@@ -315,7 +366,7 @@ void ws__lcore_push(ws_lhost_t *lh)
         {"connections", l_connections}, {"after", l_after}, {"every", l_every},
         {"log", l_log},           {"now", l_now},         {"on_reload", l_on_reload},
         {"on_shutdown", l_on_shutdown}, {"sleep", l_sleep}, {"count_all", l_count_all},
-        {NULL, NULL}};
+        {"on_publish", l_on_publish}, {NULL, NULL}};
     luaL_newlibtable(L, fns);
     lua_pushlightuserdata(L, lh);
     luaL_setfuncs(L, fns, 1);

@@ -460,4 +460,5 @@ const ws_host_ops_t ws_lhost_ops = {
     .control = on_control,
     .drain = on_drain,
     .closed = on_closed,
+    .published = ws__lcore_published,
 };

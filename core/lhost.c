@@ -58,6 +58,38 @@ static int require_ref(ws_lhost_t *lh, const char *mod, const char *field, char 
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/* What a version registers as it loads (on_shutdown, on_publish) serves
+ * once the version does. */
+static void commit_load(ws_lhost_t *lh)
+{
+    lua_State *L = lh->L;
+    luaL_unref(L, LUA_REGISTRYINDEX, lh->shutdown_ref);
+    lh->shutdown_ref = lh->pending_shutdown_ref;
+    lh->pending_shutdown_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, lh->listen_ref);
+    lh->listen_ref = lh->pending_listen_ref;
+    lh->pending_listen_ref = LUA_NOREF;
+    /* None registered: a publish then looks for nothing. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->listen_ref);
+    lua_pushnil(L);
+    if (!lua_next(L, -2)) {
+        luaL_unref(L, LUA_REGISTRYINDEX, lh->listen_ref);
+        lh->listen_ref = LUA_NOREF;
+        lua_pop(L, 1);
+    } else {
+        lua_pop(L, 3);
+    }
+}
+
+static void abandon_load(ws_lhost_t *lh)
+{
+    lua_State *L = lh->L;
+    luaL_unref(L, LUA_REGISTRYINDEX, lh->pending_shutdown_ref);
+    lh->pending_shutdown_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, lh->pending_listen_ref);
+    lh->pending_listen_ref = LUA_NOREF;
+}
+
 /* Run the script and compile what it returned. On success the compiled app
  * is left on the stack; on failure err holds the reason with file:line. */
 static int run_script(ws_lhost_t *lh, char *err, size_t errlen)
@@ -75,6 +107,9 @@ static int run_script(ws_lhost_t *lh, char *err, size_t errlen)
         lua_setfield(L, -2, "wspush");
     }
     lua_pop(L, 2);
+    lua_newtable(L);
+    luaL_unref(L, LUA_REGISTRYINDEX, lh->pending_listen_ref);
+    lh->pending_listen_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     if (luaL_loadfile(L, lh->script) != LUA_OK) {
         snprintf(err, errlen, "%s", ws__lcall_where(lh, lua_tostring(L, -1), buf, sizeof buf));
         lua_pop(L, 1);
@@ -175,8 +210,7 @@ static int open_host(ws_lhost_t *lh, int prepare, char *err, size_t errlen)
     if (run_script(lh, err, errlen) != 0)
         return -1;
     lh->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lh->shutdown_ref = lh->pending_shutdown_ref;
-    lh->pending_shutdown_ref = LUA_NOREF;
+    commit_load(lh);
     return 0;
 }
 
@@ -192,6 +226,7 @@ static ws_lhost_t *host_new(lua_State *L, ws_hub_t *hub, const char *script, dou
     lh->app_ref = lh->server_ref = lh->core_ref = LUA_NOREF;
     lh->conns_ref = lh->shared_ref = lh->hooks_ref = LUA_NOREF;
     lh->shutdown_ref = lh->pending_shutdown_ref = LUA_NOREF;
+    lh->listen_ref = lh->pending_listen_ref = LUA_NOREF;
     for (int i = 0; i < WS_EV_COUNT; i++)
         lh->ev_ref[i] = LUA_NOREF;
     lh->L = L;
@@ -254,7 +289,7 @@ void ws_lhost_free(ws_lhost_t *lh)
         /* A test's state lives on: give back what this host took of it. */
         int refs[] = {lh->server_ref, lh->app_ref,    lh->conns_ref,   lh->core_ref,
                       lh->hooks_ref,  lh->shutdown_ref, lh->pending_shutdown_ref,
-                      lh->shared_ref, lh->redis_ref};
+                      lh->shared_ref, lh->redis_ref,  lh->listen_ref,  lh->pending_listen_ref};
         for (size_t i = 0; i < sizeof refs / sizeof *refs; i++)
             luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
         for (int i = 0; i < WS_EV_COUNT; i++)
@@ -398,8 +433,7 @@ static int reload(ws_lhost_t *lh, const char *changed, char *err, size_t errlen)
         one_line(err);
         restore_modules(L, saved);
         ws__ltimers_close_gen(lh, lh->load_gen, 0);
-        luaL_unref(L, LUA_REGISTRYINDEX, lh->pending_shutdown_ref);
-        lh->pending_shutdown_ref = LUA_NOREF;
+        abandon_load(lh);
         lh->load_gen = lh->gen;
         lua_settop(L, top);
         return -1;
@@ -408,9 +442,7 @@ static int reload(ws_lhost_t *lh, const char *changed, char *err, size_t errlen)
     lh->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lh->gen = lh->load_gen;
     ws__ltimers_close_gen(lh, lh->gen, 1);
-    luaL_unref(L, LUA_REGISTRYINDEX, lh->shutdown_ref);
-    lh->shutdown_ref = lh->pending_shutdown_ref;
-    lh->pending_shutdown_ref = LUA_NOREF;
+    commit_load(lh);
     lua_settop(L, top);
 
     /* on_reload(info) hooks of the new version, in registration order. */

@@ -48,7 +48,10 @@ int ws_worker_attach(ws_worker_t *w, ws_hub_t *hub, char *err, size_t errlen)
 static void deliver(void *ud, const char *topic, size_t tlen, unsigned op, const void *data,
                     size_t dlen)
 {
-    ws_publish_local(ud, topic, tlen, op, data, dlen);
+    ws_hub_t *h = ud;
+    ws_publish_local(h, topic, tlen, op, data, dlen);
+    if (h->host->published)
+        h->host->published(h->host_ud, topic, tlen, data, dlen);
 }
 
 static void relay(void *ud, const char *topic, size_t tlen, unsigned op, const void *data,

@@ -11,13 +11,19 @@ local seq, price, latest = 0, 100.0, nil
 local function tick()
   seq = seq + 1
   price = math.max(1, price + (math.random() - 0.5)) -- a random walk
-  latest = { seq = seq, time = wspush.now(), price = math.floor(price * 100 + 0.5) / 100 }
-  wspush.publish("feed", cjson.encode(latest)) -- framed once for everyone
+  wspush.publish("feed", cjson.encode({
+    seq = seq, time = wspush.now(), price = math.floor(price * 100 + 0.5) / 100,
+  })) -- framed once for everyone
 end
 
--- The timer belongs to this load of the script; a reload retires it and
--- the new version starts its own.
-wspush.every(INTERVAL, tick)
+-- Every worker (wspush --workers N) keeps the last update, whoever
+-- published it: new clients and /feed/latest get it from any worker.
+wspush.on_publish("feed", function(data) latest = cjson.decode(data) end)
+
+-- One worker ticks; with N workers, N timers would publish N updates a
+-- second. The timer belongs to this load of the script; a reload retires
+-- it and the new version starts its own.
+if wspush.worker.id == 1 then wspush.every(INTERVAL, tick) end
 
 local feed = {}
 
