@@ -49,3 +49,7 @@ step "end-to-end subset under valgrind (memcheck)"
 WSPUSH_BIN="$PWD/build/wspush" WSPUSH_VALGRIND=1 "${PYTEST[@]}" -m valgrind
 # The Lua allocator pools blocks only outside ASan builds: memcheck watches that mode.
 valgrind --error-exitcode=99 -q build/test_lalloc
+# The workers' shared counts and mailboxes (their own processes are not traced).
+for t in tally mailbox; do
+  valgrind --error-exitcode=99 -q --leak-check=full --errors-for-leak-kinds=definite build/test_$t >/dev/null
+done
