@@ -345,8 +345,8 @@ def bench_spread(a, out):
         rs = res[mode]
         if not rs:
             continue
-        w = [med([r["fast"][i] for r in rs]) for i in range(2)]
-        sw = [med([r["slow"][i] for r in rs]) for i in range(2)]
+        w = [med([f(r["fast"]) for r in rs]) for f in (max, min)]
+        sw = [med([f(r["slow"]) for r in rs]) for f in (max, min)]
         rows.append((label, "%.0f / %.0f" % tuple(w), "%.3f" % med([imbalance(r["fast"])
                                                                      for r in rs]),
                      "%.3f" % max(imbalance(r["fast"]) for r in rs),
@@ -391,86 +391,100 @@ class Sampler(threading.Thread):
         return None
 
 
+def fanout_once(a, n, k, run):
+    try:
+        srv = Server(a, HERE / "scripts" / "fanout.lua", n)
+    except RuntimeError as e:
+        print("fanout k=%d %d worker(s) run %d: %s" % (k, n, run + 1, e), flush=True)
+        return None
+    try:
+        sm = Sampler(srv, a.subscribers + 1)
+        sm.start()
+        argv = [a.wsbench, "fanout", "--port", str(srv.port), "-c", str(a.subscribers), "-k",
+                str(k), "-s", "64", "-d", str(a.duration), "-w", str(a.warmup), "--timeout", "30"]
+        if n == 1:
+            argv += ["--pid", str(srv.proc.pid)]
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True,
+                               timeout=a.duration + a.warmup + 60)
+            t_exit = time.monotonic()
+        except subprocess.TimeoutExpired:
+            print("fanout k=%d %d worker(s) run %d: wsbench timed out" % (k, n, run + 1),
+                  flush=True)
+            return None
+        finally:
+            sm.stop_ev.set()
+            sm.join()
+    finally:
+        srv.stop()
+    f = {}
+    for line in p.stdout.splitlines():
+        if line.startswith("RESULT "):
+            f.update(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
+    if not f.get("rate") or f["rate"] == "0":
+        print("fanout k=%d %d worker(s) run %d: no result: %s %s" % (
+            k, n, run + 1, p.stdout[-400:], p.stderr[-400:]), flush=True)
+        return None
+    rate, secs = float(f["rate"]), float(f["secs"])
+    # The inside of wsbench's measured window: it ends when the last in-flight publish is
+    # delivered (milliseconds) and wsbench exits; the trim keeps the closes out.
+    t0, t1 = t_exit - secs + 0.3, t_exit - 0.3
+    c0, c1 = sm.at(t0), sm.at(t1)
+    ok = c0 is not None and c1 is not None and t1 > t0
+    us = (c1 - c0) / CLK_TCK * 1e6 / (rate * (t1 - t0)) if ok else None
+    r = dict(rate=rate, p50=float(f["p50_us"]) / 1e3, p99=float(f["p99_us"]) / 1e3, us=us,
+             cpu_pct=100 * (c1 - c0) / CLK_TCK / (t1 - t0) if ok else None,
+             gen=float(f.get("cpu_pct", "nan")), subs=sm.subs,
+             check=float(f["server_us_per_msg"]) if n == 1 else None)
+    print("fanout run %d k=%-3d %d worker%s: %9.0f deliveries/s  p50 %6.2f ms  p99 %6.2f ms  "
+          "server %s us/delivery (%s%% of a core)%s  wsbench %.0f%% of a core  subscribers per "
+          "worker %s%s" % (
+              run + 1, k, n, "s" if n > 1 else " ", rate, r["p50"], r["p99"],
+              "%.3f" % us if us is not None else "-",
+              "%.0f" % r["cpu_pct"] if r["cpu_pct"] is not None else "-",
+              " [wsbench --pid: %.3f]" % r["check"] if n == 1 else "", r["gen"],
+              "/".join(map(str, sm.subs)) if sm.subs else "?",
+              "" if p.returncode == 0 else " (wsbench exit %d: %s)" % (
+                  p.returncode, p.stderr.strip()[-120:])), flush=True)
+    return r
+
+
 def bench_fanout(a, out):
-    res = {1: [], 2: []}
+    ks = [int(x) for x in a.inflight.split(",")]
+    res = {(k, n): [] for k in ks for n in (1, 2)}
+    pairs = {k: [] for k in ks}
     for run in range(a.runs):
+        for k in ks:
+            got = {}
+            for n in (1, 2):
+                got[n] = fanout_once(a, n, k, run)
+                if got[n]:
+                    res[k, n].append(got[n])
+            if got[1] and got[2]:
+                pairs[k].append(got[2]["rate"] / got[1]["rate"])
+    tables = []
+    for k in ks:
+        rows, meds = [], {}
         for n in (1, 2):
-            try:
-                srv = Server(a, HERE / "scripts" / "fanout.lua", n)
-            except RuntimeError as e:
-                print("fanout %d worker(s) run %d: %s" % (n, run + 1, e), flush=True)
+            rs = res[k, n]
+            if not rs:
                 continue
-            try:
-                sm = Sampler(srv, a.subscribers + 1)
-                sm.start()
-                argv = [a.wsbench, "fanout", "--port", str(srv.port), "-c", str(a.subscribers),
-                        "-k", str(a.inflight), "-s", "64", "-d", str(a.duration), "-w",
-                        str(a.warmup), "--timeout", "30"]
-                if n == 1:
-                    argv += ["--pid", str(srv.proc.pid)]
-                try:
-                    p = subprocess.run(argv, capture_output=True, text=True,
-                                       timeout=a.duration + a.warmup + 60)
-                    t_exit = time.monotonic()
-                except subprocess.TimeoutExpired:
-                    print("fanout %d worker(s) run %d: wsbench timed out" % (n, run + 1),
-                          flush=True)
-                    continue
-                finally:
-                    sm.stop_ev.set()
-                    sm.join()
-            finally:
-                srv.stop()
-            f = {}
-            for line in p.stdout.splitlines():
-                if line.startswith("RESULT "):
-                    f.update(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
-            if not f.get("rate") or f["rate"] == "0":
-                print("fanout %d worker(s) run %d: no result: %s %s" % (
-                    n, run + 1, p.stdout[-400:], p.stderr[-400:]), flush=True)
-                continue
-            rate, secs = float(f["rate"]), float(f["secs"])
-            t0, t1 = t_exit - secs + 0.3, t_exit - 0.3
-            c0, c1 = sm.at(t0), sm.at(t1)
-            us = ((c1 - c0) / CLK_TCK) * 1e6 / (rate * (t1 - t0)) if c0 is not None and \
-                c1 is not None and rate else None
-            cpu_pct = 100 * (c1 - c0) / CLK_TCK / (t1 - t0) if us is not None else None
-            r = dict(rate=rate, p50=float(f["p50_us"]) / 1e3, p99=float(f["p99_us"]) / 1e3,
-                     us=us, cpu_pct=cpu_pct, gen=float(f.get("cpu_pct", "nan")),
-                     subs=sm.subs, check=float(f["server_us_per_msg"]) if n == 1 else None)
-            res[n].append(r)
-            print("fanout run %d %d worker%s: %9.0f deliveries/s  p50 %6.2f ms  p99 %6.2f ms  "
-                  "server %s us/delivery (%s%% of a core)%s  wsbench %.0f%% of a core  "
-                  "subscribers per worker %s%s" % (
-                      run + 1, n, "s" if n > 1 else " ", rate, r["p50"], r["p99"],
-                      "%.3f" % us if us is not None else "-",
-                      "%.0f" % cpu_pct if cpu_pct is not None else "-",
-                      " [wsbench --pid: %.3f]" % r["check"] if n == 1 else "", r["gen"],
-                      "/".join(map(str, sm.subs)) if sm.subs else "?",
-                      "" if p.returncode == 0 else " (wsbench exit %d: %s)" % (
-                          p.returncode, p.stderr.strip()[-120:])), flush=True)
-    rows = []
-    meds = {}
-    for n in (1, 2):
-        rs = res[n]
-        if not rs:
-            continue
-        meds[n] = (med([r["rate"] for r in rs]), med([r["p99"] for r in rs]),
-                   med([r["us"] for r in rs]))
-        rows.append(("%d%s" % (n, " (one process)" if n == 1 else " (supervisor + 2)"),
-                     fmt(meds[n][0]), "%.2f" % meds[n][1],
-                     "%.3f" % meds[n][2] if meds[n][2] is not None else "-",
-                     "%.0f" % med([r["cpu_pct"] for r in rs]) if meds[n][2] is not None else "-",
-                     "%.0f" % med([r["gen"] for r in rs]), str(len(rs))))
-    if 1 in meds and 2 in meds:
-        rows.append(("2 / 1", ratio(meds[2][0], meds[1][0]), ratio(meds[2][1], meds[1][1]),
-                     ratio(meds[2][2], meds[1][2]), "", "", ""))
-        # The ratio of medians, and the median of the per-run ratios (same-run pairs).
-        pairs = [x["rate"] / y["rate"] for x, y in zip(res[2], res[1])]
-        out["fanout_pair_ratios"] = pairs
-    for n in meds:
-        out["fanout%d_rate" % n], out["fanout%d_p99_ms" % n], out["fanout%d_us" % n] = meds[n]
-    return rows
+            meds[n] = (med([r["rate"] for r in rs]), med([r["p99"] for r in rs]),
+                       med([r["us"] for r in rs]))
+            rows.append(("%d%s" % (n, " (one process)" if n == 1 else " (supervisor + 2)"),
+                         fmt(meds[n][0]), "%.2f" % meds[n][1],
+                         "%.3f" % meds[n][2] if meds[n][2] is not None else "-",
+                         fmt(med([r["cpu_pct"] for r in rs])), fmt(med([r["gen"] for r in rs])),
+                         str(len(rs))))
+            out["fanout_k%d_w%d_rate" % (k, n)] = meds[n][0]
+            out["fanout_k%d_w%d_p99_ms" % (k, n)] = meds[n][1]
+            out["fanout_k%d_w%d_us" % (k, n)] = meds[n][2]
+            out["gen_pct"] = max(out.get("gen_pct", 0), med([r["gen"] for r in rs]))
+        if 1 in meds and 2 in meds:
+            rows.append(("2 / 1", ratio(meds[2][0], meds[1][0]), ratio(meds[2][1], meds[1][1]),
+                         ratio(meds[2][2], meds[1][2]), "", "", ""))
+        tables.append((k, rows, pairs[k]))
+    return tables
 
 
 def main():
@@ -485,7 +499,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=20, help="seconds per connection")
     ap.add_argument("--connect-deadline", type=float, default=90)
     ap.add_argument("--subscribers", type=int, default=1000)
-    ap.add_argument("--inflight", type=int, default=8, help="fan-out: publishes in flight")
+    ap.add_argument("--inflight", default="8,64",
+                    help="fan-out: publishes in flight, a comma-separated list (default 8,64)")
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--warmup", type=float, default=1)
     ap.add_argument("--only", default="spread,fanout")
@@ -523,10 +538,12 @@ def main():
                       " ".join(open("/proc/loadavg").read().split()[:3])))
     if spread:
         print("\nConnection spread, --workers 2: %d connections opened quickly (%d handshakes at "
-              "once), after %d opened slowly (one at a time, %g ms apart); connections per worker "
-              "(w1 / w2) and imbalance = max / mean (1.00 even, 2.00 all on one worker)\n" % (
+              "once), after %d opened slowly (one at a time, %g ms apart); connections of the "
+              "busier and the other worker (medians of each; w1/w2 per run above) and imbalance "
+              "= max / mean (1.00 even, 2.00 all on one worker)\n" % (
                   a.conns, a.concurrency, a.slow, a.slow_gap))
-        print("| listener | quickly: w1 / w2 | imbalance | worst run | slowly: w1 / w2 | "
+        print("| listener | quickly: busier / other worker | imbalance | worst run | "
+              "slowly: busier / other | "
               "imbalance | connects/s | runs |")
         print("|---|---|---|---|---|---|---|---|")
         for row in spread:
@@ -536,22 +553,23 @@ def main():
             better = "SO_REUSEPORT" if r < s else "the shared socket" if s < r else "neither"
             print("\nspread: imbalance reuseport %.3f vs shared %.3f: %s spreads the connections "
                   "more evenly here" % (r, s, better))
-    if fan:
-        print("\nFan-out: %d subscribers on /ws, 1 publisher on /pub, %d publishes of 64 B in "
-              "flight, %g s measured after %g s warm-up; server CPU = supervisor + workers\n" % (
-                  a.subscribers, a.inflight, a.duration, a.warmup))
-        print("| workers | deliveries/s | p99 ms | CPU us/delivery | server CPU % of a core | "
-              "wsbench CPU % | runs |")
+    for k, rows, pairs in fan:
+        print("\nFan-out: %d subscribers on /ws, 1 publisher on /pub keeping %d publishes of 64 B "
+              "in flight, %g s measured after %g s warm-up; server CPU = supervisor + workers\n" % (
+                  a.subscribers, k, a.duration, a.warmup))
+        print("| workers | deliveries/s | p99 ms | CPU us/delivery | server CPU %% | wsbench "
+              "CPU %% | runs |")
         print("|---|---|---|---|---|---|---|")
-        for row in fan:
+        for row in rows:
             print("| " + " | ".join(row) + " |")
-        if out.get("fanout_pair_ratios"):
-            print("\nper-run ratios 2 workers / 1 (deliveries/s): %s" % " ".join(
-                "%.2f" % x for x in out["fanout_pair_ratios"]))
+        if pairs:
+            print("\nsame-run ratios 2 workers / 1 (deliveries/s): %s" % " ".join(
+                "%.2f" % x for x in pairs))
     print("\nNote: on this %d-core machine the load generator shares the cores with the server "
-          "(wsbench used %s of a core in the fan-out), so 2 workers cannot show 2x here; the "
-          "figures compare the modes in the same run, they are not a server's capacity." % (
-              os.cpu_count(), "most" if fan else "some"))
+          "(%s), so 2 workers cannot show 2x here; the figures compare the modes in the same "
+          "run, they are not the server's capacity." % (
+              os.cpu_count(), "wsbench used up to %.0f %% of a core in the fan-out" %
+              out["gen_pct"] if out.get("gen_pct") else "the spread's client is this script"))
     print("RESULT " + " ".join("%s=%s" % (k, "%.4g" % v if isinstance(v, float) else v)
                                for k, v in out.items() if not isinstance(v, list)))
     return 0
