@@ -6,8 +6,9 @@ exactly once, in order per publisher); a worker killed with SIGKILL costs its
 own connections only and is started again; a reload (an edit, or a broken
 edit) reaches every worker or none; SIGTERM closes every connection with 1001
 and runs on_shutdown in every worker; --port 0 gives one port; count_all,
-conn.id and --max-connections hold for the whole server; a broken script
-starts nothing; worker log records reach stderr whole.
+conn.id, --max-connections and --max-per-ip hold for the whole server (one
+by one and in a burst); a broken script starts nothing; worker log records
+reach stderr whole.
 
 The kernel picks a worker for each new TCP connection (a hash of the
 4-tuple), so a test that must reach both workers opens fresh connections
@@ -246,6 +247,9 @@ def test_kill_9_of_a_worker_drops_only_its_clients_and_it_is_started_again(spawn
             new.extend(ws for ws, _ in new_pairs)
             new_share = Counter(h["worker"] for _, h in new_pairs)
             assert set(new_share) == {1, 2}, "new clients did not reach both workers: %r" % new_share
+            # the restarted worker did not start its conn.ids over
+            reused = {h["id"] for _, h in new_pairs} & {h["id"] for _, h in pairs}
+            assert not reused, "conn.id reused after the restart: %r" % sorted(reused)[:10]
             # the tally forgot the dead worker's connections
             counts = await in_thread(who_each, s)
             total = len(by[survivor]) + len(new)
@@ -305,7 +309,7 @@ def test_reload_by_edit_reaches_both_workers_and_a_broken_edit_neither(spawn, tm
             replies = await echo_round(clients, "b")
             assert sorted(replies) == sorted((h["worker"], "v2") for _, h in pairs), Counter(replies)
 
-            # a broken edit: refused once, by the supervisor's check; no worker changes
+            # a broken edit: refused by the supervisor's check; no worker changes
             mark = s.log_mark()
             broken = v1.replace('local VERSION = "v1"', 'local VERSION = "v3" +* 1')
             path.write_text(broken)
@@ -520,6 +524,47 @@ def test_a_limit_of_10_counts_both_workers_together(spawn, option):
     finally:
         for c, _ in conns:
             c.close()
+
+
+async def _upgrade_status(port):
+    """One upgrade on a fresh connection: (status, hello or None, writer)."""
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(("GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+             "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             % (port, rawws.new_key())).encode())
+    head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), scaled(10))
+    status = int(head.split(b" ", 2)[1])
+    hello = None
+    if status == 101:
+        b0, b1 = await asyncio.wait_for(r.readexactly(2), scaled(10))
+        assert b0 == 0x81 and b1 < 126, (b0, b1)
+        hello = json.loads(await asyncio.wait_for(r.readexactly(b1), scaled(10)))
+    return status, hello, w
+
+
+@pytest.mark.parametrize("option", ["--max-connections", "--max-per-ip"])
+def test_a_burst_of_upgrades_over_both_workers_gets_exactly_the_limit(spawn, option):
+    """100 upgrades at once, spread by the kernel over both workers, with a
+    limit of 10: exactly 10 open, whichever workers they land on (each
+    worker checks the shared count, then adds to it)."""
+    s = start(spawn, option, "10")
+
+    async def go():
+        results = []
+        for _ in range(5):
+            got = await asyncio.gather(*(_upgrade_status(s.port) for _ in range(100)))
+            opened = [h for st, h, _ in got if st == 101]
+            results.append((len(opened), Counter(h["worker"] for h in opened),
+                            Counter(st for st, _, _ in got)))
+            for _, _, w in got:
+                w.close()
+            await in_thread(lambda: wait_for(
+                lambda: all(j["count_all"] == 0 for j in who_each(s).values()),
+                desc="count_all 0 after the burst's connections closed"))
+        return results
+
+    results = run(go(), timeout=60)
+    assert all(n == 10 and set(statuses) == {101, 503} for n, _, statuses in results), results
 
 
 def test_broken_script_with_workers_exits_1_with_file_line_and_starts_nothing(tmp_path):
