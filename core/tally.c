@@ -34,6 +34,7 @@ typedef struct {
     pthread_mutex_t lock; /* the address table */
     uint64_t ipcap;       /* power of two, or 0 */
     uint64_t ipused;      /* live entries and tombstones */
+    uint64_t iplive;      /* live entries */
     slot_t slots[WS_TALLY_MAX_WORKERS];
     ent_t ents[];
 } shared_t;
@@ -227,7 +228,9 @@ static void put(shared_t *s, const ent_t *src)
     }
 }
 
-/* Tombstones only go away by rebuilding: do it once they fill half the table. */
+/* Tombstones only go away by rebuilding: do it once the table is three
+ * quarters full (at most half of it live), a quarter of its size of changes
+ * after the last time. */
 static int compact(shared_t *s)
 {
     size_t live = 0;
@@ -243,7 +246,7 @@ static int compact(shared_t *s)
     memset(s->ents, 0, s->ipcap * sizeof *s->ents);
     for (size_t i = 0; i < n; i++)
         put(s, &keep[i]);
-    s->ipused = n;
+    s->ipused = s->iplive = n;
     free(keep);
     return 0;
 }
@@ -279,18 +282,18 @@ uint32_t ws_tally_ip_inc(ws_tally_t *t, ws_tally_ip_kind_t kind, const char *ip)
     if (e) {
         e->count++;
     } else {
-        if ((s->ipused + 1) * 2 > s->ipcap && compact(s) != 0) {
+        /* Half full of live entries is full; tombstones are swept only when
+         * they are many, so that a full table does not cost a sweep per try. */
+        if ((s->iplive + 1) * 2 > s->ipcap ||
+            ((s->ipused + 1) * 4 > s->ipcap * 3 && compact(s) != 0)) {
             unlock(s);
             return UINT32_MAX;
-        }
-        if ((s->ipused + 1) * 2 > s->ipcap) {
-            unlock(s);
-            return UINT32_MAX; /* half full of live entries: full */
         }
         ent_t n = {.worker = (uint16_t)t->worker, .kind = (uint8_t)kind, .count = 1};
         snprintf(n.ip, sizeof n.ip, "%s", ip);
         put(s, &n);
         s->ipused++;
+        s->iplive++;
     }
     uint32_t total = sum(s, kind, ip);
     unlock(s);
@@ -307,6 +310,7 @@ void ws_tally_ip_dec(ws_tally_t *t, ws_tally_ip_kind_t kind, const char *ip)
     if (e && e->count && --e->count == 0) {
         e->worker = 0;
         e->tomb = 1;
+        s->iplive--;
     }
     unlock(s);
 }
@@ -326,6 +330,7 @@ void ws_tally_forget(ws_tally_t *t, unsigned w)
         if (s->ents[i].worker == w) {
             s->ents[i].worker = 0;
             s->ents[i].tomb = 1;
+            s->iplive--;
         }
     }
     unlock(s);
