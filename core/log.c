@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,17 +36,36 @@ int ws_log_level_parse(const char *name)
     return -1;
 }
 
+/* A record's longest message: a Lua traceback fits; one datagram to the
+ * supervisor holds it with room for the indentation. */
+#define MSG_MAX (24 * 1024)
+
 void ws_log(ws_log_level_t level, const char *fmt, ...)
 {
     if (level > current)
         return;
-    char msg[8192];
+    char small[8192], *msg = small;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
+    if (n >= (int)sizeof small) {
+        size_t len = n < MSG_MAX ? (size_t)n + 1 : MSG_MAX + 64;
+        msg = malloc(len);
+        if (!msg) {
+            msg = small;
+        } else {
+            va_start(ap, fmt);
+            vsnprintf(msg, n < MSG_MAX ? len : MSG_MAX + 1, fmt, ap);
+            va_end(ap);
+            if (n >= MSG_MAX) /* say so rather than cut silently */
+                snprintf(msg + MSG_MAX, 64, " [cut: %d bytes in all]", n);
+        }
+    }
     if (sink) {
         sink(sink_ud, level, msg);
+        if (msg != small)
+            free(msg);
         return;
     }
 
@@ -57,11 +77,16 @@ void ws_log(ws_log_level_t level, const char *fmt, ...)
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
 
     /* Continuation lines are indented so a traceback reads as part of its
-     * record. */
-    char out[9000];
-    size_t o = (size_t)snprintf(out, sizeof out, "%s.%03ldZ [%s] %s%s", stamp,
-                                ts.tv_nsec / 1000000, names[level], prefix, *prefix ? " " : "");
-    for (const char *p = msg; *p && o < sizeof out - 8; p++) {
+     * record: at most 2 more bytes per byte. */
+    size_t mlen = strlen(msg), cap = 2 * mlen + 128;
+    char stack[9000], *out = cap <= sizeof stack ? stack : malloc(cap);
+    if (!out) {
+        out = stack;
+        cap = sizeof stack;
+    }
+    size_t o = (size_t)snprintf(out, cap, "%s.%03ldZ [%s] %s%s", stamp, ts.tv_nsec / 1000000,
+                                names[level], prefix, *prefix ? " " : "");
+    for (const char *p = msg; *p && o < cap - 8; p++) {
         out[o++] = *p;
         if (*p == '\n' && p[1]) {
             out[o++] = ' ';
@@ -77,4 +102,8 @@ void ws_log(ws_log_level_t level, const char *fmt, ...)
             break;
         w += (size_t)r;
     }
+    if (out != stack)
+        free(out);
+    if (msg != small)
+        free(msg);
 }

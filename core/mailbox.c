@@ -142,19 +142,28 @@ static void take(ws_mailbox_t *m, const uint8_t *d, size_t len)
     memset(p, 0, sizeof *p);
 }
 
-static void on_rx(uv_poll_t *h, int status, int events)
+static void receive(ws_mailbox_t *m, int max)
 {
-    ws_mailbox_t *m = h->data;
-    (void)events;
-    if (status < 0)
-        return;
-    /* A bounded batch per wakeup: the loop's other work goes on meanwhile. */
-    for (int i = 0; i < 256; i++) {
+    for (int i = 0; i < max; i++) {
         ssize_t r = recv(m->rx, m->rbuf, DGRAM_MAX, MSG_DONTWAIT);
         if (r < 0)
             return; /* EAGAIN, or nothing we can do about it */
         take(m, m->rbuf, (size_t)r);
     }
+}
+
+static void on_rx(uv_poll_t *h, int status, int events)
+{
+    (void)events;
+    /* A bounded batch per wakeup: the loop's other work goes on meanwhile. */
+    if (status == 0)
+        receive(h->data, 256);
+}
+
+void ws_mailbox_receive(ws_mailbox_t *m)
+{
+    if (!m->closing)
+        receive(m, 4096);
 }
 
 /* ---- sending ---- */

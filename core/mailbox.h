@@ -30,6 +30,12 @@ typedef void (*ws_mailbox_deliver_cb)(void *ud, const char *topic, size_t tlen, 
 ws_mailbox_t *ws_mailbox_new(uv_loop_t *loop, unsigned self, unsigned n, int rx, const int *tx,
                              size_t max_pending, ws_mailbox_deliver_cb cb, void *ud);
 
+/* Deliver what has arrived now (at most a few thousand messages), without
+ * waiting for the loop: a worker does this before it publishes, so that a
+ * message another worker published before this one (and, say, answered an
+ * HTTP request about) reaches this worker's subscribers first. */
+void ws_mailbox_receive(ws_mailbox_t *m);
+
 /* Send one message to every other worker. */
 void ws_mailbox_send(ws_mailbox_t *m, const char *topic, size_t tlen, unsigned op,
                      const void *data, size_t dlen);

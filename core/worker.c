@@ -57,6 +57,8 @@ static void deliver(void *ud, const char *topic, size_t tlen, unsigned op, const
 static void relay(void *ud, const char *topic, size_t tlen, unsigned op, const void *data,
                   size_t dlen)
 {
+    /* What others published first goes first here too (causal order). */
+    ws_mailbox_receive(ud);
     ws_mailbox_send(ud, topic, tlen, op, data, dlen);
 }
 

@@ -580,16 +580,9 @@ def test_broken_script_with_workers_exits_1_with_file_line_and_starts_nothing(tm
     assert "[worker" not in err, err
 
 
-@pytest.mark.parametrize("n", [
-    3000,
-    # SERVER LIMITATION (not specific to --workers): ws_log() formats a record
-    # into `char msg[8192]` (core/log.c) and silently cuts what does not fit,
-    # so the y line of this 12 KB record arrives with ~2,100 of its 6,000 y's
-    # and no sign that it was cut. The record is still whole and unmixed (the
-    # n=3000 case checks that); this case fails on the y line's length only.
-    pytest.param(6000, marks=pytest.mark.xfail(
-        strict=True, reason="core/log.c cuts a log record at 8 KiB without a marker")),
-])
+# 12000: a record of 24 KB, larger than a pipe's atomic write (4 KiB) and
+# than the log's first buffer (8 KiB).
+@pytest.mark.parametrize("n", [3000, 12000])
 def test_worker_log_records_reach_stderr_whole(spawn, n):
     """Long two-line records (n x's, newline, n y's) logged at once by both
     workers: each leaves whole, its continuation line right after it, nothing
