@@ -247,27 +247,41 @@ static const char *negotiate_deflate(ws_conn_t *c, const ws_hs_request_t *req,
     return out;
 }
 
-/* Room left under the server's limits for one more WebSocket; 0 when there is. */
-static int refuse_for_limits(ws_conn_t *c)
+/* Room left under the server's limits for one more WebSocket; 0 when there
+ * is. With hold, the room is taken (a place under --max-connections, the
+ * address counted): with workers, another worker may be upgrading at the
+ * same moment, and only one of them may have the last place. */
+static int refuse_for_limits(ws_conn_t *c, int hold)
 {
     ws_hub_t *h = c->hub;
     if (h->stopping) {
         ws__conn_http_error(c, 503, "server shutting down", NULL);
         return 1;
     }
-    if (ws_hub_open_total(h) >= (size_t)h->cfg.max_connections) {
-        ws__conn_http_error(c, 503, "too many connections", "Retry-After: 1\r\n");
-        return 1;
-    }
     if (ws_hub_memory_tight(h)) {
         ws__conn_http_error(c, 503, "server low on memory", "Retry-After: 5\r\n");
         return 1;
     }
-    char ip[WS_REMOTE_MAX];
-    ws_conn_ip(c, ip, sizeof ip);
-    if (h->cfg.max_per_ip > 0 && ws_hub_ip_count(h, WS_TALLY_IP_WS, ip) >= (uint32_t)h->cfg.max_per_ip) {
-        ws__conn_http_error(c, 503, "too many connections from your address", "Retry-After: 1\r\n");
+    if (hold ? !ws_hub_hold_open(h) : ws_hub_open_total(h) >= (size_t)h->cfg.max_connections) {
+        ws__conn_http_error(c, 503, "too many connections", "Retry-After: 1\r\n");
         return 1;
+    }
+    if (h->cfg.max_per_ip > 0) {
+        char ip[WS_REMOTE_MAX];
+        ws_conn_ip(c, ip, sizeof ip);
+        uint32_t max = (uint32_t)h->cfg.max_per_ip, n;
+        if (!hold) {
+            n = ws_hub_ip_count(h, WS_TALLY_IP_WS, ip) + 1;
+        } else if ((n = ws_hub_ip_inc(h, WS_TALLY_IP_WS, ip)) != UINT32_MAX) {
+            c->ip_counted = 1;
+        }
+        if (n > max) {
+            if (hold)
+                ws_hub_release_open(h);
+            ws__conn_http_error(c, 503, "too many connections from your address",
+                                "Retry-After: 1\r\n");
+            return 1;
+        }
     }
     return 0;
 }
@@ -285,7 +299,7 @@ static void upgraded(ws_conn_t *c, ws_pending_t *p)
         return;
     }
     /* A decision that took a while: the limits may have filled meanwhile. */
-    if (refuse_for_limits(c))
+    if (refuse_for_limits(c, 1))
         return;
     const ws_route_limits_t *lim = &up->limits;
     c->max_message = lim->max_message;
@@ -299,6 +313,7 @@ static void upgraded(ws_conn_t *c, ws_pending_t *p)
     char resp[512];
     long n = ws_handshake_response(resp, sizeof resp, p->check.accept, up->subprotocol, exts);
     if (n < 0) {
+        ws_hub_release_open(h); /* its address is counted until it is freed */
         ws__conn_http_error(c, 500, "response too large", NULL);
         return;
     }
@@ -321,11 +336,6 @@ static void upgraded(ws_conn_t *c, ws_pending_t *p)
     ws__conn_unlink(c);
     ws__conn_link(c, &h->open);
     ws_hub_count_open(h, 1);
-    if (h->cfg.max_per_ip > 0) {
-        char ip[WS_REMOTE_MAX];
-        ws_conn_ip(c, ip, sizeof ip);
-        c->ip_counted = ws_hub_ip_inc(h, WS_TALLY_IP_WS, ip) != UINT32_MAX;
-    }
     c->t_msg = c->t_tokens = now_ms(c);
     c->t_ping = 0; /* shares its place with t_http, which the HTTP phase used */
     h->host->open(h->host_ud, c);
@@ -394,7 +404,7 @@ static void request(ws_conn_t *c)
             pending_done(p);
             return;
         }
-        if (refuse_for_limits(c)) {
+        if (refuse_for_limits(c, 0)) {
             c->pending = NULL;
             pending_done(p);
             return;

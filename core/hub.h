@@ -122,12 +122,28 @@ static inline size_t ws_hub_open_total(const ws_hub_t *h)
     return h->tally ? (size_t)ws_tally_open(h->tally) : h->nopen;
 }
 
-/* A connection became open (+1) or left the open state (-1). */
+/* Hold a place under --max-connections for an upgrade about to open (1),
+ * or 0 when the server is full. Then either ws_hub_count_open(h, 1) once it
+ * is open, or ws_hub_release_open if it does not open after all. */
+static inline int ws_hub_hold_open(ws_hub_t *h)
+{
+    if (h->tally)
+        return ws_tally_open_hold(h->tally, (uint64_t)h->cfg.max_connections);
+    return h->nopen < (size_t)h->cfg.max_connections;
+}
+
+static inline void ws_hub_release_open(ws_hub_t *h)
+{
+    if (h->tally)
+        ws_tally_open_release(h->tally);
+}
+
+/* A connection became open (+1, its place held) or left the open state (-1). */
 static inline void ws_hub_count_open(ws_hub_t *h, int delta)
 {
     h->nopen += (size_t)(ptrdiff_t)delta;
-    if (h->tally)
-        ws_tally_set_open(h->tally, h->nopen);
+    if (delta < 0)
+        ws_hub_release_open(h);
 }
 
 /* Connections per client address in the whole server: kind is

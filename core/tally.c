@@ -31,6 +31,7 @@ typedef struct {
     uint32_t magic, nworkers;
     uint64_t size;
     _Atomic uint64_t next_id;
+    _Atomic uint64_t open;  /* every worker's open connections */
     pthread_mutex_t lock; /* the address table */
     uint64_t ipcap;       /* power of two, or 0 */
     uint64_t ipused;      /* live entries and tombstones */
@@ -139,9 +140,22 @@ uint64_t ws_tally_next_id(ws_tally_t *t)
 
 static slot_t *mine(ws_tally_t *t) { return &t->s->slots[t->worker - 1]; }
 
-void ws_tally_set_open(ws_tally_t *t, uint64_t n)
+int ws_tally_open_hold(ws_tally_t *t, uint64_t max)
 {
-    atomic_store_explicit(&mine(t)->open, n, memory_order_relaxed);
+    uint64_t n = atomic_load_explicit(&t->s->open, memory_order_relaxed);
+    do {
+        if (n >= max)
+            return 0;
+    } while (!atomic_compare_exchange_weak_explicit(&t->s->open, &n, n + 1, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    atomic_fetch_add_explicit(&mine(t)->open, 1, memory_order_relaxed);
+    return 1;
+}
+
+void ws_tally_open_release(ws_tally_t *t)
+{
+    atomic_fetch_sub_explicit(&t->s->open, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&mine(t)->open, 1, memory_order_relaxed);
 }
 
 void ws_tally_set_mem(ws_tally_t *t, uint64_t bytes)
@@ -151,10 +165,7 @@ void ws_tally_set_mem(ws_tally_t *t, uint64_t bytes)
 
 uint64_t ws_tally_open(const ws_tally_t *t)
 {
-    uint64_t n = 0;
-    for (unsigned i = 0; i < t->s->nworkers; i++)
-        n += atomic_load_explicit(&t->s->slots[i].open, memory_order_relaxed);
-    return n;
+    return atomic_load_explicit(&t->s->open, memory_order_relaxed);
 }
 
 uint64_t ws_tally_mem(const ws_tally_t *t)
@@ -321,7 +332,7 @@ void ws_tally_forget(ws_tally_t *t, unsigned w)
     if (w < 1 || w > s->nworkers)
         return;
     slot_t *sl = &s->slots[w - 1];
-    atomic_store(&sl->open, 0);
+    atomic_fetch_sub(&s->open, atomic_exchange(&sl->open, 0));
     atomic_store(&sl->mem, 0);
     if (!s->ipcap)
         return;

@@ -7,8 +7,9 @@
  * is shared under a process-shared robust mutex, its entries keyed by
  * (address, worker) so that the supervisor can forget a dead worker's.
  *
- * Sums read slots that other workers change meanwhile: a limit can be passed
- * by at most one per worker racing for the last place.
+ * Open connections are held with one atomic counter (exact); memory is a
+ * sum of slots that other workers change meanwhile (a moment behind); an
+ * address's count is exact (under the lock).
  */
 #ifndef WS_TALLY_H
 #define WS_TALLY_H
@@ -46,8 +47,12 @@ unsigned ws_tally_worker(const ws_tally_t *t);
 /* A connection id unique in the server for the supervisor's lifetime. */
 uint64_t ws_tally_next_id(ws_tally_t *t);
 
-/* This worker's open connections and counted memory. */
-void ws_tally_set_open(ws_tally_t *t, uint64_t n);
+/* Take a place for one more open connection if the server holds fewer
+ * than max (1), else 0; one compare-and-swap, so that workers upgrading at
+ * once cannot pass max together. ws_tally_open_release gives it back. */
+int ws_tally_open_hold(ws_tally_t *t, uint64_t max);
+void ws_tally_open_release(ws_tally_t *t);
+/* This worker's counted memory. */
 void ws_tally_set_mem(ws_tally_t *t, uint64_t bytes);
 /* Sums over every worker. */
 uint64_t ws_tally_open(const ws_tally_t *t);

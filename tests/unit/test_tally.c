@@ -85,8 +85,11 @@ static void test_tally_ids_are_unique_across_workers_and_processes(void **state)
 static void test_tally_sums_every_workers_open_and_memory(void **state)
 {
     fx_t *f = *state;
-    ws_tally_set_open(f->w1, 3);
-    ws_tally_set_open(f->w2, 4);
+    for (int i = 0; i < 3; i++)
+        assert_true(ws_tally_open_hold(f->w1, 100));
+    for (int i = 0; i < 5; i++)
+        assert_true(ws_tally_open_hold(f->w2, 100));
+    ws_tally_open_release(f->w2);
     ws_tally_set_mem(f->w1, 1000);
     ws_tally_set_mem(f->w2, 24);
     assert_int_equal(ws_tally_open(f->sup), 7);
@@ -102,6 +105,41 @@ static void test_tally_sums_every_workers_open_and_memory(void **state)
     ws_tally_forget(f->sup, 2);
     assert_int_equal(ws_tally_open(f->sup), 3);
     assert_int_equal(ws_tally_mem(f->sup), 1000);
+}
+
+static void test_tally_holds_no_more_open_places_than_the_limit(void **state)
+{
+    fx_t *f = *state;
+    /* Two processes take places as fast as they can: together they get
+     * exactly the limit, never one more. */
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ws_tally_t *t = ws_tally_attach(f->fd, 2);
+        int got = 0;
+        for (int i = 0; i < 100000; i++)
+            got += ws_tally_open_hold(t, 5000);
+        ws_tally_unmap(t);
+        _exit(write(p[1], &got, sizeof got) == sizeof got ? 0 : 1);
+    }
+    int mine = 0;
+    for (int i = 0; i < 100000; i++)
+        mine += ws_tally_open_hold(f->w1, 5000);
+    int st, theirs = -1;
+    waitpid(pid, &st, 0);
+    assert_int_equal(read(p[0], &theirs, sizeof theirs), sizeof theirs);
+    close(p[0]);
+    close(p[1]);
+    assert_int_equal(mine + theirs, 5000);
+    assert_int_equal(ws_tally_open(f->sup), 5000);
+    ws_tally_figures_t fig;
+    ws_tally_figures(f->sup, 1, &fig);
+    assert_int_equal(fig.open, (uint64_t)mine);
+    /* A dead worker's places come back. */
+    ws_tally_forget(f->sup, 2);
+    assert_int_equal(ws_tally_open(f->sup), (uint64_t)mine);
+    assert_true(ws_tally_open_hold(f->w1, 5000) == (mine < 5000));
 }
 
 static void test_tally_counts_an_address_over_the_whole_server(void **state)
@@ -190,6 +228,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tally_attach_refuses_a_worker_out_of_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tally_ids_are_unique_across_workers_and_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tally_sums_every_workers_open_and_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tally_holds_no_more_open_places_than_the_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tally_counts_an_address_over_the_whole_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tally_table_survives_churn_and_says_when_full, setup, teardown),
         cmocka_unit_test(test_tally_without_an_address_table),
