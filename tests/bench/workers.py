@@ -9,7 +9,10 @@ figures only; it asserts nothing and exits 0 whenever it could print them.
 
 No process is pinned: on a 2-core machine 2 workers need both cores, so the load generator
 (this script for the spread, wsbench for the fan-out) shares the cores with the server. Every
-server is fresh (--no-watch --ping-interval 0: idle means idle); only 127.0.0.1 is contacted.
+server is fresh (--no-watch --ping-interval 0: idle means idle) and runs from a private copy of
+the binary (the supervisor starts its workers from its executable's path, so a rebuild during
+the run would hand them another one); only 127.0.0.0/8 is contacted. Every phase is bounded
+(per-connection timeouts, a connect deadline, wsbench's own deadlines and a subprocess timeout).
 
 spread   --workers 2 on scripts/workers_spread.lua, per listener mode (reuseport, shared), --runs
          times, the modes alternating. First --slow connections (200) are opened one at a time,
@@ -20,8 +23,8 @@ spread   --workers 2 on scripts/workers_spread.lua, per listener mode (reuseport
          fresh HTTP connections (until every worker id was seen, 200 at most) asks each worker
          its wspush.count() as a cross-check. Per mode: connections per worker and the imbalance
          max / mean (1.00 = even, 2.00 = all on one of 2 workers); medians over runs.
-fanout   1,000 subscribers of scripts/fanout.lua, one publisher on /pub that keeps --inflight (8)
-         publishes of 64 B in flight (wsbench fanout, the same load as run.sh's fan-out row), for
+fanout   1,000 subscribers of scripts/fanout.lua, one publisher on /pub that keeps --inflight
+         publishes of 64 B in flight (wsbench fanout: 8 and 64, run.sh's fanout and fanout64), for
          --workers 1 (the plain single process) and --workers 2 (supervisor + 2 workers; a publish
          reaches the other worker through its mailbox), alternating, --runs times: deliveries/s
          and p99 delivery latency (wsbench: publisher's send time in the payload to receipt), and
@@ -38,6 +41,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import socket
 import statistics
 import struct
@@ -490,7 +494,7 @@ def bench_fanout(a, out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="1 run, 2000 connections, 2 s fan-out runs: about 30 s")
+                    help="1 run, 2000 connections, 2 s fan-out runs: about 20 s")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--conns", type=int, default=10000, help="spread: connections opened quickly")
     ap.add_argument("--slow", type=int, default=200, help="spread: connections opened slowly")
@@ -521,7 +525,18 @@ def main():
         a.conns = hard - a.slow - 200
         print("descriptor limit %d: opening %d connections quickly" % (hard, a.conns))
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # The supervisor starts its workers from its executable's path: run a private copy, so that
+    # a rebuild during the run cannot hand the workers another (or a half-written) binary.
+    tmp = tempfile.mkdtemp(prefix="wspush-workers-bench.")
+    shutil.copy2(a.wspush, os.path.join(tmp, "wspush"))
+    a.wspush = os.path.join(tmp, "wspush")
+    try:
+        return run(a)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
+
+def run(a):
     start = time.time()
     only = set(a.only.split(","))
     print("wspush --workers benchmark, %s, %d cores (%s), load average %s; nothing pinned: the "
@@ -557,8 +572,8 @@ def main():
         print("\nFan-out: %d subscribers on /ws, 1 publisher on /pub keeping %d publishes of 64 B "
               "in flight, %g s measured after %g s warm-up; server CPU = supervisor + workers\n" % (
                   a.subscribers, k, a.duration, a.warmup))
-        print("| workers | deliveries/s | p99 ms | CPU us/delivery | server CPU %% | wsbench "
-              "CPU %% | runs |")
+        print("| workers | deliveries/s | p99 ms | CPU us/delivery | server CPU %% of a core | "
+              "wsbench CPU %% | runs |".replace("%%", "%"))
         print("|---|---|---|---|---|---|---|")
         for row in rows:
             print("| " + " | ".join(row) + " |")
