@@ -45,6 +45,8 @@ struct ws_lhost_s {
     uint64_t expect;  /* the next reload commits only with this digest (0: any) */
     int listen_ref;   /* wspush.on_publish: topic -> function, of the version serving */
     int pending_listen_ref; /* the same, of the version being loaded */
+    int broker_ref;   /* wspush.on_broker's function, of the version serving */
+    int pending_broker_ref; /* the same, of the version being loaded */
     int shared_ref;   /* wspush.shared: survives reloads */
     int depth;        /* nesting of calls into Lua */
     lua_Hook saved_hook; /* a test's own hook, put back after each callback */
@@ -272,6 +274,9 @@ void ws__lredis_release(ws_lhost_t *lh);
 void ws__lcore_push(ws_lhost_t *lh);
 /* ws_host_ops_t.published: a message from another worker, for on_publish. */
 void ws__lcore_published(void *host, const char *topic, size_t tlen, const void *data, size_t dlen);
+/* ws_host_ops_t.broker: for on_broker. */
+void ws__lcore_broker(void *host, const char *what, const char *shard, const char *topic,
+                      size_t tlen, uint64_t missed);
 /* Stop and release every timer (shutdown). */
 void ws__ltimers_close_all(ws_lhost_t *lh);
 /* Stop the timers made by generation gen (older != 0: by every generation before gen). */

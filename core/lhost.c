@@ -66,6 +66,9 @@ static void commit_load(ws_lhost_t *lh)
     luaL_unref(L, LUA_REGISTRYINDEX, lh->shutdown_ref);
     lh->shutdown_ref = lh->pending_shutdown_ref;
     lh->pending_shutdown_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, lh->broker_ref);
+    lh->broker_ref = lh->pending_broker_ref;
+    lh->pending_broker_ref = LUA_NOREF;
     luaL_unref(L, LUA_REGISTRYINDEX, lh->listen_ref);
     lh->listen_ref = lh->pending_listen_ref;
     lh->pending_listen_ref = LUA_NOREF;
@@ -86,6 +89,8 @@ static void abandon_load(ws_lhost_t *lh)
     lua_State *L = lh->L;
     luaL_unref(L, LUA_REGISTRYINDEX, lh->pending_shutdown_ref);
     lh->pending_shutdown_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, lh->pending_broker_ref);
+    lh->pending_broker_ref = LUA_NOREF;
     luaL_unref(L, LUA_REGISTRYINDEX, lh->pending_listen_ref);
     lh->pending_listen_ref = LUA_NOREF;
 }
@@ -227,6 +232,7 @@ static ws_lhost_t *host_new(lua_State *L, ws_hub_t *hub, const char *script, dou
     lh->conns_ref = lh->shared_ref = lh->hooks_ref = LUA_NOREF;
     lh->shutdown_ref = lh->pending_shutdown_ref = LUA_NOREF;
     lh->listen_ref = lh->pending_listen_ref = LUA_NOREF;
+    lh->broker_ref = lh->pending_broker_ref = LUA_NOREF;
     for (int i = 0; i < WS_EV_COUNT; i++)
         lh->ev_ref[i] = LUA_NOREF;
     lh->L = L;
@@ -289,7 +295,8 @@ void ws_lhost_free(ws_lhost_t *lh)
         /* A test's state lives on: give back what this host took of it. */
         int refs[] = {lh->server_ref, lh->app_ref,    lh->conns_ref,   lh->core_ref,
                       lh->hooks_ref,  lh->shutdown_ref, lh->pending_shutdown_ref,
-                      lh->shared_ref, lh->redis_ref,  lh->listen_ref,  lh->pending_listen_ref};
+                      lh->shared_ref, lh->redis_ref,  lh->listen_ref,  lh->pending_listen_ref,
+                      lh->broker_ref, lh->pending_broker_ref};
         for (size_t i = 0; i < sizeof refs / sizeof *refs; i++)
             luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
         for (int i = 0; i < WS_EV_COUNT; i++)

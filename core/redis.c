@@ -230,6 +230,7 @@ struct ws_redis_s {
     int freed;
     int warned;           /* an outage was logged: say when it ends */
     uint64_t rng;         /* for the jitter (per client: workers must not agree) */
+    ws_redis_sub_t sub;   /* a subscriber's callbacks, or all NULL */
 };
 
 struct wr_s {
@@ -504,6 +505,8 @@ static void ready(ws_redis_t *r)
         ws_log_debug("redis %s: connected", r->url.display);
     r->warned = 0;
     write_unsent(r);
+    if (r->sub.state)
+        r->sub.state(r->sub.ud, 1);
 }
 
 static void handshake_reply(ws_redis_t *r, ws_redis_call_t *c, const redisReply *rep)
@@ -533,6 +536,13 @@ static void handshake_reply(ws_redis_t *r, ws_redis_call_t *c, const redisReply 
     ready(r);
 }
 
+static int is_message(const redisReply *rep)
+{
+    return rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+           rep->element[0]->type == REDIS_REPLY_STRING && rep->element[0]->len == 7 &&
+           memcmp(rep->element[0]->str, "message", 7) == 0;
+}
+
 static void on_read(void *ud, uint8_t *data, size_t len)
 {
     ws_redis_t *r = ud;
@@ -552,6 +562,11 @@ static void on_read(void *ud, uint8_t *data, size_t len)
         }
         if (!reply)
             break;
+        if (r->sub.push && is_message(reply)) {
+            r->sub.push(r->sub.ud, reply);
+            freeReplyObject(reply);
+            continue;
+        }
         ws_redis_call_t *c = r->head;
         if (!c || !c->sent) {
             freeReplyObject(reply);
@@ -650,6 +665,7 @@ static void drop(ws_redis_t *r, const char *why)
 {
     if (r->state != S_CONNECTING && !r->t)
         return;
+    int was_ready = r->state == S_READY;
     if (why) {
         if (!r->warned)
             ws_log_warn("redis %s: %s %s; reconnecting", r->url.display,
@@ -670,6 +686,8 @@ static void drop(ws_redis_t *r, const char *why)
     uv_timer_stop(&r->retry_timer);
     schedule_retry(r);
     batch_fail(&lost, "connection lost");
+    if (was_ready && r->sub.state && !r->freed)
+        r->sub.state(r->sub.ud, 0);
 }
 
 static void start_handshake(ws_redis_t *r)
@@ -902,6 +920,16 @@ void ws_redis_free(ws_redis_t *r)
     uv_close((uv_handle_t *)&r->deadline_timer, on_handle_closed);
     uv_close((uv_handle_t *)&r->retry_timer, on_handle_closed);
 }
+
+void ws_redis_set_subscriber(ws_redis_t *r, const ws_redis_sub_t *s) { r->sub = *s; }
+
+void ws_redis_connect(ws_redis_t *r)
+{
+    if (r->state == S_IDLE)
+        start_connect(r);
+}
+
+int ws_redis_ready(const ws_redis_t *r) { return r->state == S_READY; }
 
 void ws_redis_stats(const ws_redis_t *r, ws_redis_stats_t *s)
 {
