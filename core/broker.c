@@ -224,6 +224,8 @@ static void on_state(void *ud, int up)
     ws_broker_t *b = s->b;
     uint64_t now = uv_now(b->io->loop);
     if (!up) {
+        if (!s->up)
+            return;
         s->up = 0;
         s->pinging = NULL; /* failed with the connection */
         s->down_at = now;

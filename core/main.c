@@ -219,7 +219,8 @@ static char *broker_urls(const ws_config_t *cfg, char *err, size_t errlen)
     return env && *env ? ws_strndup(env, strlen(env)) : ws_strndup("", 0);
 }
 
-static int start_broker(app_t *a, char *err, size_t errlen)
+/* The broker's client, connected unless this is a check (connect 0). */
+static int start_broker(app_t *a, int connect, char *err, size_t errlen)
 {
     char *urls = broker_urls(&a->cfg, err, errlen);
     if (!urls)
@@ -245,7 +246,8 @@ static int start_broker(app_t *a, char *err, size_t errlen)
     a->hub.pubsub.watch = watch_topic;
     a->hub.pubsub.watch_ud = a;
     a->hub.broker = a->broker;
-    ws_broker_start(a->broker);
+    if (connect)
+        ws_broker_start(a->broker);
     return 0;
 }
 
@@ -286,7 +288,7 @@ static int start(app_t *a, uv_loop_t *loop, char *err, size_t errlen)
     if (!a->lh)
         goto fail;
     ws_hub_set_host(&a->hub, &ws_lhost_ops, a->lh);
-    if (start_fetcher(a, err, errlen) != 0 || start_broker(a, err, errlen) != 0)
+    if (start_fetcher(a, err, errlen) != 0 || start_broker(a, 1, err, errlen) != 0)
         goto fail;
     if (a->is_worker || a->broker) {
         a->hub.relay = relay;
@@ -370,6 +372,16 @@ static int check(app_t *a)
     a->lh = ws_lhost_new(&a->hub, a->cfg.script, a->cfg.lua_timeout, a->cfg.lua_max_memory, err,
                          sizeof err);
     int rc = 0;
+    /* The broker's URLs too: with workers, a bad one must stop the start
+     * here, not in every worker again and again. */
+    if (a->lh && start_broker(a, 0, err, sizeof err) != 0) {
+        ws_lhost_free(a->lh);
+        a->lh = NULL;
+    }
+    a->hub.pubsub.watch = NULL;
+    a->hub.broker = NULL;
+    ws_broker_free(a->broker);
+    a->broker = NULL;
     if (!a->lh) {
         fprintf(stderr, "wspush: %s\n", err);
         rc = 1;
