@@ -387,7 +387,8 @@ ws_broker_t *ws_broker_new(ws_io_t *io, const ws_broker_config_t *c, const ws_br
     b->ping_ms = c->ping_ms ? c->ping_ms : 5000;
     b->nbuckets = 64;
     b->buckets = ws_calloc(b->nbuckets, sizeof *b->buckets);
-    ws_redis_opts_t o = {.timeout_ms = c->timeout_ms ? c->timeout_ms : 3000, .max_queued = 100000};
+    ws_redis_opts_t o = {.timeout_ms = c->timeout_ms ? c->timeout_ms : 3000, .max_queued = 100000,
+                         .verify = 1};
     for (const char *p = c->urls; *p;) {
         const char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);

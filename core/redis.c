@@ -183,7 +183,7 @@ void ws_redis_url_free(ws_redis_url_t *u)
 
 enum { S_IDLE, S_CONNECTING, S_HANDSHAKE, S_READY, S_RETRY };
 /* What an internal call is (ws_redis_call_t.internal). */
-enum { USER = 0, HS_AUTH, HS_SELECT };
+enum { USER = 0, HS_AUTH, HS_SELECT, HS_PING };
 
 struct ws_redis_call_s {
     ws_redis_call_t *next, *prev;
@@ -516,7 +516,10 @@ static void handshake_reply(ws_redis_t *r, ws_redis_call_t *c, const redisReply 
         snprintf(text, sizeof text, "%.*s", (int)rep->len, rep->str);
         if (!r->warned)
             ws_log_warn("redis %s: %s refused: %s", r->url.display,
-                        c->internal == HS_AUTH ? "AUTH" : "SELECT", text);
+                        c->internal == HS_AUTH     ? "AUTH"
+                        : c->internal == HS_SELECT ? "SELECT"
+                                                   : "PING",
+                        text);
         r->warned = 1;
         /* the calls waiting would otherwise wait for a login that keeps failing */
         batch_t refused = {0};
@@ -699,7 +702,7 @@ static void start_handshake(ws_redis_t *r)
     const char *argv[3];
     size_t lens[3];
     int argc = 0;
-    for (int step = HS_AUTH; step <= HS_SELECT; step++) {
+    for (int step = HS_AUTH; step <= HS_PING; step++) {
         char dbs[24];
         if (step == HS_AUTH && r->url.password) {
             argv[argc] = "AUTH", lens[argc++] = 4;
@@ -709,6 +712,8 @@ static void start_handshake(ws_redis_t *r)
         } else if (step == HS_SELECT && r->url.db) {
             int n = snprintf(dbs, sizeof dbs, "%ld", r->url.db);
             argv[0] = "SELECT", lens[0] = 6, argv[1] = dbs, lens[1] = (size_t)n, argc = 2;
+        } else if (step == HS_PING && r->o.verify) {
+            argv[0] = "PING", lens[0] = 4, argc = 1;
         } else {
             continue;
         }
@@ -823,6 +828,7 @@ static void set_opts(ws_redis_t *r, const ws_redis_opts_t *o)
 {
     r->o.timeout_ms = o && o->timeout_ms ? o->timeout_ms : WS_REDIS_TIMEOUT_MS;
     r->o.max_queued = o && o->max_queued ? o->max_queued : WS_REDIS_MAX_QUEUED;
+    r->o.verify = o && o->verify;
 }
 
 ws_redis_t *ws_redis_new(ws_io_t *io, const ws_redis_url_t *u, const ws_redis_opts_t *o)

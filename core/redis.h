@@ -64,6 +64,8 @@ typedef struct ws_redis_call_s ws_redis_call_t;
 typedef struct {
     uint32_t timeout_ms; /* 0: WS_REDIS_TIMEOUT_MS */
     unsigned max_queued; /* 0: WS_REDIS_MAX_QUEUED */
+    int verify;          /* a connection is ready only once Redis answered a PING on it (a
+                          * Redis that is stopped still completes TCP connects) */
 } ws_redis_opts_t;
 
 /* A client for u (copied) on io's loop; nothing connects until the first
