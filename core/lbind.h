@@ -169,6 +169,10 @@ int ws__ltask_start(ws_lhost_t *lh, ws_ltask_t *t, int nargs, int nres);
  * caller must give done and ud before returning to the loop, and lh->L holds
  * nothing of the call. */
 int ws__ltask_run(ws_lhost_t *lh, int nargs, int nres, ws_ltask_t **t);
+/* Run the function below nargs arguments on lh->L as a task whose results
+ * nobody wants (a hook, a timer): what fails is logged as what (a static
+ * string), now or when it ends. */
+void ws__ltask_hook(ws_lhost_t *lh, int nargs, const char *what);
 /* Resume t, which waited, with the nvals values on top of lh->L as the
  * results of its waiting function. t->wait must be finished (freed by its
  * maker). When t ends, t->done runs. */
@@ -286,10 +290,6 @@ void ws__ltimers_close_gen(ws_lhost_t *lh, uint32_t gen, int older);
 int ws__lhost_http(void *ud, ws_conn_t *c, const ws_request_t *req, ws_response_t *res);
 int ws__lhost_upgrade(void *ud, ws_conn_t *c, const ws_request_t *req, const char *protocols,
                       size_t protocols_len, ws_upgrade_t *up);
-/* Run the function below nargs arguments on lh->L as a task whose results
- * nobody wants (a hook, a timer): what fails is logged as what (a static
- * string), now or when it ends. */
-void ws__lhost_run_hook(ws_lhost_t *lh, int nargs, const char *what);
 /* A pending HTTP answer or upgrade decision will not be given: c is going away. */
 void ws__lhost_cancel(void *ud, ws_conn_t *c);
 

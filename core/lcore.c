@@ -94,7 +94,7 @@ void ws__lcore_broker(void *host, const char *what, const char *shard, const cha
         lua_pushinteger(L, (lua_Integer)missed);
         lua_setfield(L, -2, "missed");
     }
-    ws__lhost_run_hook(lh, 2, "on_broker");
+    ws__ltask_hook(lh, 2, "on_broker");
     ws__lbudget_end(lh);
 }
 

@@ -461,30 +461,10 @@ static int reload(ws_lhost_t *lh, const char *changed, char *err, size_t errlen)
         lua_setfield(L, -2, "generation");
         lua_pushstring(L, changed ? changed : "");
         lua_setfield(L, -2, "changed");
-        ws__lhost_run_hook(lh, 1, "on_reload");
+        ws__ltask_hook(lh, 1, "on_reload");
     }
     lua_settop(L, top);
     return 0;
-}
-
-/* A hook that may wait: it runs on by itself, and only its error is news. */
-static void hook_done(ws_lhost_t *lh, ws_ltask_t *t, int status, int nres)
-{
-    (void)nres;
-    if (status != LUA_OK && status != WS_LTASK_ABANDONED)
-        ws__lcall_log_error(lh, t->ud);
-}
-
-void ws__lhost_run_hook(ws_lhost_t *lh, int nargs, const char *what)
-{
-    ws_ltask_t *t;
-    int st = ws__ltask_run(lh, nargs, 0, &t);
-    if (st == WS_LTASK_WAITING) {
-        t->done = hook_done;
-        t->ud = (void *)what;
-    } else if (st != LUA_OK) {
-        ws__lcall_log_error(lh, what);
-    }
 }
 
 void ws_lhost_shutdown(ws_lhost_t *lh)
@@ -492,7 +472,7 @@ void ws_lhost_shutdown(ws_lhost_t *lh)
     lua_State *L = lh->L;
     ws__lbudget_start(lh);
     if (lua_rawgeti(L, LUA_REGISTRYINDEX, lh->shutdown_ref) == LUA_TFUNCTION)
-        ws__lhost_run_hook(lh, 0, "on_shutdown");
+        ws__ltask_hook(lh, 0, "on_shutdown");
     else
         lua_pop(L, 1);
     ws__lbudget_end(lh);
