@@ -47,6 +47,13 @@ static const opt_t opts[] = {
     {"check", 0, OPT_SWITCH, FIELD(check), 1, 0, NULL, NULL,
      "load the script and check its routes, then exit: 0 when it would serve, 1 with "
      "file:line and the reason"},
+    {"broker", 0, OPT_STRING, FIELD(broker), 0, 0, NULL, "URL[,URL]",
+     "publish across nodes through Redis (redis://[user:password@]host[:port][/db]); several "
+     "URLs spread the topics over them; also from $WSPUSH_BROKER"},
+    {"broker-file", 0, OPT_STRING, FIELD(broker_file), 0, 0, NULL, "FILE",
+     "read --broker's URLs from FILE (so that no password is on the command line)"},
+    {"broker-prefix", 0, OPT_STRING, FIELD(broker_prefix), 0, 0, "wspush:", "PREFIX",
+     "Redis channel of a topic: PREFIX followed by the topic"},
     {"log-level", 0, OPT_LOG_LEVEL, FIELD(log_level), 0, 0, "info", "LEVEL",
      "error, warn, info or debug"},
     {"max-message", 0, OPT_SIZE, FIELD(max_message), 1, 0, "16m", "BYTES",
@@ -407,6 +414,8 @@ int ws_cli_parse(int argc, char **argv, ws_config_t *cfg, char *err, size_t errl
 
 int ws_cli_check(const ws_config_t *cfg, char *err, size_t errlen)
 {
+    if (cfg->broker && cfg->broker_file)
+        return fail(err, errlen, "--broker and --broker-file: give one of them");
     if (!cfg->tls_cert != !cfg->tls_key)
         return fail(err, errlen, "--tls-cert and --tls-key go together");
     if (!cfg->tls_cert && (cfg->tls_ciphers || cfg->tls_ciphersuites || cfg->tls_min_version))

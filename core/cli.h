@@ -64,6 +64,9 @@ typedef struct {
     const char *tls_ciphersuites; /* --tls-ciphersuites LIST (TLS 1.3), NULL: OpenSSL's */
     int workers;             /* --workers N|auto, default 1; 0 = auto (one per core) */
     int check;               /* --check: load the script and exit, 0 when it loads */
+    const char *broker;      /* --broker URL[,URL...]: publish across nodes through Redis */
+    const char *broker_file; /* --broker-file FILE: the same, read from FILE (keeps passwords off argv) */
+    const char *broker_prefix; /* --broker-prefix P, default "wspush:" */
 } ws_config_t;
 
 /* What happens when a connection's outbound queue is over its limit. */

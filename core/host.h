@@ -94,6 +94,10 @@ typedef struct {
     /* Optional: a message another worker published reached this one (after
      * its subscribers here were queued). */
     void (*published)(void *host, const char *topic, size_t tlen, const void *data, size_t dlen);
+    /* Optional: news of the broker: what is "up", "down" (shard is the
+     * Redis concerned) or "gap" (missed messages of topic were lost). */
+    void (*broker)(void *host, const char *what, const char *shard, const char *topic,
+                   size_t tlen, uint64_t missed);
 } ws_host_ops_t;
 
 #endif

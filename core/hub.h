@@ -58,10 +58,14 @@ typedef struct ws_hub_s {
      * connections, memory, addresses), so limits hold for the whole server.
      * NULL in a lone process. */
     ws_tally_t *tally;
-    /* Where a publish goes besides this hub (the other workers), or NULL. */
-    void (*relay)(void *ud, const char *topic, size_t tlen, unsigned op, const void *data,
-                  size_t dlen);
+    /* Where a publish goes besides this hub (the other workers, the other
+     * nodes), or NULL. Returns 0, or -1 when it could not go everywhere
+     * (the broker is down). */
+    int (*relay)(void *ud, const char *topic, size_t tlen, unsigned op, const void *data,
+                 size_t dlen);
     void *relay_ud;
+    int relay_failed;   /* the latest ws_publish's relay returned -1 */
+    struct ws_broker_s *broker; /* --broker's client (for its figures), or NULL */
     int stopping;       /* no new upgrades (graceful shutdown) */
     uint64_t slow_ms;   /* period of the heartbeat sweep over open connections */
     uint64_t next_slow; /* clock time of the next one */

@@ -45,6 +45,8 @@ struct ws_lhost_s {
     uint64_t expect;  /* the next reload commits only with this digest (0: any) */
     int listen_ref;   /* wspush.on_publish: topic -> function, of the version serving */
     int pending_listen_ref; /* the same, of the version being loaded */
+    int broker_ref;   /* wspush.on_broker's function, of the version serving */
+    int pending_broker_ref; /* the same, of the version being loaded */
     int shared_ref;   /* wspush.shared: survives reloads */
     int depth;        /* nesting of calls into Lua */
     lua_Hook saved_hook; /* a test's own hook, put back after each callback */
@@ -167,6 +169,10 @@ int ws__ltask_start(ws_lhost_t *lh, ws_ltask_t *t, int nargs, int nres);
  * caller must give done and ud before returning to the loop, and lh->L holds
  * nothing of the call. */
 int ws__ltask_run(ws_lhost_t *lh, int nargs, int nres, ws_ltask_t **t);
+/* Run the function below nargs arguments on lh->L as a task whose results
+ * nobody wants (a hook, a timer): what fails is logged as what (a static
+ * string), now or when it ends. */
+void ws__ltask_hook(ws_lhost_t *lh, int nargs, const char *what);
 /* Resume t, which waited, with the nvals values on top of lh->L as the
  * results of its waiting function. t->wait must be finished (freed by its
  * maker). When t ends, t->done runs. */
@@ -272,6 +278,9 @@ void ws__lredis_release(ws_lhost_t *lh);
 void ws__lcore_push(ws_lhost_t *lh);
 /* ws_host_ops_t.published: a message from another worker, for on_publish. */
 void ws__lcore_published(void *host, const char *topic, size_t tlen, const void *data, size_t dlen);
+/* ws_host_ops_t.broker: for on_broker. */
+void ws__lcore_broker(void *host, const char *what, const char *shard, const char *topic,
+                      size_t tlen, uint64_t missed);
 /* Stop and release every timer (shutdown). */
 void ws__ltimers_close_all(ws_lhost_t *lh);
 /* Stop the timers made by generation gen (older != 0: by every generation before gen). */
@@ -281,10 +290,6 @@ void ws__ltimers_close_gen(ws_lhost_t *lh, uint32_t gen, int older);
 int ws__lhost_http(void *ud, ws_conn_t *c, const ws_request_t *req, ws_response_t *res);
 int ws__lhost_upgrade(void *ud, ws_conn_t *c, const ws_request_t *req, const char *protocols,
                       size_t protocols_len, ws_upgrade_t *up);
-/* Run the function below nargs arguments on lh->L as a task whose results
- * nobody wants (a hook, a timer): what fails is logged as what (a static
- * string), now or when it ends. */
-void ws__lhost_run_hook(ws_lhost_t *lh, int nargs, const char *what);
 /* A pending HTTP answer or upgrade decision will not be given: c is going away. */
 void ws__lhost_cancel(void *ud, ws_conn_t *c);
 

@@ -8,6 +8,7 @@
 
 #include "lbind.h"
 #include "log.h"
+#include "broker.h"
 #include "publish.h"
 
 #define TIMER_MT "wspush.timer"
@@ -53,10 +54,15 @@ static int l_publish(lua_State *L)
     if (!data)
         return ws__lbad_utf8(L);
     lua_Integer n = (lua_Integer)ws_publish(lh->hub, topic, tl, op, data, dl);
+    int failed = lh->hub->relay_failed;
     if (lh->listen_ref != LUA_NOREF)
         run_listener(lh, topic, tl, data, dl);
     lua_pushinteger(L, n);
-    return 1;
+    if (!failed)
+        return 1;
+    /* This node's subscribers have it; the other nodes will not. */
+    lua_pushliteral(L, "broker unavailable");
+    return 2;
 }
 
 void ws__lcore_published(void *host, const char *topic, size_t tlen, const void *data, size_t dlen)
@@ -67,6 +73,76 @@ void ws__lcore_published(void *host, const char *topic, size_t tlen, const void 
     ws__lbudget_start(lh);
     run_listener(lh, topic, tlen, data, dlen);
     ws__lbudget_end(lh);
+}
+
+void ws__lcore_broker(void *host, const char *what, const char *shard, const char *topic,
+                      size_t tlen, uint64_t missed)
+{
+    ws_lhost_t *lh = host;
+    lua_State *L = lh->L;
+    if (lh->broker_ref == LUA_NOREF)
+        return;
+    ws__lbudget_start(lh);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lh->broker_ref);
+    lua_pushstring(L, what);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, shard);
+    lua_setfield(L, -2, "broker");
+    if (topic) {
+        lua_pushlstring(L, topic, tlen);
+        lua_setfield(L, -2, "topic");
+        lua_pushinteger(L, (lua_Integer)missed);
+        lua_setfield(L, -2, "missed");
+    }
+    ws__ltask_hook(lh, 2, "on_broker");
+    ws__lbudget_end(lh);
+}
+
+/* wspush.broker_status(): nil without --broker, else this worker's figures. */
+static int l_broker_status(lua_State *L)
+{
+    struct ws_broker_s *b = ws__lhost_up(L)->hub->broker;
+    if (!b)
+        return 0;
+    ws_broker_stats_t s;
+    ws_broker_stats(b, &s);
+    lua_createtable(L, 0, 10);
+    lua_pushinteger(L, s.shards);
+    lua_setfield(L, -2, "brokers");
+    lua_pushinteger(L, s.up);
+    lua_setfield(L, -2, "up");
+    lua_pushboolean(L, s.up == s.shards);
+    lua_setfield(L, -2, "connected");
+    static const struct {
+        const char *name;
+        size_t off;
+    } f[] = {{"reconnects", offsetof(ws_broker_stats_t, reconnects)},
+             {"published", offsetof(ws_broker_stats_t, published)},
+             {"publish_failed", offsetof(ws_broker_stats_t, publish_failed)},
+             {"received", offsetof(ws_broker_stats_t, received)},
+             {"gaps", offsetof(ws_broker_stats_t, gaps)},
+             {"missed", offsetof(ws_broker_stats_t, missed)}};
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
+        lua_pushinteger(L, (lua_Integer) * (const uint64_t *)((const char *)&s + f[i].off));
+        lua_setfield(L, -2, f[i].name);
+    }
+    lua_pushinteger(L, (lua_Integer)s.topics);
+    lua_setfield(L, -2, "topics");
+    return 1;
+}
+
+/* wspush.on_broker(fn): fn(event, info) hears "up", "down" and "gap". */
+static int l_on_broker(lua_State *L)
+{
+    ws_lhost_t *lh = ws__lhost_up(L);
+    if (!lua_isnil(L, 1))
+        luaL_checktype(L, 1, LUA_TFUNCTION);
+    /* During a load (its on_publish table exists), for the version loading. */
+    int *ref = lh->pending_listen_ref != LUA_NOREF ? &lh->pending_broker_ref : &lh->broker_ref;
+    luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+    lua_pushvalue(L, 1);
+    *ref = lua_isnil(L, -1) ? (lua_pop(L, 1), LUA_NOREF) : luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
 }
 
 /* wspush.on_publish(topic, fn): fn(data, topic) runs in this worker for
@@ -366,7 +442,8 @@ void ws__lcore_push(ws_lhost_t *lh)
         {"connections", l_connections}, {"after", l_after}, {"every", l_every},
         {"log", l_log},           {"now", l_now},         {"on_reload", l_on_reload},
         {"on_shutdown", l_on_shutdown}, {"sleep", l_sleep}, {"count_all", l_count_all},
-        {"on_publish", l_on_publish}, {NULL, NULL}};
+        {"on_publish", l_on_publish}, {"on_broker", l_on_broker},
+        {"broker_status", l_broker_status}, {NULL, NULL}};
     luaL_newlibtable(L, fns);
     lua_pushlightuserdata(L, lh);
     luaL_setfuncs(L, fns, 1);

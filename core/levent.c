@@ -461,4 +461,5 @@ const ws_host_ops_t ws_lhost_ops = {
     .drain = on_drain,
     .closed = on_closed,
     .published = ws__lcore_published,
+    .broker = ws__lcore_broker,
 };

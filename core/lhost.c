@@ -66,6 +66,9 @@ static void commit_load(ws_lhost_t *lh)
     luaL_unref(L, LUA_REGISTRYINDEX, lh->shutdown_ref);
     lh->shutdown_ref = lh->pending_shutdown_ref;
     lh->pending_shutdown_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, lh->broker_ref);
+    lh->broker_ref = lh->pending_broker_ref;
+    lh->pending_broker_ref = LUA_NOREF;
     luaL_unref(L, LUA_REGISTRYINDEX, lh->listen_ref);
     lh->listen_ref = lh->pending_listen_ref;
     lh->pending_listen_ref = LUA_NOREF;
@@ -86,6 +89,8 @@ static void abandon_load(ws_lhost_t *lh)
     lua_State *L = lh->L;
     luaL_unref(L, LUA_REGISTRYINDEX, lh->pending_shutdown_ref);
     lh->pending_shutdown_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, lh->pending_broker_ref);
+    lh->pending_broker_ref = LUA_NOREF;
     luaL_unref(L, LUA_REGISTRYINDEX, lh->pending_listen_ref);
     lh->pending_listen_ref = LUA_NOREF;
 }
@@ -227,6 +232,7 @@ static ws_lhost_t *host_new(lua_State *L, ws_hub_t *hub, const char *script, dou
     lh->conns_ref = lh->shared_ref = lh->hooks_ref = LUA_NOREF;
     lh->shutdown_ref = lh->pending_shutdown_ref = LUA_NOREF;
     lh->listen_ref = lh->pending_listen_ref = LUA_NOREF;
+    lh->broker_ref = lh->pending_broker_ref = LUA_NOREF;
     for (int i = 0; i < WS_EV_COUNT; i++)
         lh->ev_ref[i] = LUA_NOREF;
     lh->L = L;
@@ -289,7 +295,8 @@ void ws_lhost_free(ws_lhost_t *lh)
         /* A test's state lives on: give back what this host took of it. */
         int refs[] = {lh->server_ref, lh->app_ref,    lh->conns_ref,   lh->core_ref,
                       lh->hooks_ref,  lh->shutdown_ref, lh->pending_shutdown_ref,
-                      lh->shared_ref, lh->redis_ref,  lh->listen_ref,  lh->pending_listen_ref};
+                      lh->shared_ref, lh->redis_ref,  lh->listen_ref,  lh->pending_listen_ref,
+                      lh->broker_ref, lh->pending_broker_ref};
         for (size_t i = 0; i < sizeof refs / sizeof *refs; i++)
             luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
         for (int i = 0; i < WS_EV_COUNT; i++)
@@ -454,30 +461,10 @@ static int reload(ws_lhost_t *lh, const char *changed, char *err, size_t errlen)
         lua_setfield(L, -2, "generation");
         lua_pushstring(L, changed ? changed : "");
         lua_setfield(L, -2, "changed");
-        ws__lhost_run_hook(lh, 1, "on_reload");
+        ws__ltask_hook(lh, 1, "on_reload");
     }
     lua_settop(L, top);
     return 0;
-}
-
-/* A hook that may wait: it runs on by itself, and only its error is news. */
-static void hook_done(ws_lhost_t *lh, ws_ltask_t *t, int status, int nres)
-{
-    (void)nres;
-    if (status != LUA_OK && status != WS_LTASK_ABANDONED)
-        ws__lcall_log_error(lh, t->ud);
-}
-
-void ws__lhost_run_hook(ws_lhost_t *lh, int nargs, const char *what)
-{
-    ws_ltask_t *t;
-    int st = ws__ltask_run(lh, nargs, 0, &t);
-    if (st == WS_LTASK_WAITING) {
-        t->done = hook_done;
-        t->ud = (void *)what;
-    } else if (st != LUA_OK) {
-        ws__lcall_log_error(lh, what);
-    }
 }
 
 void ws_lhost_shutdown(ws_lhost_t *lh)
@@ -485,7 +472,7 @@ void ws_lhost_shutdown(ws_lhost_t *lh)
     lua_State *L = lh->L;
     ws__lbudget_start(lh);
     if (lua_rawgeti(L, LUA_REGISTRYINDEX, lh->shutdown_ref) == LUA_TFUNCTION)
-        ws__lhost_run_hook(lh, 0, "on_shutdown");
+        ws__ltask_hook(lh, 0, "on_shutdown");
     else
         lua_pop(L, 1);
     ws__lbudget_end(lh);

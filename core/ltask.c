@@ -264,3 +264,23 @@ int ws__ltask_wait(lua_State *L, ws_ltask_t *t, ws_lwait_t *w)
     t->wait = w;
     return lua_yield(L, 0);
 }
+
+/* A hook that may wait: it runs on by itself, and only its error is news. */
+static void hook_done(ws_lhost_t *lh, ws_ltask_t *t, int status, int nres)
+{
+    (void)nres;
+    if (status != LUA_OK && status != WS_LTASK_ABANDONED)
+        ws__lcall_log_error(lh, t->ud);
+}
+
+void ws__ltask_hook(ws_lhost_t *lh, int nargs, const char *what)
+{
+    ws_ltask_t *t;
+    int st = ws__ltask_run(lh, nargs, 0, &t);
+    if (st == WS_LTASK_WAITING) {
+        t->done = hook_done;
+        t->ud = (void *)what;
+    } else if (st != LUA_OK) {
+        ws__lcall_log_error(lh, what);
+    }
+}

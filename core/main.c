@@ -1,20 +1,24 @@
 /* wspush: the composition root. Parses the command line, puts the layers
  * together (transports, hub, Lua host, server, reload watcher, signals),
  * runs the loop and maps failures to exit codes. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
 
+#include "broker.h"
 #include "certs.h"
 #include "cli.h"
 #include "fetch.h"
 #include "hub.h"
 #include "lhost.h"
+#include "publish.h"
 #include "log.h"
 #include "reload.h"
 #include "server.h"
@@ -37,6 +41,7 @@ typedef struct {
     uv_signal_t sigint, sigterm;
     ws_worker_t worker;  /* with --workers: this process is worker.id of worker.count */
     int is_worker;
+    ws_broker_t *broker; /* --broker, or NULL */
 } app_t;
 
 static void apply_tls(void *ud, ws_tls_ctx_t *ctx)
@@ -88,6 +93,10 @@ static void stopped(void *ud)
 {
     app_t *a = ud;
     ws_worker_close(&a->worker);
+    a->hub.pubsub.watch = NULL;
+    a->hub.broker = NULL;
+    ws_broker_free(a->broker);
+    a->broker = NULL;
     /* Its pooled connections would keep the loop running. */
     ws_lhost_release(a->lh);
     ws_fetcher_free(a->fetcher);
@@ -142,6 +151,106 @@ static void listen_signal(app_t *a, uv_signal_t *h, int signum)
     uv_signal_start(h, on_signal, signum);
 }
 
+/* ---- publishing beyond this process ---- */
+
+/* A publish of this process: to the other workers, then to the other nodes. */
+static int relay(void *ud, const char *topic, size_t tlen, unsigned op, const void *data,
+                 size_t dlen)
+{
+    app_t *a = ud;
+    if (a->worker.started)
+        ws_worker_send(&a->worker, topic, tlen, op, data, dlen);
+    return a->broker ? ws_broker_publish(a->broker, topic, tlen, op, data, dlen) : 0;
+}
+
+static void broker_deliver(void *ud, const char *topic, size_t tlen, unsigned op,
+                           const void *data, size_t dlen)
+{
+    ws_publish_remote(&((app_t *)ud)->hub, topic, tlen, op, data, dlen);
+}
+
+static void broker_event(void *ud, const ws_broker_event_t *e)
+{
+    app_t *a = ud;
+    if (a->hub.host->broker)
+        a->hub.host->broker(a->hub.host_ud, e->what, e->shard, e->topic, e->tlen, e->missed);
+}
+
+/* The node subscribes to a topic's channel while it has subscribers here. */
+static void watch_topic(void *ud, const char *name, size_t len, int present)
+{
+    ws_broker_want(((app_t *)ud)->broker, name, len, present);
+}
+
+/* The URLs: --broker, --broker-file, or $WSPUSH_BROKER (in that order). */
+static char *broker_urls(const ws_config_t *cfg, char *err, size_t errlen)
+{
+    if (cfg->broker)
+        return ws_strndup(cfg->broker, strlen(cfg->broker));
+    if (cfg->broker_file) {
+        FILE *f = fopen(cfg->broker_file, "r");
+        char buf[4096];
+        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (!f || ferror(f)) {
+            snprintf(err, errlen, "--broker-file %s: %s", cfg->broker_file, strerror(errno));
+            if (f)
+                fclose(f);
+            return NULL;
+        }
+        fclose(f);
+        /* One or more URLs, separated by commas or white space. */
+        size_t o = 0;
+        for (size_t i = 0; i < n; i++) {
+            int space = buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' || buf[i] == '\r';
+            if (space && o && buf[o - 1] != ',')
+                buf[o++] = ',';
+            else if (!space)
+                buf[o++] = buf[i];
+        }
+        while (o && buf[o - 1] == ',')
+            o--;
+        if (!o) {
+            snprintf(err, errlen, "--broker-file %s: no URL in it", cfg->broker_file);
+            return NULL;
+        }
+        return ws_strndup(buf, o);
+    }
+    const char *env = getenv("WSPUSH_BROKER");
+    return env && *env ? ws_strndup(env, strlen(env)) : ws_strndup("", 0);
+}
+
+/* The broker's client, connected unless this is a check (connect 0). */
+static int start_broker(app_t *a, int connect, char *err, size_t errlen)
+{
+    char *urls = broker_urls(&a->cfg, err, errlen);
+    if (!urls)
+        return -1;
+    if (!*urls) {
+        free(urls);
+        return 0;
+    }
+    /* One id per node: a supervisor gives its workers its own. */
+    uint64_t node = 0;
+    const char *env = getenv("WSPUSH_NODE");
+    if (env)
+        node = strtoull(env, NULL, 16);
+    if (!node && uv_random(NULL, NULL, &node, sizeof node, 0, NULL) != 0)
+        node = uv_hrtime() ^ ((uint64_t)getpid() << 32);
+    ws_broker_config_t bc = {.urls = urls, .prefix = a->cfg.broker_prefix, .node = node,
+                             .worker = a->is_worker ? a->worker.id : 1};
+    ws_broker_cb_t cb = {broker_deliver, broker_event, a};
+    a->broker = ws_broker_new(&a->io, &bc, &cb, err, errlen);
+    free(urls);
+    if (!a->broker)
+        return -1;
+    a->hub.pubsub.watch = watch_topic;
+    a->hub.pubsub.watch_ud = a;
+    a->hub.broker = a->broker;
+    if (connect)
+        ws_broker_start(a->broker);
+    return 0;
+}
+
 /* wspush.fetch's client, with the address policy of the command line. */
 static int start_fetcher(app_t *a, char *err, size_t errlen)
 {
@@ -179,8 +288,12 @@ static int start(app_t *a, uv_loop_t *loop, char *err, size_t errlen)
     if (!a->lh)
         goto fail;
     ws_hub_set_host(&a->hub, &ws_lhost_ops, a->lh);
-    if (start_fetcher(a, err, errlen) != 0)
+    if (start_fetcher(a, err, errlen) != 0 || start_broker(a, 1, err, errlen) != 0)
         goto fail;
+    if (a->is_worker || a->broker) {
+        a->hub.relay = relay;
+        a->hub.relay_ud = a;
+    }
     if (a->cfg.tls_cert) {
         ws_tls_server_opts_t o = {
             .cert_file = a->cfg.tls_cert,
@@ -228,6 +341,9 @@ fail:
     a->lh = NULL;
     ws_fetcher_free(a->fetcher);
     a->fetcher = NULL;
+    a->hub.broker = NULL;
+    ws_broker_free(a->broker);
+    a->broker = NULL;
     ws_hub_free(&a->hub);
     ws_io_free(&a->io);
     ws_worker_free(&a->worker);
@@ -256,6 +372,16 @@ static int check(app_t *a)
     a->lh = ws_lhost_new(&a->hub, a->cfg.script, a->cfg.lua_timeout, a->cfg.lua_max_memory, err,
                          sizeof err);
     int rc = 0;
+    /* The broker's URLs too: with workers, a bad one must stop the start
+     * here, not in every worker again and again. */
+    if (a->lh && start_broker(a, 0, err, sizeof err) != 0) {
+        ws_lhost_free(a->lh);
+        a->lh = NULL;
+    }
+    a->hub.pubsub.watch = NULL;
+    a->hub.broker = NULL;
+    ws_broker_free(a->broker);
+    a->broker = NULL;
     if (!a->lh) {
         fprintf(stderr, "wspush: %s\n", err);
         rc = 1;

@@ -54,9 +54,17 @@ static ws_chunk_t *compressed(zframe_t *zf, size_t *nzf, int wb, const ws_deflat
 size_t ws_publish(ws_hub_t *h, const char *name, size_t len, unsigned op, const void *data,
                   size_t dlen)
 {
-    if (h->relay)
-        h->relay(h->relay_ud, name, len, op, data, dlen);
+    h->relay_failed = h->relay && h->relay(h->relay_ud, name, len, op, data, dlen) != 0;
     return ws_publish_local(h, name, len, op, data, dlen);
+}
+
+size_t ws_publish_remote(ws_hub_t *h, const char *name, size_t len, unsigned op,
+                         const void *data, size_t dlen)
+{
+    size_t n = ws_publish_local(h, name, len, op, data, dlen);
+    if (h->host && h->host->published)
+        h->host->published(h->host_ud, name, len, data, dlen);
+    return n;
 }
 
 size_t ws_publish_local(ws_hub_t *h, const char *name, size_t len, unsigned op, const void *data,

@@ -18,8 +18,12 @@
  * counted). */
 size_t ws_publish(ws_hub_t *h, const char *name, size_t len, unsigned op, const void *data,
                   size_t dlen);
-/* The same in h only: for a message relayed from another worker. */
+/* The same in h only. */
 size_t ws_publish_local(ws_hub_t *h, const char *name, size_t len, unsigned op, const void *data,
                         size_t dlen);
+/* A message published elsewhere (another worker, another node): to h's
+ * subscribers, then to the host's published upcall (wspush.on_publish). */
+size_t ws_publish_remote(ws_hub_t *h, const char *name, size_t len, unsigned op,
+                         const void *data, size_t dlen);
 
 #endif

@@ -29,6 +29,8 @@ void ws_pubsub_init(ws_pubsub_t *ps)
     ps->nbuckets = 64;
     ps->buckets = ws_calloc(ps->nbuckets, sizeof *ps->buckets);
     ps->ntopics = 0;
+    ps->walking = 0;
+    ps->watch = NULL;
 }
 
 void ws_pubsub_free(ws_pubsub_t *ps)
@@ -89,6 +91,8 @@ int ws_pubsub_subscribe(ws_pubsub_t *ps, ws_pubsub_member_t *m, void *owner, con
         *p = t;
         if (++ps->ntopics > ps->nbuckets)
             grow(ps);
+        if (ps->watch)
+            ps->watch(ps->watch_ud, name, len, 1);
     }
     ws_sub_t *sub = ws_malloc(sizeof *sub);
     sub->topic = t;
@@ -123,6 +127,8 @@ static void leave(ws_pubsub_t *ps, ws_pubsub_member_t *m, size_t i)
     if (t->nsubs == 0) {
         ws_topic_t **p = slot(ps, t->name, t->len, t->hash);
         *p = t->next;
+        if (ps->watch)
+            ps->watch(ps->watch_ud, t->name, t->len, 0);
         free(t->subs);
         free(t);
         ps->ntopics--;

@@ -31,6 +31,10 @@ typedef struct {
     size_t nbuckets;
     size_t ntopics;
     unsigned walking;  /* a topic's subscribers are being walked: no one may leave */
+    /* Optional: a topic got its first subscriber (present 1) or lost its
+     * last (0). The broker subscribes to a topic only while it has some. */
+    void (*watch)(void *ud, const char *name, size_t len, int present);
+    void *watch_ud;
 } ws_pubsub_t;
 
 void ws_pubsub_init(ws_pubsub_t *ps);

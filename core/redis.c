@@ -183,7 +183,7 @@ void ws_redis_url_free(ws_redis_url_t *u)
 
 enum { S_IDLE, S_CONNECTING, S_HANDSHAKE, S_READY, S_RETRY };
 /* What an internal call is (ws_redis_call_t.internal). */
-enum { USER = 0, HS_AUTH, HS_SELECT };
+enum { USER = 0, HS_AUTH, HS_SELECT, HS_PING };
 
 struct ws_redis_call_s {
     ws_redis_call_t *next, *prev;
@@ -230,6 +230,7 @@ struct ws_redis_s {
     int freed;
     int warned;           /* an outage was logged: say when it ends */
     uint64_t rng;         /* for the jitter (per client: workers must not agree) */
+    ws_redis_sub_t sub;   /* a subscriber's callbacks, or all NULL */
 };
 
 struct wr_s {
@@ -504,6 +505,8 @@ static void ready(ws_redis_t *r)
         ws_log_debug("redis %s: connected", r->url.display);
     r->warned = 0;
     write_unsent(r);
+    if (r->sub.state)
+        r->sub.state(r->sub.ud, 1);
 }
 
 static void handshake_reply(ws_redis_t *r, ws_redis_call_t *c, const redisReply *rep)
@@ -513,7 +516,10 @@ static void handshake_reply(ws_redis_t *r, ws_redis_call_t *c, const redisReply 
         snprintf(text, sizeof text, "%.*s", (int)rep->len, rep->str);
         if (!r->warned)
             ws_log_warn("redis %s: %s refused: %s", r->url.display,
-                        c->internal == HS_AUTH ? "AUTH" : "SELECT", text);
+                        c->internal == HS_AUTH     ? "AUTH"
+                        : c->internal == HS_SELECT ? "SELECT"
+                                                   : "PING",
+                        text);
         r->warned = 1;
         /* the calls waiting would otherwise wait for a login that keeps failing */
         batch_t refused = {0};
@@ -531,6 +537,13 @@ static void handshake_reply(ws_redis_t *r, ws_redis_call_t *c, const redisReply 
         if (o->internal)
             return;
     ready(r);
+}
+
+static int is_message(const redisReply *rep)
+{
+    return rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+           rep->element[0]->type == REDIS_REPLY_STRING && rep->element[0]->len == 7 &&
+           memcmp(rep->element[0]->str, "message", 7) == 0;
 }
 
 static void on_read(void *ud, uint8_t *data, size_t len)
@@ -552,6 +565,11 @@ static void on_read(void *ud, uint8_t *data, size_t len)
         }
         if (!reply)
             break;
+        if (r->sub.push && is_message(reply)) {
+            r->sub.push(r->sub.ud, reply);
+            freeReplyObject(reply);
+            continue;
+        }
         ws_redis_call_t *c = r->head;
         if (!c || !c->sent) {
             freeReplyObject(reply);
@@ -650,6 +668,7 @@ static void drop(ws_redis_t *r, const char *why)
 {
     if (r->state != S_CONNECTING && !r->t)
         return;
+    int was_ready = r->state == S_READY;
     if (why) {
         if (!r->warned)
             ws_log_warn("redis %s: %s %s; reconnecting", r->url.display,
@@ -670,6 +689,8 @@ static void drop(ws_redis_t *r, const char *why)
     uv_timer_stop(&r->retry_timer);
     schedule_retry(r);
     batch_fail(&lost, "connection lost");
+    if (was_ready && r->sub.state && !r->freed)
+        r->sub.state(r->sub.ud, 0);
 }
 
 static void start_handshake(ws_redis_t *r)
@@ -681,7 +702,7 @@ static void start_handshake(ws_redis_t *r)
     const char *argv[3];
     size_t lens[3];
     int argc = 0;
-    for (int step = HS_AUTH; step <= HS_SELECT; step++) {
+    for (int step = HS_AUTH; step <= HS_PING; step++) {
         char dbs[24];
         if (step == HS_AUTH && r->url.password) {
             argv[argc] = "AUTH", lens[argc++] = 4;
@@ -691,6 +712,8 @@ static void start_handshake(ws_redis_t *r)
         } else if (step == HS_SELECT && r->url.db) {
             int n = snprintf(dbs, sizeof dbs, "%ld", r->url.db);
             argv[0] = "SELECT", lens[0] = 6, argv[1] = dbs, lens[1] = (size_t)n, argc = 2;
+        } else if (step == HS_PING && r->o.verify) {
+            argv[0] = "PING", lens[0] = 4, argc = 1;
         } else {
             continue;
         }
@@ -805,6 +828,7 @@ static void set_opts(ws_redis_t *r, const ws_redis_opts_t *o)
 {
     r->o.timeout_ms = o && o->timeout_ms ? o->timeout_ms : WS_REDIS_TIMEOUT_MS;
     r->o.max_queued = o && o->max_queued ? o->max_queued : WS_REDIS_MAX_QUEUED;
+    r->o.verify = o && o->verify;
 }
 
 ws_redis_t *ws_redis_new(ws_io_t *io, const ws_redis_url_t *u, const ws_redis_opts_t *o)
@@ -902,6 +926,16 @@ void ws_redis_free(ws_redis_t *r)
     uv_close((uv_handle_t *)&r->deadline_timer, on_handle_closed);
     uv_close((uv_handle_t *)&r->retry_timer, on_handle_closed);
 }
+
+void ws_redis_set_subscriber(ws_redis_t *r, const ws_redis_sub_t *s) { r->sub = *s; }
+
+void ws_redis_connect(ws_redis_t *r)
+{
+    if (r->state == S_IDLE)
+        start_connect(r);
+}
+
+int ws_redis_ready(const ws_redis_t *r) { return r->state == S_READY; }
 
 void ws_redis_stats(const ws_redis_t *r, ws_redis_stats_t *s)
 {

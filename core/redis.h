@@ -64,6 +64,8 @@ typedef struct ws_redis_call_s ws_redis_call_t;
 typedef struct {
     uint32_t timeout_ms; /* 0: WS_REDIS_TIMEOUT_MS */
     unsigned max_queued; /* 0: WS_REDIS_MAX_QUEUED */
+    int verify;          /* a connection is ready only once Redis answered a PING on it (a
+                          * Redis that is stopped still completes TCP connects) */
 } ws_redis_opts_t;
 
 /* A client for u (copied) on io's loop; nothing connects until the first
@@ -94,6 +96,24 @@ ws_redis_call_t *ws_redis_call(ws_redis_t *r, unsigned ncmds, const int *argc, c
 /* cb never runs; a call already sent still has its reply read (and dropped),
  * so that the replies after it reach their own calls. */
 void ws_redis_cancel(ws_redis_call_t *c);
+
+/* A subscriber (the broker's): Redis sends messages of the channels it
+ * SUBSCRIBEd to without a call asking. Replies of the form
+ * ["message", channel, payload] go to push; SUBSCRIBE, UNSUBSCRIBE and PING
+ * are calls like any other (one channel per SUBSCRIBE call: one reply
+ * each). state hears each login (up = 1: subscribe again, the session is
+ * new) and each lost connection (0). */
+typedef struct {
+    void (*push)(void *ud, const redisReply *message);
+    void (*state)(void *ud, int up);
+    void *ud;
+} ws_redis_sub_t;
+void ws_redis_set_subscriber(ws_redis_t *r, const ws_redis_sub_t *s);
+/* Connect now rather than at the first call (a subscriber must be connected
+ * to hear anything). */
+void ws_redis_connect(ws_redis_t *r);
+/* 1 while connected and logged in. */
+int ws_redis_ready(const ws_redis_t *r);
 
 /* Figures: 1 while connected (AUTH and SELECT done); connections made;
  * calls waiting for a reply or for a connection. */

@@ -707,6 +707,14 @@ int ws_supervisor_run(const ws_config_t *cfg, unsigned n, int argc, char **argv)
         s->mb_rx[i] = s->mb_tx[i] = -1;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* The node's id for the broker, the same in every worker (they skip
+     * what their own node published). */
+    uint64_t node;
+    if (uv_random(NULL, NULL, &node, sizeof node, 0, NULL) != 0)
+        node = uv_hrtime() ^ ((uint64_t)getpid() << 32);
+    char hex[32];
+    snprintf(hex, sizeof hex, "%016" PRIx64, node);
+    setenv("WSPUSH_NODE", hex, 1);
     uv_signal_init(s->loop, &s->sigint);
     uv_signal_init(s->loop, &s->sigterm);
     s->sigint.data = s->sigterm.data = s;

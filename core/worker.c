@@ -48,18 +48,15 @@ int ws_worker_attach(ws_worker_t *w, ws_hub_t *hub, char *err, size_t errlen)
 static void deliver(void *ud, const char *topic, size_t tlen, unsigned op, const void *data,
                     size_t dlen)
 {
-    ws_hub_t *h = ud;
-    ws_publish_local(h, topic, tlen, op, data, dlen);
-    if (h->host->published)
-        h->host->published(h->host_ud, topic, tlen, data, dlen);
+    ws_publish_remote(ud, topic, tlen, op, data, dlen);
 }
 
-static void relay(void *ud, const char *topic, size_t tlen, unsigned op, const void *data,
-                  size_t dlen)
+void ws_worker_send(ws_worker_t *w, const char *topic, size_t tlen, unsigned op,
+                    const void *data, size_t dlen)
 {
     /* What others published first goes first here too (causal order). */
-    ws_mailbox_receive(ud);
-    ws_mailbox_send(ud, topic, tlen, op, data, dlen);
+    ws_mailbox_receive(w->mailbox);
+    ws_mailbox_send(w->mailbox, topic, tlen, op, data, dlen);
 }
 
 static void say(ws_worker_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -126,8 +123,6 @@ void ws_worker_start(ws_worker_t *w, uv_loop_t *loop, const ws_worker_ops_t *ops
         tx[i] = WS_WORKER_FD_PEERS + (int)i;
     w->mailbox = ws_mailbox_new(loop, w->id, w->count, WS_WORKER_FD_MAILBOX, tx, MAILBOX_PENDING,
                                 deliver, w->hub);
-    w->hub->relay = relay;
-    w->hub->relay_ud = w->mailbox;
     uv_poll_init(loop, &w->ctl, WS_WORKER_FD_CONTROL);
     w->ctl.data = w;
     uv_poll_start(&w->ctl, UV_READABLE, on_control);
@@ -144,7 +139,6 @@ void ws_worker_close(ws_worker_t *w)
     if (!w->started)
         return;
     w->started = 0;
-    w->hub->relay = NULL;
     ws_mailbox_close(w->mailbox);
     w->mailbox = NULL;
     uv_close((uv_handle_t *)&w->ctl, NULL);

@@ -58,9 +58,14 @@ int ws_worker_from_env(ws_worker_t *w, char *err, size_t errlen);
  * reads wspush.worker as it loads). 0, or -1 with the reason in err. */
 int ws_worker_attach(ws_worker_t *w, ws_hub_t *hub, char *err, size_t errlen);
 
-/* Open the mailboxes and the control socket on loop; the hub's publishes
- * reach the other workers from now on. */
+/* Open the mailboxes and the control socket on loop (the application then
+ * relays the hub's publishes with ws_worker_send). */
 void ws_worker_start(ws_worker_t *w, uv_loop_t *loop, const ws_worker_ops_t *ops, void *ud);
+
+/* A publish of this worker, to the other workers (after delivering what
+ * they published before it). */
+void ws_worker_send(ws_worker_t *w, const char *topic, size_t tlen, unsigned op,
+                    const void *data, size_t dlen);
 
 /* Tell the supervisor this worker serves version digest. */
 void ws_worker_ready(ws_worker_t *w, uint64_t digest);

@@ -23,10 +23,12 @@ return {
   ["/receive"] = function(req)
     local msg = req.query.msg
     if not msg then return { error = "missing ?msg=" }, 400 end
-    local sent = wspush.publish("all", msg) -- how many clients of this process got it
-    if wspush.worker.count == 1 then return { sent = sent } end
-    -- With --workers, the other workers deliver it too, on their own: only
-    -- this worker's count is known now.
-    return { sent_here = sent, worker = wspush.worker.id, workers = wspush.worker.count }
+    local sent, err = wspush.publish("all", msg) -- how many clients of this process got it
+    if wspush.worker.count == 1 and not wspush.broker_status() then return { sent = sent } end
+    -- With --workers or --broker, the other workers and nodes deliver it
+    -- too, on their own: only this process's count is known now. err says
+    -- when the broker could not take it (the other nodes will not get it).
+    return { sent_here = sent, worker = wspush.worker.id, workers = wspush.worker.count,
+             broker = err }
   end,
 }

@@ -52,6 +52,7 @@ static struct {
     char host[64];
     int port;
     const char *path, *pub_path;
+    int pub_port;     /* fanout: the publisher's server, when not port (another node) */
     long conns, inflight, size, sources, pid, concurrency;
     double duration, warmup, hold, timeout;
     long long count;
@@ -133,6 +134,7 @@ static struct sockaddr_in addr_of(const char *ip, int port)
 static void start_more(void)
 {
     struct sockaddr_in dst = addr_of(B.host, B.port);
+    struct sockaddr_in pub = addr_of(B.host, B.pub_port > 0 ? B.pub_port : B.port);
     while (B.started < B.nall && B.started - B.ready - B.failed < B.concurrency) {
         long i = B.started++;
         wb_conn_t *c = &B.c[i];
@@ -145,7 +147,8 @@ static void start_more(void)
             src.sin_addr.s_addr = htonl(ntohl(src.sin_addr.s_addr) + (uint32_t)(i % B.sources));
             srcp = &src;
         }
-        int r = wb_conn_start(&B.loop, c, &dst, srcp, c->role ? B.pub_path : B.path);
+        int r = wb_conn_start(&B.loop, c, c->role ? &pub : &dst, srcp,
+                              c->role ? B.pub_path : B.path);
         if (r < 0) {
             c->state = WB_CLOSED;
             B.failed++;
@@ -575,6 +578,7 @@ static void usage(FILE *f)
             "  --port N             server port (required)\n"
             "  --path P             WebSocket path (default /ws)\n"
             "  --pub-path P         fanout: the publisher's path (default /pub)\n"
+            "  --pub-port N         fanout: the publisher's port (another node; default --port)\n"
             "  -c, --conns N        connections, or fanout subscribers (default 100; rtt 1)\n"
             "  -k, --inflight K     messages in flight per connection, or publishes in flight\n"
             "                       for fanout (default 1)\n"
@@ -641,6 +645,7 @@ static int parse_args(int argc, char **argv)
     static const struct option opts[] = {
         {"host", required_argument, 0, 'H'},   {"port", required_argument, 0, 'p'},
         {"path", required_argument, 0, 'P'},   {"pub-path", required_argument, 0, 'Q'},
+        {"pub-port", required_argument, 0, 'R'},
         {"conns", required_argument, 0, 'c'},  {"inflight", required_argument, 0, 'k'},
         {"size", required_argument, 0, 's'},   {"duration", required_argument, 0, 'd'},
         {"warmup", required_argument, 0, 'w'}, {"count", required_argument, 0, 'n'},
@@ -661,6 +666,7 @@ static int parse_args(int argc, char **argv)
         case 'p': B.port = atoi(optarg); break;
         case 'P': B.path = optarg; break;
         case 'Q': B.pub_path = optarg; break;
+        case 'R': B.pub_port = atoi(optarg); break;
         case 'c': B.conns = atol(optarg); break;
         case 'k': B.inflight = atol(optarg); break;
         case 's': B.size = atol(optarg); break;

@@ -486,7 +486,7 @@ void fx_client(fx_t *fx, const char *url, uint32_t timeout_ms, unsigned max_queu
     char err[256];
     if (ws_redis_url_parse(&u, url, strlen(url), err, sizeof err) != 0)
         fx_check_failed(__FILE__, __LINE__, "the URL is good", err);
-    ws_redis_opts_t o = {timeout_ms, max_queued};
+    ws_redis_opts_t o = {.timeout_ms = timeout_ms, .max_queued = max_queued};
     fx->r = ws_redis_new(&fx->io, &u, &o);
     ws_redis_url_free(&u);
 }

@@ -930,7 +930,7 @@ static void test_set_opts(void **state)
     result_init(&b, &fx);
     fx_call(&fx, fx.r, &a, "GET a", NULL);
     assert_true(fx_run_until(&fx, srv_has_held, &fx.srv, WAIT));
-    ws_redis_opts_t o = {100, 0};
+    ws_redis_opts_t o = {.timeout_ms = 100};
     ws_redis_set_opts(fx.r, &o);
     uint64_t t0 = uv_now(&fx.loop);
     fx_call(&fx, fx.r, &b, "GET b", NULL);
