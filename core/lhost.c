@@ -97,7 +97,7 @@ static void abandon_load(ws_lhost_t *lh)
 
 /* Run the script and compile what it returned. On success the compiled app
  * is left on the stack; on failure err holds the reason with file:line. */
-static int run_script(ws_lhost_t *lh, char *err, size_t errlen)
+static int load_script(ws_lhost_t *lh, char *err, size_t errlen)
 {
     lua_State *L = lh->L;
     char buf[8192];
@@ -141,6 +141,37 @@ static int run_script(ws_lhost_t *lh, char *err, size_t errlen)
     }
     lua_pop(L, 1);
     return 0;
+}
+
+static void one_line(char *s)
+{
+    char *o = s;
+    for (char *p = s; *p; p++) {
+        if (*p == '\n' || *p == '\t') {
+            if (o > s && o[-1] != ' ')
+                *o++ = ' ';
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+}
+
+/* A start or reload error is one line: Lua's "module 'x' not found:"
+ * lists every place it looked, one per line; name the module and say
+ * where to put it instead. */
+static int run_script(ws_lhost_t *lh, char *err, size_t errlen)
+{
+    if (load_script(lh, err, errlen) == 0)
+        return 0;
+    char *nf = strstr(err, " not found:\n");
+    if (nf) {
+        size_t at = (size_t)(nf - err) + 10;
+        snprintf(err + at, errlen - at, " (not next to the script, in ./lua, nor on Lua's "
+                                        "package.path or package.cpath)");
+    }
+    one_line(err);
+    return -1;
 }
 
 static char *real_dir(const char *path)
@@ -373,20 +404,6 @@ static void restore_modules(lua_State *L, int saved)
 
 /* Lua's messages for a module that fails to load span lines ("error loading
  * module ...:\n\t file:line: ..."); a log record reads better on one. */
-static void one_line(char *s)
-{
-    char *o = s;
-    for (char *p = s; *p; p++) {
-        if (*p == '\n' || *p == '\t') {
-            if (o > s && o[-1] != ' ')
-                *o++ = ' ';
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o = '\0';
-}
-
 static int reload(ws_lhost_t *lh, const char *changed, char *err, size_t errlen);
 
 int ws_lhost_reload(ws_lhost_t *lh, const char *changed, char *err, size_t errlen)
@@ -437,7 +454,6 @@ static int reload(ws_lhost_t *lh, const char *changed, char *err, size_t errlen)
         r = -1;
     }
     if (r != 0) {
-        one_line(err);
         restore_modules(L, saved);
         ws__ltimers_close_gen(lh, lh->load_gen, 0);
         abandon_load(lh);

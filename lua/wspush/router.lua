@@ -108,6 +108,10 @@ function M.compile(routes)
   if type(routes) ~= "table" then
     return nil, "routes: the script must return a table or a function, got a " .. type(routes)
   end
+  -- A server that would answer 404 to everything is a mistake, not a choice.
+  if next(routes) == nil then
+    return nil, "routes: the script returned an empty table: no request would be answered (return at least one route)"
+  end
   local shapes = {} -- exact path or pattern shape -> { method -> key }, for duplicates
   local by_shape = {} -- pattern shape -> pattern entry (one entry per shape)
   for key, value in pairs(routes) do

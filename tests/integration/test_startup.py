@@ -71,6 +71,19 @@ def test_script_returning_nothing_is_a_start_error():
     assert_start_error(rc, err, "no_routes.lua")
 
 
+def test_a_missing_module_is_a_one_line_start_error():
+    path = SCRIPTS / "missing_module.lua"
+    rc, err = run_server("--host", "127.0.0.1", "--port", "0", path)
+    assert_start_error(rc, err, "missing_module.lua:%d" % script_line(path, "MISSING_REQUIRE_LINE"),
+                       "module 'no_such_helper_module' not found", "package.path")
+    assert "no file" not in err, err
+
+
+def test_script_returning_an_empty_table_is_a_start_error():
+    rc, err = run_server("--host", "127.0.0.1", "--port", "0", SCRIPTS / "empty_routes.lua")
+    assert_start_error(rc, err, "empty_routes.lua", "empty table")
+
+
 def test_script_returning_a_number_is_a_start_error():
     rc, err = run_server("--host", "127.0.0.1", "--port", "0", SCRIPTS / "non_table.lua")
     assert_start_error(rc, err, "non_table.lua")

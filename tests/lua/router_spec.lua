@@ -15,6 +15,12 @@ describe("router", function()
     assert.equal("/index", key)
   end)
 
+  it("refuses an empty routes table (every request would be a 404)", function()
+    local r, err = router.compile({})
+    assert.is_nil(r)
+    assert.matches("empty table", err)
+  end)
+
   it("answers 404 for a path no route matches", function()
     local r = compile({ ["/index"] = fn })
     assert.same({ nil, 404 }, { r:match("GET", "/nope") })
