@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import scaled
+from conftest import REPO, scaled
 from pushlib import HANDLERS, http, log_errors
 
 CHROMIUM = "/usr/bin/chromium"
@@ -109,3 +109,34 @@ def test_page_connects_echoes_and_shows_pushes(broadcast):
     asyncio.run(asyncio.wait_for(go(), scaled(60)))
     assert os.path.getsize(SCREENSHOT) > 1000
     assert not log_errors(broadcast, mark)
+
+
+def test_the_heartbeat_stays_hidden_after_the_tours_edit(spawn, tmp_path):
+    """The README's tour invites changing "new message :" in the handler: the
+    page must still recognise the echo of its own heartbeat."""
+    from browser.cdp import Chromium
+
+    (tmp_path / "examples").symlink_to(REPO / "examples")  # the script serves ../examples
+    (tmp_path / "handlers").mkdir()
+    original = (HANDLERS / "broadcast.lua").read_text()
+    edited = original.replace('"new message :"', '"got: "')
+    assert edited != original
+    (tmp_path / "handlers" / "broadcast.lua").write_text(edited)
+    s = spawn(tmp_path / "handlers" / "broadcast.lua")
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        browser = await loop.run_in_executor(None, Chromium.launch, scaled(30))
+        async with browser:
+            page = await browser.new_page()
+            await page.navigate("http://127.0.0.1:%d/" % s.port)
+            await page.wait_for(log_has("Welcome"), scaled(15), desc="Welcome in the log")
+            await page.eval("heartbeat(); true")
+            await page.type_text("#text", "after heartbeat")
+            await page.press_enter()
+            await page.wait_for(log_has("got: after heartbeat"), scaled(10))
+            assert not await page.eval(log_has("got: ping")), await page.eval(LOG_TEXT)
+            await page.type_text("#text", "ping")
+            await page.press_enter()
+            await page.wait_for(log_has("got: ping"), scaled(10), desc="the echo of a typed ping")
+    asyncio.run(asyncio.wait_for(go(), scaled(60)))
