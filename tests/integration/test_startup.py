@@ -138,3 +138,17 @@ def test_sends_go_through_one_io_uring_unless_turned_off(spawn, option, rings):
         assert len(io_uring_fds(s.proc.pid)) == rings
     finally:
         c.close()
+
+
+def test_check_loads_a_script_without_listening():
+    rc = subprocess.run([str(BIN), "--check", "--port", "1", str(REPO / "handlers" / "echo.lua")],
+                        capture_output=True, text=True, timeout=scaled(30))
+    assert rc.returncode == 0, rc.stderr
+    assert "echo.lua: ok" in rc.stdout
+    assert "listening" not in rc.stderr
+
+
+def test_check_of_a_broken_script_is_one_line_with_file_and_line():
+    path = SCRIPTS / "bad_syntax.lua"
+    rc, err = run_server("--check", path)
+    assert_start_error(rc, err, "bad_syntax.lua:3")
