@@ -67,7 +67,8 @@ void ws_http_next(ws_http_t *h);
 /* The HTTP status that answers error err (400, 413, 414, 431). */
 int ws_http_error_status(int err);
 
-/* Reason phrase for a status code ("Not Found"); "Unknown" if not known. */
+/* Reason phrase for a status code ("Not Found"): RFC 9110's, or the class
+ * ("Client Error") for a code it does not name; "Unknown" outside 100..599. */
 const char *ws_http_status_text(int status);
 
 /* Append "name: value\r\n" to a response's header lines. Returns 1 when

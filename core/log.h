@@ -23,6 +23,9 @@ void ws_log(ws_log_level_t level, const char *fmt, ...) __attribute__((format(pr
 typedef void (*ws_log_sink_t)(void *ud, ws_log_level_t level, const char *msg);
 ws_log_sink_t ws_log_set_sink(ws_log_sink_t sink, void *ud, void **old_ud);
 
+/* "s" unless n is 1: "1 connection kept", "2 connections kept". */
+#define WS_PLURAL(n) ((n) == 1 ? "" : "s")
+
 #define ws_log_error(...) ws_log(WS_LOG_ERROR, __VA_ARGS__)
 #define ws_log_warn(...) ws_log(WS_LOG_WARN, __VA_ARGS__)
 #define ws_log_info(...) ws_log(WS_LOG_INFO, __VA_ARGS__)

@@ -71,8 +71,8 @@ static int reload_version(app_t *a, const char *why, char *err, size_t errlen)
         return -1;
     }
     double ms = (double)(uv_hrtime() - t0) / 1e6;
-    ws_log_info("reloaded %s (%s) in %.2f ms; %zu connections kept", a->cfg.script, why, ms,
-                a->hub.nopen);
+    ws_log_info("reloaded %s (%s) in %.2f ms; %zu connection%s kept", a->cfg.script, why, ms,
+                a->hub.nopen, WS_PLURAL(a->hub.nopen));
     return 0;
 }
 
@@ -110,11 +110,13 @@ static void stopped(void *ud)
 static void begin_stop(app_t *a, const char *name)
 {
     if (a->srv.stopping) {
-        ws_log_warn("%s again: closing %zu connections now", name, a->hub.nconns);
+        ws_log_warn("%s again: closing %zu connection%s now", name, a->hub.nconns,
+                    WS_PLURAL(a->hub.nconns));
         ws_server_abort(&a->srv);
         return;
     }
-    ws_log_info("%s: shutting down, closing %zu WebSocket connections", name, a->hub.nopen);
+    ws_log_info("%s: shutting down, closing %zu WebSocket connection%s", name, a->hub.nopen,
+                WS_PLURAL(a->hub.nopen));
     if (!a->is_worker)
         ws_reload_close(&a->reload);
     ws_certs_close(&a->certs);
@@ -463,11 +465,13 @@ int main(int argc, char **argv)
         uv_loop_close(loop);
         return 1;
     }
+    char hb[64];
     if (app.is_worker)
         ws_worker_ready(&app.worker, ws_lhost_digest(app.lh));
     else
         ws_log_info("wspush %s listening on %s://%s:%d (script %s)", WSPUSH_VERSION,
-                    app.cfg.tls_cert ? "https" : "http", app.cfg.host, ws_server_port(&app.srv),
+                    app.cfg.tls_cert ? "https" : "http",
+                    ws_tcp_url_host(app.cfg.host, hb, sizeof hb), ws_server_port(&app.srv),
                     app.cfg.script);
     uv_run(loop, UV_RUN_DEFAULT);
     finish(&app);

@@ -318,12 +318,13 @@ static void round_done(sup_t *s)
 {
     double ms = (double)(uv_hrtime() - s->round_t0) / 1e6;
     unsigned ok = s->n - s->round_refused;
+    uint64_t kept = ws_tally_open(s->tally);
     if (s->round_refused)
         ws_log_error("reload (%s): %u of %u workers kept the previous version", s->round_why,
                      s->round_refused, s->n);
     else
-        ws_log_info("reloaded %s (%s) on %u workers in %.2f ms; %" PRIu64 " connections kept",
-                    s->cfg->script, s->round_why, ok, ms, ws_tally_open(s->tally));
+        ws_log_info("reloaded %s (%s) on %u worker%s in %.2f ms; %" PRIu64 " connection%s kept",
+                    s->cfg->script, s->round_why, ok, WS_PLURAL(ok), ms, kept, WS_PLURAL(kept));
 }
 
 static void begin_round(sup_t *s, const char *why)
@@ -383,8 +384,10 @@ static void all_ready(sup_t *s)
         if (!s->w[i].ready)
             return;
     s->announced = 1;
+    char hb[64];
     ws_log_info("wspush %s listening on %s://%s:%d (script %s, %u workers, %s)", WSPUSH_VERSION,
-                s->cfg->tls_cert ? "https" : "http", s->cfg->host, s->port, s->cfg->script, s->n,
+                s->cfg->tls_cert ? "https" : "http", ws_tcp_url_host(s->cfg->host, hb, sizeof hb),
+                s->port, s->cfg->script, s->n,
                 s->reuseport ? "a listening socket each" : "one shared listening socket");
 }
 

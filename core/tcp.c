@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,15 +377,44 @@ static void on_connection(uv_stream_t *ls, int status)
     l->cb(l->ud, &t->base);
 }
 
+/* An IP literal, or a name (localhost) looked up once, at start: an IPv4
+ * address first, as a browser's "localhost" tries it first. */
 static int parse_addr(const char *host, int port, struct sockaddr_storage *addr, char *err,
                       size_t errlen)
 {
     int r = uv_ip4_addr(host, port, (struct sockaddr_in *)addr);
     if (r != 0)
         r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)addr);
-    if (r != 0)
-        snprintf(err, errlen, "invalid --host address '%s'", host);
-    return r;
+    if (r == 0)
+        return 0;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    int g = getaddrinfo(host, NULL, &hints, &res);
+    if (g != 0 || !res) {
+        snprintf(err, errlen, "invalid --host address '%s': %s (give an IP address such as "
+                 "127.0.0.1, ::1, 0.0.0.0 or ::)", host, g ? gai_strerror(g) : "no address");
+        return UV_EINVAL;
+    }
+    struct addrinfo *pick = res;
+    for (struct addrinfo *a = res; a; a = a->ai_next)
+        if (a->ai_family == AF_INET) {
+            pick = a;
+            break;
+        }
+    memcpy(addr, pick->ai_addr, pick->ai_addrlen);
+    if (pick->ai_family == AF_INET)
+        ((struct sockaddr_in *)addr)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)addr)->sin6_port = htons((uint16_t)port);
+    freeaddrinfo(res);
+    return 0;
+}
+
+const char *ws_tcp_url_host(const char *host, char *buf, size_t len)
+{
+    if (!strchr(host, ':'))
+        return host;
+    snprintf(buf, len, "[%s]", host);
+    return buf;
 }
 
 static void listener_init(ws_tcp_listener_t *l, ws_io_t *io, ws_tcp_accept_cb cb, void *ud)

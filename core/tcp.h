@@ -42,6 +42,8 @@ int ws_tcp_listen_fd(ws_tcp_listener_t *l, ws_io_t *io, int fd, ws_tcp_accept_cb
  * message in err. */
 int ws_tcp_bind_socket(const char *host, int port, int reuseport, int *bound, char *err,
                        size_t errlen);
+/* host as a URL shows it: an IPv6 address in brackets (buf holds it). */
+const char *ws_tcp_url_host(const char *host, char *buf, size_t len);
 /* The bound port, or -1. */
 int ws_tcp_listener_port(ws_tcp_listener_t *l);
 /* Stop accepting; the handle closes on a later loop turn. */

@@ -65,7 +65,7 @@ return {
 }
 """
 
-RELOADED_RE = re.compile(r"reloaded (\S+) \(([^)]*)\) in ([0-9.]+) ms; (\d+) connections kept")
+RELOADED_RE = re.compile(r"reloaded (\S+) \(([^)]*)\) in ([0-9.]+) ms; (\d+) connections? kept")
 LISTEN_RE = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 
 

@@ -152,3 +152,30 @@ def test_check_of_a_broken_script_is_one_line_with_file_and_line():
     path = SCRIPTS / "bad_syntax.lua"
     rc, err = run_server("--check", path)
     assert_start_error(rc, err, "bad_syntax.lua:3")
+
+
+def _first_line(host):
+    """Start on host, port 0: the listening line, and the server (running)."""
+    p = subprocess.Popen([str(BIN), "--host", host, "--port", "0", str(REPO / "handlers" / "echo.lua")],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True)
+    return p, p.stderr.readline()
+
+
+@pytest.mark.parametrize("host, shown, connect", [
+    ("localhost", "http://localhost:", ("127.0.0.1", socket.AF_INET)),  # a name, looked up at start
+    ("::1", "http://[::1]:", ("::1", socket.AF_INET6)),                # IPv6 in brackets, as in a URL
+])
+def test_host_may_be_a_name_and_ipv6_is_logged_as_in_a_url(host, shown, connect):
+    p, line = _first_line(host)
+    try:
+        assert shown in line, line
+        port = int(re.search(r":(\d+) \(script", line).group(1))
+        with socket.socket(connect[1]) as s:
+            s.settimeout(scaled(5))
+            s.connect((connect[0], port))
+            s.sendall(b"GET /index HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert s.recv(64).startswith(b"HTTP/1.1 200"), "no answer on %s" % host
+    finally:
+        p.terminate()
+        p.wait(timeout=scaled(15))

@@ -277,7 +277,7 @@ def test_kill_9_of_a_worker_drops_only_its_clients_and_it_is_started_again(spawn
 
 def _reload_re(why=None):
     return (r"\[info\] reloaded \S*workers_app\.lua \((%s)\) on 2 workers in [0-9.]+ ms; "
-            r"(\d+) connections kept" % (why or "[^)]*"))
+            r"(\d+) connections? kept" % (why or "[^)]*"))
 
 
 def test_reload_by_edit_reaches_both_workers_and_a_broken_edit_neither(spawn, tmp_path):

@@ -70,6 +70,20 @@ static void check_upgrade_parsed(size_t chunk)
     ws_http_free(&h);
 }
 
+static void test_http_status_text_knows_rfc_9110_and_falls_back_to_the_class(void **state)
+{
+    (void)state;
+    assert_string_equal(ws_http_status_text(200), "OK");
+    assert_string_equal(ws_http_status_text(418), "I'm a teapot");
+    assert_string_equal(ws_http_status_text(451), "Unavailable For Legal Reasons");
+    assert_string_equal(ws_http_status_text(504), "Gateway Timeout");
+    assert_string_equal(ws_http_status_text(299), "Success");
+    assert_string_equal(ws_http_status_text(499), "Client Error");
+    assert_string_equal(ws_http_status_text(599), "Server Error");
+    assert_string_equal(ws_http_status_text(99), "Unknown");
+    assert_string_equal(ws_http_status_text(600), "Unknown");
+}
+
 static void test_http_parses_upgrade_request_at_once(void **state)
 {
     (void)state;
@@ -191,6 +205,7 @@ static void test_http_header_add_keeps_safe_headers_and_drops_the_rest(void **st
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_http_status_text_knows_rfc_9110_and_falls_back_to_the_class),
         cmocka_unit_test(test_http_parses_upgrade_request_at_once),
         cmocka_unit_test(test_http_parses_upgrade_request_byte_by_byte),
         cmocka_unit_test(test_http_keep_alive_pipelined_requests),
