@@ -110,7 +110,8 @@ function M.compile(routes)
   end
   -- A server that would answer 404 to everything is a mistake, not a choice.
   if next(routes) == nil then
-    return nil, "routes: the script returned an empty table: no request would be answered (return at least one route)"
+    return nil, "routes: the script returned an empty table: no request would be answered "
+      .. "(return at least one route)"
   end
   local shapes = {} -- exact path or pattern shape -> { method -> key }, for duplicates
   local by_shape = {} -- pattern shape -> pattern entry (one entry per shape)

@@ -51,7 +51,8 @@ M.OP = OP
 function M.frame(op, payload, fin)
   payload = payload or ""
   local b1 = (fin == false and 0 or 0x80) | op
-  local n, hdr = #payload, nil
+  local n = #payload
+  local hdr
   if n < 126 then
     hdr = string.pack(">BB", b1, 0x80 | n)
   elseif n < 65536 then
