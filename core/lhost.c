@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "frame.h"
@@ -23,15 +24,43 @@ static char *dir_of(const char *path)
     return ws_strndup(path, (size_t)(slash - path));
 }
 
+/* Where the wspush.* modules are: installed next to the binary
+ * (PREFIX/bin/wspush and PREFIX/share/lua/5.4/wspush/), so that an
+ * installed server needs no source tree; else the source tree's lua/, for a
+ * binary run from its build directory. */
+static const char *lua_dir(void)
+{
+    static char dir[PATH_MAX];
+    if (dir[0])
+        return dir;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            char probe[PATH_MAX + 64];
+            snprintf(probe, sizeof probe, "%s/../share/lua/5.4/wspush/init.lua", exe);
+            if (access(probe, R_OK) == 0 &&
+                (size_t)snprintf(dir, sizeof dir, "%s/../share/lua/5.4", exe) < sizeof dir)
+                return dir;
+        }
+    }
+    snprintf(dir, sizeof dir, "%s", WSPUSH_LUA_DIR);
+    return dir;
+}
+
 /* Put the server's modules and the script's directory first on package.path
  * (once: a test's state may load many scripts). */
 static void set_path(lua_State *L, const char *script_dir)
 {
+    const char *ld = lua_dir();
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
     const char *old = lua_tostring(L, -1);
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;", WSPUSH_LUA_DIR,
-                    WSPUSH_LUA_DIR, script_dir, script_dir);
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;", ld, ld, script_dir,
+                    script_dir);
     const char *ours = lua_tostring(L, -1);
     if (old && strncmp(old, ours, strlen(ours)) != 0) {
         lua_pushvalue(L, -2);

@@ -86,12 +86,13 @@ class ServerError(AssertionError):
 class Server:
     """A running wspush process with its stderr drained into a buffer."""
 
-    def __init__(self, script, args=(), valgrind=False):
+    def __init__(self, script, args=(), valgrind=False, bin=None):
         self.script = str(script)
         self.valgrind = valgrind
-        if not BIN.exists():
-            raise ServerError("server binary %s does not exist (build it, or set WSPUSH_BIN)" % BIN)
-        cmd = [str(BIN), "--host", "127.0.0.1", "--port", "0", *EXTRA_ARGS, *map(str, args),
+        bin = Path(bin or BIN)
+        if not bin.exists():
+            raise ServerError("server binary %s does not exist (build it, or set WSPUSH_BIN)" % bin)
+        cmd = [str(bin), "--host", "127.0.0.1", "--port", "0", *EXTRA_ARGS, *map(str, args),
                self.script]
         if valgrind:
             cmd = ["valgrind", "--error-exitcode=99", "--leak-check=full",
