@@ -13,7 +13,7 @@
 
 typedef ws_lbox_t box_t;
 
-/* Registry key of cjson.encode, shared by every host of a state. */
+/* Registry key of wspush.json.encode, shared by every host of a state. */
 static const char json_key = 0;
 
 int ws__lconn_push_json(lua_State *L) { return lua_rawgetp(L, LUA_REGISTRYINDEX, &json_key); }
@@ -75,7 +75,10 @@ const char *ws__lmessage(lua_State *L, int i, size_t *len, unsigned *op)
     if (lua_type(L, i) == LUA_TTABLE) {
         ws__lconn_push_json(L);
         lua_pushvalue(L, i);
-        lua_call(L, 1, 1); /* cjson raises on tables it cannot encode: a programming error */
+        /* A table that is not JSON is a programming error: raised at the
+         * caller's line (the handler's), not the encoder's. */
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+            luaL_error(L, "%s", lua_tostring(L, -1));
         data = lua_tolstring(L, -1, len);
         binary = 0;
     } else {

@@ -235,7 +235,7 @@ static int prepare_state(ws_lhost_t *lh, char *err, size_t errlen)
         return 0;
     }
     lua_pop(L, 1);
-    int ref = require_ref(lh, "cjson", "encode", err, errlen);
+    int ref = require_ref(lh, "wspush.json", "encode", err, errlen);
     if (ref == LUA_NOREF)
         return -1;
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref);

@@ -1,6 +1,6 @@
 -- wspush.http: query/form decoding, response normalization, case-insensitive
 -- headers, and the static file handler behind wspush.static().
-local cjson = require "cjson"
+local json = require "wspush.json"
 local native = require "wspush.native"
 
 local M = {}
@@ -79,7 +79,7 @@ end
 --- Turn what a handler returned into status, body, headers (a plain table,
 -- names as the handler spelled them). Bad return values are programming
 -- errors and raise.
-function M.normalize(body, status, headers)
+function M.normalize(body, status, headers, handler)
   status = status == nil and 200 or status
   if math.type(status) ~= "integer" or status < 100 or status > 599 then
     error("handler returned a bad status: " .. tostring(status), 2)
@@ -99,7 +99,15 @@ function M.normalize(body, status, headers)
   end
   local bt, ctype = type(body), nil
   if bt == "table" then
-    body, ctype = cjson.encode(body), "application/json; charset=utf-8"
+    local ok, s = pcall(json.encode, body)
+    if not ok then
+      -- Name the handler that returned it: this file's line would say nothing.
+      local info = handler and debug.getinfo(handler, "S")
+      local where = info and info.what == "Lua" and info.short_src .. ":" .. info.linedefined .. ": " or ""
+      error(where .. "the table the handler returned cannot be sent as JSON: "
+        .. tostring(s):gsub("^.-json%.encode: ", ""), 0)
+    end
+    body, ctype = s, "application/json; charset=utf-8"
   elseif bt == "string" then
     ctype = "text/plain; charset=utf-8"
   elseif bt == "nil" then

@@ -14,6 +14,10 @@ setmetatable(M, { __index = core })
 
 local cjson = require "cjson"
 
+--- JSON: encode, decode, null, and array() for a table that must go out as
+-- an array even when empty (see wspush/json.lua).
+M.json = require "wspush.json"
+
 local function json_type(ctype)
   local mt = ctype and ctype:match("^%s*([^;%s]+)")
   mt = mt and mt:lower()
@@ -39,7 +43,7 @@ function M.fetch(url, opts)
     local h = {}
     for k, v in pairs(headers or {}) do h[k] = v end
     if not has_type then h["Content-Type"] = "application/json" end
-    headers, body = h, cjson.encode(body)
+    headers, body = h, M.json.encode(body)
   elseif body ~= nil and type(body) ~= "string" then
     error("fetch: opts.body must be a string or a table", 2)
   end

@@ -74,7 +74,8 @@ function S.http(app, req)
     req.json = v
   end
   -- HEAD: C sends the GET response's headers and length without its body.
-  return http.normalize(h(req))
+  local rbody, rstatus, rheaders = h(req)
+  return http.normalize(rbody, rstatus, rheaders, h)
 end
 
 -- The route's own settings, read here, inside the protected call: a handler
