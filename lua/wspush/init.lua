@@ -5,12 +5,17 @@ local core = require "wspush.core"
 local http = require "wspush.http"
 
 local M = {}
+-- The core's own plumbing, for this file only: not part of the API.
+local INTERNAL = { can_wait = true, redis_call = true, redis_open = true, redis_timeout = true }
 for k, v in pairs(core) do
-  if type(v) == "function" then M[k] = v end
+  if type(v) == "function" and not INTERNAL[k] then M[k] = v end
 end
 -- Values (version, script_dir, which C may set again on reload) are read
 -- through, never copied, so they cannot go stale.
-setmetatable(M, { __index = core })
+setmetatable(M, { __index = function(_, k)
+  local v = core[k]
+  if type(v) ~= "function" then return v end
+end })
 
 local cjson = require "cjson"
 

@@ -26,6 +26,7 @@ def prefix(tmp_path_factory):
 def test_the_install_has_the_binary_modules_handlers_page_docs_and_man_page(prefix):
     for rel in ["bin/wspush", "share/lua/5.4/wspush/init.lua", "share/lua/5.4/wspush/testing.lua",
                 "share/wspush/handlers/broadcast.lua", "share/wspush/examples/index.html",
+                "share/wspush/types/wspush.lua",
                 "share/doc/wspush/README.md", "share/doc/wspush/LICENSE",
                 "share/doc/wspush/api.md", "share/man/man1/wspush.1"]:
         assert (prefix / rel).is_file(), rel

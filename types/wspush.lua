@@ -1,0 +1,227 @@
+---@meta wspush
+-- LuaLS (lua-language-server) definitions of the wspush API, for editors:
+-- completion and checks of handler code. Never loaded at run time. Point
+-- the editor at this directory (README, "Editor support"). Kept in step with
+-- the server by tests/lua/types_spec.lua.
+
+---@class wspush.Conn
+---@field id integer unique in the server, never reused while it runs
+---@field path string request path
+---@field query table<string, string> decoded query
+---@field params table<string, string> route captures
+---@field headers table<string, string> request headers, case-insensitive
+---@field remote string peer address, "127.0.0.1:50412"
+---@field subprotocol string|nil the negotiated subprotocol
+---@field data table your own per-connection state
+local Conn = {}
+
+---Queue a message: text (UTF-8) unless is_binary; a table goes as JSON.
+---@param data string|table
+---@param is_binary? boolean
+---@param compress? boolean false: never compress this one
+---@return true|nil ok
+---@return string? err "closed", "buffer full" or "invalid UTF-8 (send it as binary)"
+function Conn:send(data, is_binary, compress) end
+
+---Start the close handshake (default 1000).
+---@param code? integer
+---@param reason? string
+---@return true|nil ok
+---@return string? err
+function Conn:close(code, reason) end
+
+---Send a ping (at most 125 bytes).
+---@param data? string
+---@return true|nil ok
+---@return string? err
+function Conn:ping(data) end
+
+---@param topic string
+---@return boolean|nil joined
+---@return string? err
+function Conn:subscribe(topic) end
+
+---@param topic string
+---@return boolean|nil left
+---@return string? err
+function Conn:unsubscribe(topic) end
+
+---@return string[] topics
+function Conn:topics() end
+
+---Bytes queued for sending and not yet written to the socket.
+---@return integer
+function Conn:buffered() end
+
+---true until the close handshake starts.
+---@return boolean
+function Conn:is_open() end
+
+---@class wspush.Request
+---@field method string
+---@field path string
+---@field query table<string, string>
+---@field params table<string, string> route captures
+---@field headers table<string, string> case-insensitive
+---@field body string
+---@field json any the decoded body, when it is JSON
+---@field form table<string, string>|nil the decoded body, when it is a form
+---@field remote string peer address
+
+---@class wspush.Timer
+local Timer = {}
+---Stop the timer (no more runs).
+function Timer:stop() end
+---true until it was stopped, fired for the last time, or retired by a reload.
+---@return boolean
+function Timer:active() end
+
+---@class wspush.Response
+---@field status integer
+---@field headers table<string, string>
+---@field body string
+---@field json any
+---@field url string
+
+---@class wspush.Redis
+local Redis = {}
+---Send one command and wait for its reply (only in a handler's coroutine).
+---@param cmd string
+---@param ... string|number
+---@return any reply nil with err on failure (a null reply is nil without err)
+---@return string? err "timeout", "connection lost", "redis unavailable", or Redis's error
+function Redis:call(cmd, ...) end
+---Send MULTI, the commands, EXEC as one unit; returns EXEC's reply.
+---@param cmds (string|number)[][]
+---@return any reply
+---@return string? err
+function Redis:transaction(cmds) end
+
+---@class wspush.BrokerStatus
+---@field brokers integer
+---@field up integer
+---@field connected boolean
+---@field reconnects integer
+---@field published integer
+---@field publish_failed integer
+---@field received integer
+---@field gaps integer
+---@field missed integer
+---@field topics integer
+
+---@class wspush.Json
+---@field null lightuserdata the JSON null
+local Json = {}
+---@param v any
+---@return string
+function Json.encode(v) end
+---@param s string
+---@return any value
+---@return string? err
+function Json.decode(s) end
+---A table that goes out as a JSON array, even empty.
+---@param t? table
+---@return table
+function Json.array(t) end
+
+---@class wspush
+---@field version string
+---@field script_dir string
+---@field shared table survives hot reloads
+---@field worker {id: integer, count: integer}
+---@field json wspush.Json
+local wspush = {}
+
+---Send to every subscriber of topic (in every worker and node). Returns this
+---process's count, and "broker unavailable" when the broker could not take it.
+---@param topic string
+---@param data string|table
+---@param is_binary? boolean
+---@return integer sent
+---@return string? err
+function wspush.publish(topic, data, is_binary) end
+
+---fn(data, topic) runs for every message published on topic.
+---@param topic string
+---@param fn fun(data: string, topic: string)|nil
+function wspush.on_publish(topic, fn) end
+
+---@param id integer
+---@return wspush.Conn|nil
+function wspush.get(id) end
+
+---Open WebSocket connections of this worker.
+---@return integer
+function wspush.count() end
+
+---Open WebSocket connections of the whole server.
+---@return integer
+function wspush.count_all() end
+
+---@return fun(): wspush.Conn
+function wspush.connections() end
+
+---@param seconds number
+---@param fn fun()
+---@return wspush.Timer
+function wspush.after(seconds, fn) end
+
+---@param seconds number
+---@param fn fun()
+---@return wspush.Timer
+function wspush.every(seconds, fn) end
+
+---Wait without blocking the server (only in a handler's coroutine).
+---@param seconds number
+---@return true
+function wspush.sleep(seconds) end
+
+---An HTTP request to another service, waiting for its answer.
+---@param url string
+---@param opts? {method?: string, headers?: table<string, string>, body?: string|table, timeout?: number, max_body?: integer}
+---@return wspush.Response|nil res
+---@return string? err
+function wspush.fetch(url, opts) end
+
+---A Redis client (one connection per URL, pipelined).
+---@param url string redis://[[user]:password@]host[:port][/db] or unix:///path
+---@param opts? {timeout?: number, max_queued?: integer}
+---@return wspush.Redis
+function wspush.redis(url, opts) end
+
+---An HTTP handler serving the files under dir (relative to the script).
+---@param dir string
+---@return fun(req: wspush.Request): (string|table|nil, integer?, table?)
+function wspush.static(dir) end
+
+---@param level "error"|"warn"|"info"|"debug"
+---@param message string
+function wspush.log(level, message) end
+
+---The event loop's clock, in seconds.
+---@return number
+function wspush.now() end
+
+---@param fn fun(info: {generation: integer, changed: string})
+function wspush.on_reload(fn) end
+
+---@param fn fun()
+function wspush.on_shutdown(fn) end
+
+---@param fn fun(event: "up"|"down"|"gap", info: {broker: string, topic?: string, missed?: integer})|nil
+function wspush.on_broker(fn) end
+
+---@return wspush.BrokerStatus|nil
+function wspush.broker_status() end
+
+---@param path string
+---@return string|nil real
+---@return string? err
+function wspush.realpath(path) end
+
+---@param origin string
+---@param host string
+---@return boolean
+function wspush.same_origin(origin, host) end
+
+return wspush
