@@ -239,6 +239,14 @@ void ws__conn_set_deadline(ws_conn_t *c)
 
 void ws__conn_http_error(ws_conn_t *c, int status, const char *reason, const char *extra)
 {
+    /* What the operator must hear of even without an access log: clients
+     * turned away by the limits, the origin check or the size limits. */
+    if (status == 403 || status == 413 || status == 429 || status == 503 || status == 431 ||
+        status == 414) {
+        char ip[WS_REMOTE_MAX];
+        ws_conn_ip(c, ip, sizeof ip);
+        ws_refusals_note(&c->hub->refusals, ws_hub_now(c->hub), status, reason, ip);
+    }
     char head[256];
     size_t rlen = strlen(reason);
     /* The host's extra headers go as they are: they may be longer than head. */

@@ -206,6 +206,7 @@ int ws_hub_tick(ws_hub_t *h)
 {
     uint64_t now = ws_hub_now(h);
     ws_hub_enforce_budget(h);
+    ws_refusals_tick(&h->refusals, now);
     sweep_list(h->conns, now);
     if (now < h->next_slow)
         return 0;

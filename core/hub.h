@@ -22,6 +22,7 @@
 #include "host.h"
 #include "iptab.h"
 #include "pubsub.h"
+#include "refusals.h"
 #include "tally.h"
 #include "timer.h"
 #include "transport.h"
@@ -73,6 +74,7 @@ typedef struct ws_hub_s {
     int over_budget;    /* shedding since the total went over the budget */
     int refusing;       /* upgrades refused since the total neared the budget */
     size_t shed, shed_bytes; /* connections shed in this episode, and what they held */
+    ws_refusals_t refusals; /* refusals (403, 413, 429, 503...): logged once per episode */
 } ws_hub_t;
 
 /* Set up a hub over io with the server's settings cfg (copied). The host is

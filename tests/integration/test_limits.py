@@ -324,3 +324,23 @@ def test_a_slow_request_body_is_cut_like_slow_headers(spawn):
         waited = time.monotonic() - t0
     assert status == 408, status
     assert 0.9 <= waited <= scaled(3), waited
+
+
+def test_a_flood_of_refusals_is_logged_once_when_it_starts(spawn):
+    """Without an access log, an operator still hears that clients are being
+    turned away, but once per episode, not once per client."""
+    s = start(spawn, "--max-connections", "1")
+    mark = s.log_mark()
+    a = rawws.upgrade(s.port, "/echo")
+    try:
+        for _ in range(20):
+            with rawws.Conn(s.port) as c:
+                assert c.handshake("/echo").status == 503
+        s.wait_log(r"refusing: 503 too many connections \(first: 127\.0\.0\.1\)", since=mark)
+        lines = [l for l in s.log.splitlines()[mark:] if "too many connections" in l]
+        assert len(lines) == 1, lines
+        # 5 s without another: the episode ends with its count.
+        s.wait_log(r"refused 20 requests with 503 too many connections over [0-9.]+ s",
+                   since=mark, timeout=15)
+    finally:
+        a.close()
