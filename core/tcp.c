@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -377,8 +378,8 @@ static void on_connection(uv_stream_t *ls, int status)
     l->cb(l->ud, &t->base);
 }
 
-/* An IP literal, or a name (localhost) looked up once, at start: an IPv4
- * address first, as a browser's "localhost" tries it first. */
+/* An IP literal, localhost, or a name looked up once, at start (an IPv4
+ * address first). */
 static int parse_addr(const char *host, int port, struct sockaddr_storage *addr, char *err,
                       size_t errlen)
 {
@@ -387,6 +388,10 @@ static int parse_addr(const char *host, int port, struct sockaddr_storage *addr,
         r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)addr);
     if (r == 0)
         return 0;
+    /* localhost is the loopback (RFC 6761) whatever /etc/hosts says, or
+     * when a minimal system has none. */
+    if (strcasecmp(host, "localhost") == 0)
+        return uv_ip4_addr("127.0.0.1", port, (struct sockaddr_in *)addr);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
     int g = getaddrinfo(host, NULL, &hints, &res);
     if (g != 0 || !res) {
