@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "fnv.h"
 #include "log.h"
 #include "redis.h"
 
@@ -60,14 +61,6 @@ struct ws_broker_s {
     int closing;         /* timers still to close before b is freed */
 };
 
-static uint64_t fnv(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ULL;
-    return h;
-}
-
 /* ---- topics ---- */
 
 static topic_t **slot(ws_broker_t *b, const char *name, size_t len, uint64_t h)
@@ -96,7 +89,7 @@ static void grow(ws_broker_t *b)
 
 static topic_t *topic_get(ws_broker_t *b, const char *name, size_t len, int create)
 {
-    uint64_t h = fnv(name, len);
+    uint64_t h = ws_fnv(name, len);
     topic_t **p = slot(b, name, len, h);
     if (*p || !create)
         return *p;

@@ -5,14 +5,9 @@
 #include <string.h>
 
 #include "buf.h"
+#include "fnv.h"
 
-uint64_t ws_iptab_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
-    return h;
-}
+static uint64_t hash(const char *ip) { return ws_fnv(ip, strlen(ip)); }
 
 void ws_iptab_init(ws_iptab_t *t)
 {
@@ -31,7 +26,7 @@ void ws_iptab_free(ws_iptab_t *t)
 static ws_ipent_t *find(const ws_iptab_t *t, const char *ip)
 {
     size_t mask = t->cap - 1;
-    for (size_t i = ws_iptab_hash(ip) & mask;; i = (i + 1) & mask) {
+    for (size_t i = hash(ip) & mask;; i = (i + 1) & mask) {
         ws_ipent_t *e = &t->slots[i];
         if (e->count == 0 && !e->tomb)
             return NULL;
@@ -56,7 +51,7 @@ static void rehash(ws_iptab_t *t, size_t cap)
     for (size_t i = 0; i < ocap; i++) {
         if (old[i].count == 0)
             continue;
-        for (size_t j = ws_iptab_hash(old[i].ip) & (cap - 1);; j = (j + 1) & (cap - 1)) {
+        for (size_t j = hash(old[i].ip) & (cap - 1);; j = (j + 1) & (cap - 1)) {
             if (t->slots[j].count == 0) {
                 t->slots[j] = old[i];
                 t->slots[j].tomb = 0;
@@ -77,7 +72,7 @@ uint32_t ws_iptab_inc(ws_iptab_t *t, const char *ip)
     if ((t->used + 1) * 2 > t->cap)
         rehash(t, t->cap * 2);
     size_t mask = t->cap - 1;
-    for (size_t i = ws_iptab_hash(ip) & mask;; i = (i + 1) & mask) {
+    for (size_t i = hash(ip) & mask;; i = (i + 1) & mask) {
         e = &t->slots[i];
         if (e->count == 0) {
             if (!e->tomb)

@@ -29,7 +29,5 @@ uint32_t ws_iptab_count(const ws_iptab_t *t, const char *ip);
 uint32_t ws_iptab_inc(ws_iptab_t *t, const char *ip);
 /* Remove one for ip (no-op when absent). */
 void ws_iptab_dec(ws_iptab_t *t, const char *ip);
-/* The table's hash of an address (FNV-1a). */
-uint64_t ws_iptab_hash(const char *ip);
 
 #endif

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "fnv.h"
 #include "frame.h"
 #include "lalloc.h"
 #include "lbind.h"
@@ -383,16 +384,13 @@ void ws_lhost_files(ws_lhost_t *lh, void (*cb)(void *ud, const char *path), void
  * Lua table, whose order differs between processes. */
 static void digest_file(void *ud, const char *path)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *p = path; *p; p++)
-        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    uint64_t h = ws_fnv(path, strlen(path));
     FILE *f = fopen(path, "rb");
     if (f) {
         unsigned char buf[8192];
         size_t n;
         while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-            for (size_t i = 0; i < n; i++)
-                h = (h ^ buf[i]) * 1099511628211ULL;
+            h = ws_fnv_add(h, buf, n);
         fclose(f);
     } else {
         h ^= 0xdeadULL; /* missing differs from empty */

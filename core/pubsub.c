@@ -6,6 +6,7 @@
 #include <assert.h>
 
 #include "buf.h"
+#include "fnv.h"
 
 struct ws_topic_s {
     ws_topic_t *next; /* hash chain */
@@ -15,14 +16,6 @@ struct ws_topic_s {
     size_t len;
     char name[];
 };
-
-static uint64_t hash(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ULL;
-    return h;
-}
 
 void ws_pubsub_init(ws_pubsub_t *ps)
 {
@@ -80,7 +73,7 @@ int ws_pubsub_subscribe(ws_pubsub_t *ps, ws_pubsub_member_t *m, void *owner, con
     for (size_t i = 0; i < m->n; i++)
         if (m->subs[i]->topic->len == len && memcmp(m->subs[i]->topic->name, name, len) == 0)
             return 0;
-    uint64_t h = hash(name, len);
+    uint64_t h = ws_fnv(name, len);
     ws_topic_t **p = slot(ps, name, len, h);
     ws_topic_t *t = *p;
     if (!t) {
@@ -164,7 +157,7 @@ const char *ws_pubsub_topic_name(const ws_sub_t *sub, size_t *len)
 
 ws_topic_t *ws_pubsub_find(ws_pubsub_t *ps, const char *name, size_t len)
 {
-    ws_topic_t *t = *slot(ps, name, len, hash(name, len));
+    ws_topic_t *t = *slot(ps, name, len, ws_fnv(name, len));
     return t && t->nsubs ? t : NULL;
 }
 

@@ -1,16 +1,11 @@
 #include "refusals.h"
 
 #include <stdio.h>
+#include <string.h>
+
+#include "fnv.h"
 
 #include "log.h"
-
-static uint64_t hash(const char *s)
-{
-    uint64_t v = 1469598103934665603ULL;
-    for (; *s; s++)
-        v = (v ^ (uint8_t)*s) * 1099511628211ULL;
-    return v;
-}
 
 static void end(ws_refusals_t *r, int i)
 {
@@ -24,7 +19,7 @@ static void end(ws_refusals_t *r, int i)
 void ws_refusals_note(ws_refusals_t *r, uint64_t now, int status, const char *reason,
                       const char *remote)
 {
-    uint64_t h = hash(reason);
+    uint64_t h = ws_fnv(reason, strlen(reason));
     int free_slot = -1, oldest = 0;
     for (int i = 0; i < WS_REFUSALS_KINDS; i++) {
         if (r->kind[i].status == status && r->kind[i].hash == h) {

@@ -10,7 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "iptab.h"
+#include "fnv.h"
 
 #define MAGIC 0x77737431u /* "wst1" */
 
@@ -210,7 +210,7 @@ static void unlock(shared_t *s) { pthread_mutex_unlock(&s->lock); }
 
 static size_t home(const shared_t *s, unsigned kind, unsigned w, const char *ip)
 {
-    uint64_t h = ws_iptab_hash(ip) ^ ((uint64_t)(w * 2 + kind) * 0x9e3779b97f4a7c15ULL);
+    uint64_t h = ws_fnv(ip, strlen(ip)) ^ ((uint64_t)(w * 2 + kind) * 0x9e3779b97f4a7c15ULL);
     return (size_t)(h & (s->ipcap - 1));
 }
 
