@@ -517,43 +517,46 @@ static void on_worker_exit(uv_process_t *p, int64_t status, int sig)
     uv_close((uv_handle_t *)p, on_proc_closed);
 }
 
+/* Starting failed before the worker ran: try again after its backoff. */
+static void retry_start(wk_t *w, const char *what, const char *why)
+{
+    ws_log_error("worker %u: %s: %s; trying again in %u ms", w->id, what, why, w->backoff);
+    uv_timer_start(&w->restart, on_restart, w->backoff, 0);
+}
+
+static void inherit(uv_stdio_container_t *io, int fd)
+{
+    io->flags = UV_INHERIT_FD;
+    io->data.fd = fd;
+}
+
 static void spawn_worker(wk_t *w)
 {
     sup_t *s = w->s;
     int ctl[2], log[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) != 0) {
-        ws_log_error("worker %u: socketpair: %s; trying again in %u ms", w->id, strerror(errno),
-                     w->backoff);
-        uv_timer_start(&w->restart, on_restart, w->backoff, 0);
+        retry_start(w, "socketpair", strerror(errno));
         return;
     }
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, log) != 0) {
+        int e = errno;
         close(ctl[0]);
         close(ctl[1]);
-        ws_log_error("worker %u: socketpair: %s; trying again in %u ms", w->id, strerror(errno),
-                     w->backoff);
-        uv_timer_start(&w->restart, on_restart, w->backoff, 0);
+        retry_start(w, "socketpair", strerror(e));
         return;
     }
+    /* The descriptors at the numbers worker.h gives them. */
     uv_stdio_container_t io[WS_WORKER_FD_PEERS + WS_TALLY_MAX_WORKERS];
     memset(io, 0, sizeof io);
     io[0].flags = UV_IGNORE;
-    io[1].flags = UV_INHERIT_FD;
-    io[1].data.fd = 1;
-    io[2].flags = UV_INHERIT_FD;
-    io[2].data.fd = log[1];
-    io[3].flags = UV_INHERIT_FD;
-    io[3].data.fd = s->listen[s->reuseport ? w->id - 1 : 0];
-    io[4].flags = UV_INHERIT_FD;
-    io[4].data.fd = ctl[1];
-    io[5].flags = UV_INHERIT_FD;
-    io[5].data.fd = s->tally_fd;
-    io[6].flags = UV_INHERIT_FD;
-    io[6].data.fd = s->mb_rx[w->id - 1];
-    for (unsigned i = 0; i < s->n; i++) {
-        io[WS_WORKER_FD_PEERS + i].flags = UV_INHERIT_FD;
-        io[WS_WORKER_FD_PEERS + i].data.fd = s->mb_tx[i];
-    }
+    inherit(&io[1], 1);
+    inherit(&io[2], log[1]);
+    inherit(&io[WS_WORKER_FD_LISTEN], s->listen[s->reuseport ? w->id - 1 : 0]);
+    inherit(&io[WS_WORKER_FD_CONTROL], ctl[1]);
+    inherit(&io[WS_WORKER_FD_TALLY], s->tally_fd);
+    inherit(&io[WS_WORKER_FD_MAILBOX], s->mb_rx[w->id - 1]);
+    for (unsigned i = 0; i < s->n; i++)
+        inherit(&io[WS_WORKER_FD_PEERS + i], s->mb_tx[i]);
     char spec[64];
     snprintf(spec, sizeof spec, "WSPUSH_WORKER=%u/%u", w->id, s->n);
     char **env = child_env("WSPUSH_ROLE=worker", spec);
@@ -570,9 +573,9 @@ static void spawn_worker(wk_t *w)
     if (r != 0) {
         close(ctl[0]);
         close(log[0]);
-        ws_log_error("worker %u: cannot start %s: %s; trying again in %u ms", w->id, s->exe,
-                     uv_strerror(r), w->backoff);
-        uv_timer_start(&w->restart, on_restart, w->backoff, 0);
+        char what[sizeof s->exe + 16];
+        snprintf(what, sizeof what, "cannot start %s", s->exe);
+        retry_start(w, what, uv_strerror(r));
         return;
     }
     w->running = 1;
