@@ -122,29 +122,30 @@ static void hook_loop(ws_server_t *s)
     s->stop_timer.data = s;
 }
 
-int ws_server_init(ws_server_t *s, ws_hub_t *hub, const char *host, int port, char *err,
-                   size_t errlen)
+static void reset(ws_server_t *s, ws_hub_t *hub)
 {
     memset(s, 0, sizeof *s);
     s->hub = hub;
     s->tick_due = UINT64_MAX;
+}
+
+int ws_server_init(ws_server_t *s, ws_hub_t *hub, const char *host, int port, char *err,
+                   size_t errlen)
+{
+    reset(s, hub);
     int r = ws_tcp_listen(&s->listener, hub->io, host, port, on_accept, s, err, errlen);
-    if (r != 0)
-        return r;
-    hook_loop(s);
-    return 0;
+    if (r == 0)
+        hook_loop(s);
+    return r;
 }
 
 int ws_server_init_fd(ws_server_t *s, ws_hub_t *hub, int fd, char *err, size_t errlen)
 {
-    memset(s, 0, sizeof *s);
-    s->hub = hub;
-    s->tick_due = UINT64_MAX;
+    reset(s, hub);
     int r = ws_tcp_listen_fd(&s->listener, hub->io, fd, on_accept, s, err, errlen);
-    if (r != 0)
-        return r;
-    hook_loop(s);
-    return 0;
+    if (r == 0)
+        hook_loop(s);
+    return r;
 }
 
 int ws_server_port(ws_server_t *s) { return ws_tcp_listener_port(&s->listener); }
