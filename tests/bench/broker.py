@@ -61,7 +61,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
-import workers as W  # noqa: E402  Sampler, med, fmt, ratio, cpu_ticks, children, LISTEN_RE
+import workers as W  # noqa: E402  Sampler, med, fmt, ratio, cpu_ticks, children
+from benchlib import Wspush  # noqa: E402
 from redislib import MISSING, REDIS_SERVER, RedisServer  # noqa: E402
 
 SCRIPT = HERE / "scripts" / "fanout.lua"
@@ -69,55 +70,21 @@ CASES = {1: "1 node, no broker", 2: "1 node, --broker", 3: "2 nodes via Redis"}
 BROKER_TROUBLE = re.compile(r"^.*\b(broker\b.*\b(lost|back after|gap)|\bgap\b).*$", re.M | re.I)
 
 
-class Node:
+class Node(Wspush):
     """One wspush server (one process: --workers 1), --broker URL or none."""
 
     def __init__(self, a, broker):
-        self.log = tempfile.TemporaryFile()
         argv = [a.wspush, "--host", "127.0.0.1", "--port", "0", "--no-watch", "--ping-interval",
                 "0", "--shutdown-timeout", "2", "--max-connections", "200000", "--workers", "1"]
         if broker:
             argv += ["--broker", broker]
         self.argv = argv + [str(SCRIPT)]
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=self.log)
-        self.port = None
-        deadline = time.monotonic() + 15
-        want_broker = bool(broker)
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            self.log.seek(0)
-            text = self.log.read()
-            m = W.LISTEN_RE.search(text)
-            if m and (not want_broker or b"connected" in text):
-                self.port = int(m.group(1))
-                break
-            time.sleep(0.05)
-        if self.port is None:
-            text = self.text()
-            self.stop()
-            raise RuntimeError("wspush did not start%s: %s" % (
-                " (or its broker did not connect)" if broker else "", text[-800:]))
+        # With a broker, started means its broker connected too.
+        super().__init__(self.argv, timeout=15, ready=(lambda t: b"connected" in t) if broker else None,
+                         what="wspush" + (" (or its broker connection)" if broker else ""))
         if broker:
             time.sleep(0.1)  # the publishing connection, made beside the subscriber's
         self.pids = [self.proc.pid] + W.children(self.proc.pid)
-
-    def text(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def stop(self):
-        crashed = self.proc.poll()
-        if crashed is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        elif crashed != 0:
-            print("!! wspush exited with %s before it was stopped: %s" % (crashed,
-                                                                         self.text()[-600:]),
-                  flush=True)
-        self.log.close()
 
 
 class Procs:

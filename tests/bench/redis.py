@@ -29,58 +29,22 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from redislib import MISSING, REDIS_SERVER, RedisServer  # noqa: E402
-
-LISTEN_RE = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
-
-
-def pinned(cpu, argv):
-    return (["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() > 1 else []) + argv
+from benchlib import Wspush, pinned  # noqa: E402
 
 
-class Server:
-    """wspush on the bench script; its log goes to a file (a pipe nobody drains
-    could stall it), read for the listening line."""
+class Server(Wspush):
+    """wspush on the bench script."""
 
     def __init__(self, binary, script, cpu, env):
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            pinned(cpu, [binary, "--host", "127.0.0.1", "--port", "0", "--no-watch",
-                         "--ping-interval", "0", str(script)]),
-            stdout=subprocess.DEVNULL, stderr=self.log, env=env)
-        self.port = None
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            self.log.seek(0)
-            m = LISTEN_RE.search(self.log.read())
-            if m:
-                self.port = int(m.group(1))
-                break
-            time.sleep(0.02)
-        if self.port is None:
-            text = self.text()
-            self.stop()
-            raise SystemExit("wspush did not start: %s" % text)
-
-    def text(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        super().__init__(pinned(cpu, [binary, "--host", "127.0.0.1", "--port", "0", "--no-watch",
+                                      "--ping-interval", "0", str(script)]),
+                         env=env, error=SystemExit)
 
 
 def wsbench_echo(a, server, path):

@@ -44,59 +44,28 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import Wspush, pinned
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-LISTEN_RE = re.compile(rb"listening on https?://127\.0\.0\.1:(\d+)")
 
 
-def pinned(cpu, argv):
-    if cpu is None or not shutil.which("taskset") or (os.cpu_count() or 1) < 2:
-        return argv
-    return ["taskset", "-c", str(cpu)] + argv
-
-
-class Server:
+class Server(Wspush):
     def __init__(self, a, script, tls, prefix=(), extra=()):
-        self.log = open(os.path.join(a.tmp, "server.log"), "w+b")
         argv = [a.wspush, "--host", "127.0.0.1", "--port", "0", "--no-watch", "--ping-interval",
                 "0", "--max-connections", "200000", "--log-level", "info"] + list(extra)
         if tls:
             argv += ["--tls-cert", a.cert, "--tls-key", a.key]
-        self.proc = subprocess.Popen(pinned(0, list(prefix) + argv + [str(script)]),
-                                     stdout=subprocess.DEVNULL, stderr=self.log)
-        self.port = None
-        deadline = time.monotonic() + (60 if prefix else 10)
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            self.log.seek(0)
-            m = LISTEN_RE.search(self.log.read())
-            if m:
-                self.port = int(m.group(1))
-                break
-            time.sleep(0.05)
-        if self.port is None:
-            self.stop()
-            raise RuntimeError("server did not start: " + self.tail())
+        # A prefix (valgrind, callgrind) is slow to start.
+        super().__init__(pinned(0, list(prefix) + argv + [str(script)]),
+                         log=open(os.path.join(a.tmp, "server.log"), "w+b"),
+                         timeout=60 if prefix else 10, what="server")
 
     def tail(self):
-        try:
-            self.log.seek(0)
-            return self.log.read().decode(errors="replace")[-800:]
-        except ValueError:
-            return ""
+        return self.text()[-800:]
 
-    def stop(self):
-        crashed = self.proc.poll()
-        if crashed is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        elif crashed != 0:
-            print("!! server exited with %s before it was stopped: %s" % (crashed, self.tail()),
-                  flush=True)
-        self.log.close()
+    def stop(self, timeout=60, quiet=False):
+        super().stop(timeout, quiet)
 
 
 def wsbench(a, server, args, timeout=600):

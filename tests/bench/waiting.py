@@ -25,54 +25,22 @@ import argparse
 import os
 import re
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from benchlib import Wspush, pinned
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-LISTEN_RE = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
-
-
-def pinned(cpu, argv):
-    return (["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() > 1 else []) + argv
-
-
-class Server:
+class Server(Wspush):
     def __init__(self, binary, script, cpu, env=None):
-        # The log goes to a file, read for the listening line: a pipe nobody
-        # drains could stall the server.
-        self.log = open("/tmp/wspush-waiting-bench-%d.log" % os.getpid(), "w+b")
-        self.proc = subprocess.Popen(
+        super().__init__(
             pinned(cpu, [binary, "--host", "127.0.0.1", "--port", "0", "--no-watch",
                          "--max-connections", "200000", "--ping-interval", "0", str(script)]),
-            stdout=subprocess.DEVNULL, stderr=self.log, env=env)
-        self.port = None
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            self.log.seek(0)
-            m = LISTEN_RE.search(self.log.read())
-            if m:
-                self.port = int(m.group(1))
-                break
-            time.sleep(0.02)
-        if self.port is None:
-            self.stop()
-            self.log.seek(0)
-            raise SystemExit("server did not start: %s" % self.log.read().decode(errors="replace"))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+            env=env, log=open("/tmp/wspush-waiting-bench-%d.log" % os.getpid(), "w+b"),
+            error=SystemExit, what="server")
 
 
 def wsbench_hold(wsbench, server, conns, extra):

@@ -39,7 +39,6 @@ import asyncio
 import base64
 import json
 import os
-import re
 import resource
 import shutil
 import socket
@@ -52,9 +51,10 @@ import threading
 import time
 from pathlib import Path
 
+from benchlib import Wspush
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-LISTEN_RE = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 IP_BIND_ADDRESS_NO_PORT = 24  # linux/in.h
 SOURCES = ["127.0.0.%d" % i for i in range(1, 5)]
@@ -103,9 +103,8 @@ def socket_fds(pid):
     return n
 
 
-class Server:
+class Server(Wspush):
     def __init__(self, a, script, workers, shared=False):
-        self.log = tempfile.TemporaryFile()
         env = dict(os.environ)
         env.pop("WSPUSH_SHARED_LISTENER", None)
         if shared:
@@ -113,20 +112,7 @@ class Server:
         argv = [a.wspush, "--host", "127.0.0.1", "--port", "0", "--no-watch", "--ping-interval",
                 "0", "--shutdown-timeout", "2", "--max-connections", "200000", "--workers",
                 str(workers), str(script)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self.log, env=env)
-        self.port = None
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            self.log.seek(0)
-            m = LISTEN_RE.search(self.log.read())
-            if m:
-                self.port = int(m.group(1))
-                break
-            time.sleep(0.05)
-        if self.port is None:
-            text = self.text()
-            self.stop()
-            raise RuntimeError("wspush did not start: " + text[-800:])
+        super().__init__(argv, env=env, timeout=15)
         # The workers: children of the supervisor (none with --workers 1: one process).
         self.workers = []
         deadline = time.monotonic() + 10
@@ -138,27 +124,8 @@ class Server:
             raise RuntimeError("found %d worker processes, not %d" % (len(self.workers), workers))
         self.pids = [self.proc.pid] + self.workers
 
-    def text(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
     def cpu(self):
         return sum(cpu_ticks(p) for p in self.pids)
-
-    def stop(self):
-        crashed = self.proc.poll()
-        if crashed is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        elif crashed != 0:
-            print("!! server exited with %s before it was stopped: %s" % (crashed,
-                                                                          self.text()[-600:]),
-                  flush=True)
-        self.log.close()
 
 
 # --- figures ----------------------------------------------------------------------------------
