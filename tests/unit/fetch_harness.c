@@ -176,7 +176,7 @@ void srv_start(fx_t *fx, srv_t *s, srv_answer_fn fn)
     s->answer = fn;
     struct sockaddr_in a;
     assert_int_equal(uv_ip4_addr("127.0.0.1", 0, &a), 0);
-    assert_int_equal(uv_tcp_init(&fx->loop, &s->l), 0);
+    assert_int_equal(uv_tcp_init(&fx->lh.loop, &s->l), 0);
     s->l.data = s;
     assert_int_equal(uv_tcp_bind(&s->l, (struct sockaddr *)&a, 0), 0);
     assert_int_equal(uv_listen((uv_stream_t *)&s->l, 128, srv_accept), 0);
@@ -209,65 +209,21 @@ static void srv_free(srv_t *s)
 
 /* --- the loop --- */
 
-/* What server.c's flush does every turn: deferred transport work. */
-static void drive(fx_t *fx)
-{
-    for (int i = 0; i < 16 && ws_io_run(&fx->io); i++)
-        ;
-}
-static void on_prep(uv_prepare_t *h)
-{
-    fx_t *fx = h->data;
-    fx->turns++;
-    drive(fx);
-}
-static void on_check(uv_check_t *h) { drive(h->data); }
-static void on_deadline(uv_timer_t *h) { ((fx_t *)h->data)->expired = 1; }
-
 void fx_setup(fx_t *fx, const ws_fetch_config_t *cfg)
 {
     memset(fx, 0, sizeof *fx);
     fx->mem_buffers = ws_mem_used(WS_MEM_BUFFERS);
     fx->mem_queue = ws_mem_used(WS_MEM_QUEUE);
-    assert_int_equal(uv_loop_init(&fx->loop), 0);
-    ws_io_init(&fx->io, &fx->loop);
-    uv_prepare_init(&fx->loop, &fx->prep);
-    fx->prep.data = fx;
-    uv_prepare_start(&fx->prep, on_prep);
-    uv_check_init(&fx->loop, &fx->check);
-    fx->check.data = fx;
-    uv_check_start(&fx->check, on_check);
-    uv_timer_init(&fx->loop, &fx->deadline);
-    fx->deadline.data = fx;
-    fx->f = ws_fetcher_new(&fx->io, cfg);
+    assert_int_equal(lh_init(&fx->lh), 0);
+    fx->f = ws_fetcher_new(&fx->lh.io, cfg);
     srv_start(fx, &fx->srv, srv_answer_ok);
 }
-
-int fx_run_until(fx_t *fx, int (*done)(void *ud), void *ud, uint64_t ms)
-{
-    fx->expired = 0;
-    uv_timer_start(&fx->deadline, on_deadline, ms, 0);
-    while (!done(ud) && !fx->expired)
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    uv_timer_stop(&fx->deadline);
-    return done(ud);
-}
-
-static int never(void *ud)
-{
-    (void)ud;
-    return 0;
-}
-
-void fx_wait(fx_t *fx, uint64_t ms) { fx_run_until(fx, never, NULL, ms); }
 
 int fx_no_connections(void *ud)
 {
     fx_t *fx = ud;
     return ws_fetcher_connections(fx->f) == 0;
 }
-
-static int loop_quiet(void *ud) { return !uv_loop_alive(ud); }
 
 void fx_teardown(fx_t *fx)
 {
@@ -276,21 +232,7 @@ void fx_teardown(fx_t *fx)
     srv_stop(&fx->srv);
     if (fx->srv2.port)
         srv_stop(&fx->srv2);
-    uv_close((uv_handle_t *)&fx->prep, NULL);
-    uv_close((uv_handle_t *)&fx->check, NULL);
-    /* The deadline must not keep the loop alive, only bound the wait. */
-    fx->expired = 0;
-    uv_timer_start(&fx->deadline, on_deadline, 10000, 0);
-    uv_unref((uv_handle_t *)&fx->deadline);
-    while (uv_loop_alive(&fx->loop) && !fx->expired) {
-        ws_io_run(&fx->io);
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    }
-    assert_true(loop_quiet(&fx->loop));
-    uv_close((uv_handle_t *)&fx->deadline, NULL);
-    ws_io_free(&fx->io);
-    uv_run(&fx->loop, UV_RUN_NOWAIT);
-    assert_int_equal(uv_loop_close(&fx->loop), 0);
+    assert_int_equal(lh_close(&fx->lh), 0);
     srv_free(&fx->srv);
     srv_free(&fx->srv2);
     /* Everything the client held for requests and responses is released. */
@@ -307,8 +249,8 @@ static void on_result(void *ud, const ws_fetch_res_t *res)
     result_t *r = ud;
     r->done++;
     r->in_start |= g_in_start;
-    r->at = uv_now(&r->fx->loop);
-    r->turn = r->fx->turns;
+    r->at = uv_now(&r->fx->lh.loop);
+    r->turn = r->fx->lh.turns;
     r->status = res->status;
     snprintf(r->error, sizeof r->error, "%s", res->error ? res->error : "");
     snprintf(r->url, sizeof r->url, "%s", res->url ? res->url : "(null)");

@@ -19,6 +19,7 @@
 
 #include "buf.h"
 #include "fetch.h"
+#include "loop_harness.h"
 
 typedef struct srv_s srv_t;
 
@@ -55,13 +56,7 @@ struct srv_s {
 };
 
 typedef struct {
-    uv_loop_t loop;
-    ws_io_t io;
-    uv_prepare_t prep;
-    uv_check_t check;
-    uv_timer_t deadline;
-    int expired;
-    uint64_t turns;    /* loop iterations (prepare runs) */
+    lh_t lh;           /* the loop */
     ws_fetcher_t *f;
     srv_t srv, srv2;
     size_t mem_buffers, mem_queue; /* the counters at setup */
@@ -116,9 +111,12 @@ void result_free(result_t *r);
 int result_has_header(const result_t *r, const char *line);
 
 /* Run the loop until done(ud) or ms pass; returns done(ud). */
-int fx_run_until(fx_t *fx, int (*done)(void *ud), void *ud, uint64_t ms);
+static inline int fx_run_until(fx_t *fx, int (*done)(void *ud), void *ud, uint64_t ms)
+{
+    return lh_run_until(&fx->lh, done, ud, ms);
+}
 /* Run the loop for ms. */
-void fx_wait(fx_t *fx, uint64_t ms);
+static inline void fx_wait(fx_t *fx, uint64_t ms) { lh_wait(&fx->lh, ms); }
 /* Predicates for fx_run_until. */
 int result_done(void *r);
 int fx_no_connections(void *fx);

@@ -353,7 +353,7 @@ void rsrv_start(fx_t *fx, rsrv_t *s, int port, rsrv_answer_fn fn)
     srv_init(s, fn);
     struct sockaddr_in a;
     fx_check(uv_ip4_addr("127.0.0.1", port, &a) == 0);
-    fx_check(uv_tcp_init(&fx->loop, &s->l.tcp) == 0);
+    fx_check(uv_tcp_init(&fx->lh.loop, &s->l.tcp) == 0);
     s->l.handle.data = s;
     fx_check(uv_tcp_bind(&s->l.tcp, (struct sockaddr *)&a, 0) == 0);
     fx_check(uv_listen((uv_stream_t *)&s->l.tcp, 128, srv_accept) == 0);
@@ -369,7 +369,7 @@ void rsrv_start_unix(fx_t *fx, rsrv_t *s, const char *path, rsrv_answer_fn fn)
     srv_init(s, fn);
     snprintf(s->path, sizeof s->path, "%s", path);
     unlink(path);
-    fx_check(uv_pipe_init(&fx->loop, &s->l.pipe, 0) == 0);
+    fx_check(uv_pipe_init(&fx->lh.loop, &s->l.pipe, 0) == 0);
     s->l.handle.data = s;
     fx_check(uv_pipe_bind(&s->l.pipe, path) == 0);
     fx_check(uv_listen((uv_stream_t *)&s->l.pipe, 128, srv_accept) == 0);
@@ -437,46 +437,12 @@ char *rsrv_conn_log(const rsrv_t *s, int conn, char *out, size_t len)
 
 /* --- the loop --- */
 
-/* What server.c's flush does every turn: deferred transport work. */
-static void drive(fx_t *fx)
-{
-    for (int i = 0; i < 16 && ws_io_run(&fx->io); i++)
-        ;
-}
-static void on_prep(uv_prepare_t *h)
-{
-    fx_t *fx = h->data;
-    fx->turns++;
-    drive(fx);
-}
-static void on_check(uv_check_t *h) { drive(h->data); }
-/* libuv 1.44's uv_run runs the timers that are due before it polls: a
- * deadline (or a call's end, from the client's own timers) met there would
- * leave UV_RUN_ONCE polling on, with no timeout when no other timer is left
- * (a hang) or until the next one. uv_stop makes it return at once, so that
- * fx_run_until looks at its condition again. */
-static void on_deadline(uv_timer_t *h)
-{
-    fx_t *fx = h->data;
-    fx->expired = 1;
-    uv_stop(&fx->loop);
-}
-
 void fx_setup(fx_t *fx)
 {
     memset(fx, 0, sizeof *fx);
     fx->mem_buffers = ws_mem_used(WS_MEM_BUFFERS);
     fx->mem_queue = ws_mem_used(WS_MEM_QUEUE);
-    fx_check(uv_loop_init(&fx->loop) == 0);
-    ws_io_init(&fx->io, &fx->loop);
-    uv_prepare_init(&fx->loop, &fx->prep);
-    fx->prep.data = fx;
-    uv_prepare_start(&fx->prep, on_prep);
-    uv_check_init(&fx->loop, &fx->check);
-    fx->check.data = fx;
-    uv_check_start(&fx->check, on_check);
-    uv_timer_init(&fx->loop, &fx->deadline);
-    fx->deadline.data = fx;
+    fx_check(lh_init(&fx->lh) == 0);
     rsrv_start(fx, &fx->srv, 0, rsrv_answer_default);
 }
 
@@ -487,7 +453,7 @@ void fx_client(fx_t *fx, const char *url, uint32_t timeout_ms, unsigned max_queu
     if (ws_redis_url_parse(&u, url, strlen(url), err, sizeof err) != 0)
         fx_check_failed(__FILE__, __LINE__, "the URL is good", err);
     ws_redis_opts_t o = {.timeout_ms = timeout_ms, .max_queued = max_queued};
-    fx->r = ws_redis_new(&fx->io, &u, &o);
+    fx->r = ws_redis_new(&fx->lh.io, &u, &o);
     ws_redis_url_free(&u);
 }
 
@@ -498,45 +464,13 @@ char *fx_url(const rsrv_t *s, const char *userinfo, const char *rest, char *buf,
     return buf;
 }
 
-int fx_run_until(fx_t *fx, int (*done)(void *ud), void *ud, uint64_t ms)
-{
-    fx->expired = 0;
-    uv_timer_start(&fx->deadline, on_deadline, ms, 0);
-    while (!done(ud) && !fx->expired)
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    uv_timer_stop(&fx->deadline);
-    return done(ud);
-}
-
-static int never(void *ud)
-{
-    (void)ud;
-    return 0;
-}
-
-void fx_wait(fx_t *fx, uint64_t ms) { fx_run_until(fx, never, NULL, ms); }
-
 void fx_teardown(fx_t *fx)
 {
     ws_redis_free(fx->r);
     fx->r = NULL;
     rsrv_stop(&fx->srv);
     rsrv_stop(&fx->srv2);
-    uv_close((uv_handle_t *)&fx->prep, NULL);
-    uv_close((uv_handle_t *)&fx->check, NULL);
-    /* The deadline must not keep the loop alive, only bound the wait. */
-    fx->expired = 0;
-    uv_timer_start(&fx->deadline, on_deadline, 10000, 0);
-    uv_unref((uv_handle_t *)&fx->deadline);
-    while (uv_loop_alive(&fx->loop) && !fx->expired) {
-        ws_io_run(&fx->io);
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    }
-    fx_check(!uv_loop_alive(&fx->loop));
-    uv_close((uv_handle_t *)&fx->deadline, NULL);
-    ws_io_free(&fx->io);
-    uv_run(&fx->loop, UV_RUN_NOWAIT);
-    fx_check(uv_loop_close(&fx->loop) == 0);
+    fx_check(lh_close(&fx->lh) == 0);
     rsrv_free(&fx->srv);
     rsrv_free(&fx->srv2);
     /* Everything the client held for commands and replies is released. */
@@ -594,8 +528,8 @@ static void on_result(void *ud, const redisReply *reply, const char *error)
     r->done++;
     r->in_call |= g_in_call;
     r->seq = ++g_seq;
-    r->at = uv_now(&r->fx->loop);
-    r->turn = r->fx->turns;
+    r->at = uv_now(&r->fx->lh.loop);
+    r->turn = r->fx->lh.turns;
     snprintf(r->error, sizeof r->error, "%s", error ? error : "");
     r->type = reply ? reply->type : 0;
     if (reply)
@@ -604,7 +538,7 @@ static void on_result(void *ud, const redisReply *reply, const char *error)
         r->text[0] = '\0';
     if (r->then)
         r->then(r);
-    uv_stop(&r->fx->loop); /* see on_deadline */
+    uv_stop(&r->fx->lh.loop); /* see on_deadline */
 }
 
 void result_init(result_t *r, fx_t *fx)

@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "redis.h"
+#include "loop_harness.h"
 
 typedef struct rsrv_s rsrv_t;
 
@@ -84,13 +85,7 @@ struct rsrv_s {
 };
 
 typedef struct {
-    uv_loop_t loop;
-    ws_io_t io;
-    uv_prepare_t prep;
-    uv_check_t check;
-    uv_timer_t deadline;
-    int expired;
-    uint64_t turns;    /* loop iterations (prepare runs) */
+    lh_t lh;           /* the loop */
     ws_redis_t *r;     /* the client under test (fx_client) */
     rsrv_t srv, srv2;
     size_t mem_buffers, mem_queue; /* the counters at setup */
@@ -185,9 +180,12 @@ void result_init(result_t *r, fx_t *fx);
 void rep_text(const redisReply *rep, char *out, size_t len);
 
 /* Run the loop until done(ud) or ms pass; returns done(ud). */
-int fx_run_until(fx_t *fx, int (*done)(void *ud), void *ud, uint64_t ms);
+static inline int fx_run_until(fx_t *fx, int (*done)(void *ud), void *ud, uint64_t ms)
+{
+    return lh_run_until(&fx->lh, done, ud, ms);
+}
 /* Run the loop for ms. */
-void fx_wait(fx_t *fx, uint64_t ms);
+static inline void fx_wait(fx_t *fx, uint64_t ms) { lh_wait(&fx->lh, ms); }
 /* Predicates for fx_run_until. */
 int result_done(void *r);     /* a result_t */
 int srv_has_held(void *s);    /* an rsrv_t with a command held */

@@ -248,7 +248,7 @@ static void test_fetch_keep_alive_with_io_uring(void **state)
     fx_t fx;
     fx_setup(&fx, NULL);
     char why[128];
-    if (ws_tcp_use_ring(&fx.io, why, sizeof why) != 0)
+    if (ws_tcp_use_ring(&fx.lh.io, why, sizeof why) != 0)
         print_message("no io_uring here (%s): writev again\n", why);
     char u[256];
     result_t r;
@@ -302,9 +302,9 @@ static void test_fetch_pool_is_bounded_expires_and_notices_closes(void **state)
     assert_int_equal(ws_fetcher_connections(fx.f), 1);
     assert_int_equal(ws_fetcher_idle(fx.f), 1);
     /* ... until idle_ms. */
-    uint64_t t0 = uv_now(&fx.loop);
+    uint64_t t0 = uv_now(&fx.lh.loop);
     assert_true(fx_run_until(&fx, fx_no_connections, &fx, WAIT));
-    assert_true(uv_now(&fx.loop) - t0 >= 250);
+    assert_true(uv_now(&fx.lh.loop) - t0 >= 250);
     result_free(&r[0]);
     result_free(&r[1]);
 
@@ -516,7 +516,7 @@ static void test_fetch_timeout(void **state)
     fx.srv.answer = NULL; /* accepts, reads, never answers */
     char u[256];
     result_t r;
-    uint64_t t0 = uv_now(&fx.loop);
+    uint64_t t0 = uv_now(&fx.lh.loop);
     fetch_wait(&fx, &r, NULL, url(&fx, &fx.srv, "/", u, sizeof u), NULL, NULL, 0, 200, 0, 0);
     assert_string_equal(r.error, "timeout");
     assert_int_equal(r.status, 0);

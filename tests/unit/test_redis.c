@@ -63,7 +63,7 @@ static int down_port(fx_t *fx)
     int port = tmp.port;
     rsrv_unlisten(&tmp);
     while (tmp.lclosing)
-        uv_run(&fx->loop, UV_RUN_ONCE);
+        uv_run(&fx->lh.loop, UV_RUN_ONCE);
     rsrv_free(&tmp);
     return port;
 }
@@ -73,7 +73,7 @@ static void srv_down(fx_t *fx)
 {
     rsrv_unlisten(&fx->srv);
     while (fx->srv.lclosing)
-        uv_run(&fx->loop, UV_RUN_ONCE);
+        uv_run(&fx->lh.loop, UV_RUN_ONCE);
 }
 
 /* ====================================================================== */
@@ -541,11 +541,11 @@ static void login_refused(const char *what, const char *want)
     assert_int_equal(st.in_flight, 0);
     /* The client tries again (backoff from 50 ms): a call made meanwhile
      * goes through once the login is accepted. */
-    uint64_t t0 = uv_now(&fx.loop);
+    uint64_t t0 = uv_now(&fx.lh.loop);
     fx_call(&fx, fx.r, &c, "GET c", NULL);
     wait_result(&fx, &c);
     assert_result(&c, "", "v:c");
-    assert_true(uv_now(&fx.loop) - t0 < 1000);
+    assert_true(uv_now(&fx.lh.loop) - t0 < 1000);
     assert_int_equal(fx.srv.accepted, 2);
     assert_string_equal(rsrv_conn_log(&fx.srv, 2, log, sizeof log), "AUTH pw | SELECT 7 | GET c");
     st = stats(fx.r);
@@ -688,10 +688,10 @@ static void test_calls_wait_while_the_server_is_down(void **state)
     assert_int_equal(st.connects, 0);
     assert_int_equal(st.queued, 2);
     rsrv_start(&fx, &fx.srv, port, rsrv_answer_default);
-    uint64_t t0 = uv_now(&fx.loop);
+    uint64_t t0 = uv_now(&fx.lh.loop);
     wait_result(&fx, &b);
     /* backoff doubles from 50 ms: at most a few hundred ms here */
-    assert_true(uv_now(&fx.loop) - t0 < 1500);
+    assert_true(uv_now(&fx.lh.loop) - t0 < 1500);
     assert_result(&a, "", "v:a");
     assert_result(&b, "", "v:b");
     assert_true(a.seq < b.seq);
@@ -769,10 +769,10 @@ static void backoff(const char *userinfo)
     result_init(&b, &fx);
     fx_call(&fx, fx.r, &a, "PING", NULL);
     wait_result(&fx, &a);
-    uint64_t t0 = uv_now(&fx.loop);
+    uint64_t t0 = uv_now(&fx.lh.loop);
     rsrv_close(fx.srv.conns[0]);
     assert_true(fx_run_until(&fx, accepted2, &fx.srv, WAIT));
-    uint64_t dt = uv_now(&fx.loop) - t0;
+    uint64_t dt = uv_now(&fx.lh.loop) - t0;
     assert_true(dt >= 20);
     assert_true(dt < 200);
     /* Down for a while: attempts at about 0, +25..50, +50..100, +100..200,
@@ -785,10 +785,10 @@ static void backoff(const char *userinfo)
     wait_result(&fx, &b);
     assert_result(&b, "", "+PONG");
     /* Connected: the next drop is answered from 50 ms again, not 800. */
-    t0 = uv_now(&fx.loop);
+    t0 = uv_now(&fx.lh.loop);
     rsrv_close(fx.srv.conns[0]);
     assert_true(fx_run_until(&fx, accepted2, &fx.srv, WAIT));
-    dt = uv_now(&fx.loop) - t0;
+    dt = uv_now(&fx.lh.loop) - t0;
     assert_true(dt < 200);
     fx_teardown(&fx);
 }
@@ -818,7 +818,7 @@ static void test_timeout_of_a_silent_connection_reconnects(void **state)
     result_init(&b, &fx);
     result_init(&c, &fx);
     fx_call(&fx, fx.r, &a, "GET a", NULL);
-    uint64_t t0 = uv_now(&fx.loop);
+    uint64_t t0 = uv_now(&fx.lh.loop);
     fx_call(&fx, fx.r, &b, "GET b", NULL);
     assert_true(fx_run_until(&fx, held2, &fx.srv, WAIT));
     wait_result(&fx, &b);
@@ -899,7 +899,7 @@ static void test_timeout_of_a_queued_call(void **state)
     result_t a, b;
     result_init(&a, &fx);
     result_init(&b, &fx);
-    uint64_t t0 = uv_now(&fx.loop);
+    uint64_t t0 = uv_now(&fx.lh.loop);
     fx_call(&fx, fx.r, &a, "GET a", NULL);
     wait_result(&fx, &a);
     assert_result(&a, "timeout", "");
@@ -932,7 +932,7 @@ static void test_set_opts(void **state)
     assert_true(fx_run_until(&fx, srv_has_held, &fx.srv, WAIT));
     ws_redis_opts_t o = {.timeout_ms = 100};
     ws_redis_set_opts(fx.r, &o);
-    uint64_t t0 = uv_now(&fx.loop);
+    uint64_t t0 = uv_now(&fx.lh.loop);
     fx_call(&fx, fx.r, &b, "GET b", NULL);
     wait_result(&fx, &b);
     assert_result(&b, "timeout", "");
