@@ -1253,6 +1253,39 @@ static void test_unix_socket(void **state)
         fx_check(strcmp((r)->text, (txt)) == 0);                                                   \
     } while (0)
 
+/* The scenario of the cancel-in-a-batch tests: call a (cmds[0], or a unit
+ * of n commands) with b behind it, whose callback cancels b; a ends with
+ * a_err, and b's callback never runs. */
+static void a_cancels_b(fx_t *fx, unsigned n, const char **cmds, const char *a_err)
+{
+    result_t a, b;
+    result_init(&a, fx);
+    result_init(&b, fx);
+    then_t ta = {NULL, NULL, NULL, NULL};
+    a.then = then_call;
+    a.then_ud = &ta;
+    if (n > 1)
+        fx_unit(fx, fx->r, &a, n, cmds, NULL);
+    else
+        fx_call(fx, fx->r, &a, cmds[0], NULL);
+    ta.cancel = fx_call(fx, fx->r, &b, "GET b", NULL);
+    fx_check(fx_run_until(fx, result_done, &a, WAIT));
+    check_result(&a, a_err, "");
+    fx_wait(fx, 20);
+    fx_check(b.done == 0); /* cancelled: its callback must not run */
+}
+
+/* ... and the client goes on: the next call ends with c_err / c_value. */
+static void then_a_call_ends(fx_t *fx, const char *c_err, const char *c_value)
+{
+    result_t c;
+    result_init(&c, fx);
+    const char *err = NULL;
+    fx_check(fx_call(fx, fx->r, &c, "GET c", &err) != NULL);
+    fx_check(fx_run_until(fx, result_done, &c, WAIT));
+    check_result(&c, c_err, c_value);
+}
+
 /* BUG: two queued calls time out together (the server is down); the first
  * one's callback cancels the second. on_deadline has unlinked both into its
  * expired list; ws_redis_cancel (redis.c:849-859) unlinks the second again
@@ -1265,25 +1298,11 @@ static void bug_timeout_cb_cancels_queued_body(void)
     char u[256];
     srv_down(&fx);
     fx_client(&fx, fx_url(&fx.srv, NULL, NULL, u, sizeof u), 100, 5);
-    result_t a, b, c;
-    result_init(&a, &fx);
-    result_init(&b, &fx);
-    result_init(&c, &fx);
-    then_t ta = {NULL, NULL, NULL, NULL};
-    a.then = then_call;
-    a.then_ud = &ta;
-    fx_call(&fx, fx.r, &a, "GET a", NULL);
-    ta.cancel = fx_call(&fx, fx.r, &b, "GET b", NULL);
-    fx_check(fx_run_until(&fx, result_done, &a, WAIT));
-    check_result(&a, "timeout", "");
-    fx_wait(&fx, 20);
-    fx_check(b.done == 0);
+    const char *cmd[1] = {"GET a"};
+    a_cancels_b(&fx, 1, cmd, "timeout");
     fx_check(stats(fx.r).queued == 0);
     /* the client still takes calls while the server is down */
-    const char *err = NULL;
-    fx_check(fx_call(&fx, fx.r, &c, "GET c", &err) != NULL);
-    fx_check(fx_run_until(&fx, result_done, &c, WAIT));
-    check_result(&c, "timeout", "");
+    then_a_call_ends(&fx, "timeout", "");
     fx_teardown(&fx);
 }
 ISOLATED(test_timeout_callback_cancels_a_queued_call_timing_out_with_it,
@@ -1302,20 +1321,9 @@ static void bug_timeout_cb_cancels_sent_body(void)
     fx.srv.answer = answer_first_part;
     char u[256];
     fx_client(&fx, fx_url(&fx.srv, NULL, NULL, u, sizeof u), 150, 0);
-    result_t a, b;
-    result_init(&a, &fx);
-    result_init(&b, &fx);
-    then_t ta = {NULL, NULL, NULL, NULL};
-    a.then = then_call;
-    a.then_ud = &ta;
     const char *cmds[2] = {"GET part1", "GET part2"};
-    fx_unit(&fx, fx.r, &a, 2, cmds, NULL);
-    ta.cancel = fx_call(&fx, fx.r, &b, "GET b", NULL);
-    fx_check(fx_run_until(&fx, result_done, &a, WAIT));
-    check_result(&a, "timeout", "");
-    fx_wait(&fx, 20);
+    a_cancels_b(&fx, 2, cmds, "timeout");
     fx_check(fx.srv.accepted == 1 && !fx.srv.conns[0]->eof); /* the connection stayed */
-    fx_check(b.done == 0); /* cancelled: its callback must not run */
     fx_teardown(&fx);
 }
 ISOLATED(test_timeout_callback_cancels_a_sent_call_timing_out_with_it,
@@ -1334,18 +1342,8 @@ static void bug_timeout_cb_cancels_sent_silent_body(void)
     fx.srv.answer = rsrv_answer_hold;
     char u[256];
     fx_client(&fx, fx_url(&fx.srv, NULL, NULL, u, sizeof u), 150, 0);
-    result_t a, b;
-    result_init(&a, &fx);
-    result_init(&b, &fx);
-    then_t ta = {NULL, NULL, NULL, NULL};
-    a.then = then_call;
-    a.then_ud = &ta;
-    fx_call(&fx, fx.r, &a, "GET a", NULL);
-    ta.cancel = fx_call(&fx, fx.r, &b, "GET b", NULL);
-    fx_check(fx_run_until(&fx, result_done, &a, WAIT));
-    check_result(&a, "timeout", "");
-    fx_wait(&fx, 20);
-    fx_check(b.done == 0); /* cancelled: its callback must not run */
+    const char *cmd[1] = {"GET a"};
+    a_cancels_b(&fx, 1, cmd, "timeout");
     fx_teardown(&fx);
 }
 ISOLATED(test_timeout_callback_cancels_a_sent_call_on_a_silent_connection,
@@ -1363,25 +1361,11 @@ static void bug_login_refused_cb_cancels_waiting_body(void)
     fx.srv.user = (void *)"AUTH";
     char u[256];
     fx_client(&fx, fx_url(&fx.srv, ":pw", NULL, u, sizeof u), 0, 5);
-    result_t a, b, c;
-    result_init(&a, &fx);
-    result_init(&b, &fx);
-    result_init(&c, &fx);
-    then_t ta = {NULL, NULL, NULL, NULL};
-    a.then = then_call;
-    a.then_ud = &ta;
-    fx_call(&fx, fx.r, &a, "GET a", NULL);
-    ta.cancel = fx_call(&fx, fx.r, &b, "GET b", NULL);
-    fx_check(fx_run_until(&fx, result_done, &a, WAIT));
-    check_result(&a, "WRONGPASS invalid username-password pair", "");
-    fx_wait(&fx, 20);
-    fx_check(b.done == 0);
+    const char *cmd[1] = {"GET a"};
+    a_cancels_b(&fx, 1, cmd, "WRONGPASS invalid username-password pair");
     fx_check(stats(fx.r).queued == 0);
     /* the client goes on: the next login is accepted */
-    const char *err = NULL;
-    fx_check(fx_call(&fx, fx.r, &c, "GET c", &err) != NULL);
-    fx_check(fx_run_until(&fx, result_done, &c, WAIT));
-    check_result(&c, "", "v:c");
+    then_a_call_ends(&fx, "", "v:c");
     fx_teardown(&fx);
 }
 ISOLATED(test_refused_login_callback_cancels_another_waiting_call,
