@@ -49,26 +49,10 @@ void srv_end(sconn_t *c)
     }
 }
 
-typedef struct {
-    uv_write_t req;
-    char data[];
-} swrite_t;
-
-static void on_swritten(uv_write_t *req, int status)
-{
-    (void)status;
-    free(req);
-}
-
 void srv_sendn(sconn_t *c, const void *data, size_t len)
 {
-    if (c->closing)
-        return;
-    swrite_t *w = malloc(sizeof *w + len);
-    memcpy(w->data, data, len);
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-    if (uv_write(&w->req, (uv_stream_t *)&c->h, &b, 1, on_swritten) != 0)
-        free(w);
+    if (!c->closing)
+        lh_write_copy((uv_stream_t *)&c->h, data, len);
 }
 
 void srv_send(sconn_t *c, const char *bytes) { srv_sendn(c, bytes, strlen(bytes)); }

@@ -1,5 +1,8 @@
 #include "loop_harness.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 /* What server.c's flush does every turn: deferred transport work. */
 static void drive(lh_t *l)
 {
@@ -62,6 +65,26 @@ static int never(void *ud)
 }
 
 void lh_wait(lh_t *l, uint64_t ms) { lh_run_until(l, never, NULL, ms); }
+
+typedef struct {
+    uv_write_t req;
+    char data[];
+} wcopy_t;
+
+static void on_written(uv_write_t *req, int status)
+{
+    (void)status;
+    free(req);
+}
+
+void lh_write_copy(uv_stream_t *st, const void *data, size_t len)
+{
+    wcopy_t *w = malloc(sizeof *w + len);
+    memcpy(w->data, data, len);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    if (uv_write(&w->req, st, &b, 1, on_written) != 0)
+        free(w);
+}
 
 int lh_close(lh_t *l)
 {

@@ -28,6 +28,10 @@ int lh_init(lh_t *l);
 int lh_run_until(lh_t *l, int (*done)(void *ud), void *ud, uint64_t ms);
 /* Run for ms. */
 void lh_wait(lh_t *l, uint64_t ms);
+/* Write a copy of data[0..len) on st (a scripted server's answer); the copy
+ * is freed when the write ends, or at once when it cannot start. */
+void lh_write_copy(uv_stream_t *st, const void *data, size_t len);
+
 /* Close the loop once every handle of the test is closed (at most 10 s).
  * 0, or -1 when handles were left open. */
 int lh_close(lh_t *l);

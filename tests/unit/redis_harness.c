@@ -77,26 +77,10 @@ void rsrv_close(rconn_t *c)
         uv_close((uv_handle_t *)&c->h, rconn_closed);
 }
 
-typedef struct {
-    uv_write_t req;
-    char data[];
-} swrite_t;
-
-static void on_swritten(uv_write_t *req, int status)
-{
-    (void)status;
-    free(req);
-}
-
 void rsrv_sendn(rconn_t *c, const void *data, size_t len)
 {
-    if (c->closing)
-        return;
-    swrite_t *w = malloc(sizeof *w + len);
-    memcpy(w->data, data, len);
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-    if (uv_write(&w->req, &c->h.stream, &b, 1, on_swritten) != 0)
-        free(w);
+    if (!c->closing)
+        lh_write_copy(&c->h.stream, data, len);
 }
 
 void rsrv_send(rconn_t *c, const char *bytes) { rsrv_sendn(c, bytes, strlen(bytes)); }
