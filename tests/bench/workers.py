@@ -245,18 +245,24 @@ def who(port, workers, tries=200, deadline_s=10.0):
 async def spread_run(a, port, workers):
     loop = asyncio.get_running_loop()
     socks, slow, fast, errors = [], [0] * workers, [0] * workers, []
+
+    async def connect(i, counts):
+        """Open connection i and count it for the worker that greeted it; False on failure."""
+        try:
+            s, w = await open_ws(loop, port, SOURCES[i % len(SOURCES)], "/ws", a.timeout)
+        except (OSError, RuntimeError, asyncio.TimeoutError) as e:
+            errors.append(repr(e))
+            return False
+        socks.append(s)
+        counts[w - 1] += 1
+        return True
+
     try:
         # Slowly: one at a time, each greeted before the next starts.
         t0 = time.monotonic()
         for i in range(a.slow):
-            try:
-                s, w = await open_ws(loop, port, SOURCES[i % len(SOURCES)], "/ws", a.timeout)
-            except (OSError, RuntimeError, asyncio.TimeoutError) as e:
-                errors.append(repr(e))
-                continue
-            socks.append(s)
-            slow[w - 1] += 1
-            await asyncio.sleep(a.slow_gap / 1000)
+            if await connect(i, slow):
+                await asyncio.sleep(a.slow_gap / 1000)
         slow_s = time.monotonic() - t0
         # Quickly: --concurrency handshakes in progress at once.
         sem = asyncio.Semaphore(a.concurrency)
@@ -267,13 +273,7 @@ async def spread_run(a, port, workers):
                 if time.monotonic() > deadline:
                     errors.append("connect deadline")
                     return
-                try:
-                    s, w = await open_ws(loop, port, SOURCES[i % len(SOURCES)], "/ws", a.timeout)
-                except (OSError, RuntimeError, asyncio.TimeoutError) as e:
-                    errors.append(repr(e))
-                    return
-                socks.append(s)
-                fast[w - 1] += 1
+                await connect(i, fast)
         t0 = time.monotonic()
         await asyncio.gather(*(one(i) for i in range(a.conns)))
         fast_s = time.monotonic() - t0
