@@ -103,15 +103,20 @@ local function why(err)
   return (tostring(err):gsub("^[^:]*:%d+: ", ""))
 end
 
+local function encode_marked(v)
+  local out = {}
+  encode_value(v, out, 0)
+  return table.concat(out)
+end
+
 function M.encode(v)
-  local ok, s = pcall(function()
-    if type(v) == "table" and marked(v, 0) then
-      local out = {}
-      encode_value(v, out, 0)
-      return table.concat(out)
-    end
-    return cjson.encode(v)
-  end)
+  -- cjson alone unless an array() is inside (no closure made per call)
+  local ok, s
+  if type(v) == "table" and marked(v, 0) then
+    ok, s = pcall(encode_marked, v)
+  else
+    ok, s = pcall(cjson.encode, v)
+  end
   if not ok then error("json.encode: " .. why(s), 2) end
   return s
 end
