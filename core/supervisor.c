@@ -298,14 +298,13 @@ static const ws_reload_ops_t reload_ops = {files, reload};
 static void tell(wk_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void tell(wk_t *w, const char *fmt, ...)
 {
-    char msg[1024];
+    if (!w->ctl)
+        return;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (w->ctl && n > 0 &&
-        send(w->ctl->fd, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1, MSG_NOSIGNAL) < 0)
+    if (ws_worker_vsend(w->ctl->fd, fmt, ap) != 0)
         ws_log_warn("worker %u: control socket: %s", w->id, strerror(errno));
+    va_end(ap);
 }
 
 static void ask_reload(wk_t *w, const char *why)

@@ -59,18 +59,26 @@ void ws_worker_send(ws_worker_t *w, const char *topic, size_t tlen, unsigned op,
     ws_mailbox_send(w->mailbox, topic, tlen, op, data, dlen);
 }
 
+int ws_worker_vsend(int fd, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    if (n <= 0)
+        return 0;
+    /* One message per datagram, cut to the buffer (the peer reads 1023). */
+    size_t len = (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
+    return send(fd, msg, len, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
 static void say(ws_worker_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(ws_worker_t *w, const char *fmt, ...)
 {
     (void)w;
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (n > 0 && send(WS_WORKER_FD_CONTROL, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1,
-                      MSG_NOSIGNAL) < 0)
+    if (ws_worker_vsend(WS_WORKER_FD_CONTROL, fmt, ap) != 0)
         ws_log_debug("control socket: %s", strerror(errno));
+    va_end(ap);
 }
 
 static void on_control(uv_poll_t *h, int status, int events)

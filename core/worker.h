@@ -16,6 +16,7 @@
 #ifndef WS_WORKER_H
 #define WS_WORKER_H
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -66,6 +67,10 @@ void ws_worker_start(ws_worker_t *w, uv_loop_t *loop, const ws_worker_ops_t *ops
  * they published before it). */
 void ws_worker_send(ws_worker_t *w, const char *topic, size_t tlen, unsigned op,
                     const void *data, size_t dlen);
+
+/* A control message (printf-style) on the control socket fd, either side's:
+ * 0, or -1 with errno set. */
+int ws_worker_vsend(int fd, const char *fmt, va_list ap);
 
 /* Tell the supervisor this worker serves version digest. */
 void ws_worker_ready(ws_worker_t *w, uint64_t digest);
