@@ -11,6 +11,7 @@
 #include "error.h"
 #include "frame.h"
 #include "log.h"
+#include "stats.h"
 
 static uint64_t now_ms(const ws_conn_t *c) { return ws_hub_now(c->hub); }
 
@@ -211,6 +212,7 @@ void ws__conn_finish(ws_conn_t *c)
     if (!c->is_ws && c->pending && h->host->cancel)
         h->host->cancel(h->host_ud, c);
     if (c->is_ws) {
+        ws_stats_close(c->close_code);
         ws_hub_count_open(h, -1);
         ws_pubsub_leave_all(&h->pubsub, &c->subs);
         h->host->closed(h->host_ud, c, c->close_code, c->close_reason ? c->close_reason : "");
@@ -416,6 +418,9 @@ static int apply_policy(ws_conn_t *c, size_t n)
 {
     ws_outq_t *q = &c->out;
     size_t b;
+    ws_stats_inc(c->backpressure == WS_BP_DROP || c->backpressure == WS_BP_DROP_OLDEST
+                     ? WS_STAT_BP_DROPS
+                     : WS_STAT_SLOW_CLOSES);
     switch (c->backpressure) {
     case WS_BP_DROP_OLDEST:
         if (c->deflate && !c->deflate->params.server_no_context_takeover) {
@@ -450,6 +455,8 @@ int ws_conn_send(ws_conn_t *c, unsigned op, const void *data, size_t len, unsign
         int r = make_room(c, len + WS_FRAME_HDR_MAX);
         if (r)
             return r;
+        ws_stats_inc(WS_STAT_MSGS_OUT);
+        ws_stats_add(WS_STAT_BYTES_OUT, len);
         c->t_msg = now_ms(c);
         if (c->deflate && !(flags & WS_SEND_PLAIN) && ws_deflate_should_compress(c->deflate, len)) {
             ws_buf_t *z = &c->hub->zout;

@@ -11,6 +11,7 @@
 #include "error.h"
 #include "frame.h"
 #include "log.h"
+#include "stats.h"
 #include "utf8.h"
 
 static uint64_t now_ms(const ws_conn_t *c) { return ws_hub_now(c->hub); }
@@ -29,6 +30,7 @@ static const ws_transport_cb_t conn_transport_cb = {
  * more than the refusal saves, so such a connection is cut. */
 static void refuse(ws_conn_t *c, int status, const char *reason)
 {
+    ws_stats_inc(WS_STAT_CONN_REFUSED);
     if (c->t->hs_pending) {
         ws_conn_abort(c, WS_CLOSE_ABNORMAL);
         return;
@@ -70,6 +72,7 @@ ws_conn_t *ws_conn_new(ws_hub_t *h, ws_transport_t *t)
 {
     const ws_config_t *cfg = &h->cfg;
     ws_conn_t *c = ws_calloc(1, sizeof *c);
+    ws_stats_inc(WS_STAT_ACCEPTED);
     c->hub = h;
     c->t = t;
     c->id = ws_hub_new_id(h);
@@ -139,11 +142,15 @@ static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t
                 ws__conn_fail(c, r);
                 return 1;
             }
+            ws_stats_inc(WS_STAT_MSGS_IN);
+            ws_stats_add(WS_STAT_BYTES_IN, z->len);
             host->message(hud, c, z->len ? z->data : (const uint8_t *)"", z->len,
                           op == WS_OP_BINARY);
             ws_buf_reset(z, 1 << 20);
             break;
         }
+        ws_stats_inc(WS_STAT_MSGS_IN);
+        ws_stats_add(WS_STAT_BYTES_IN, len);
         host->message(hud, c, data, len, op == WS_OP_BINARY);
         break;
     case WS_OP_PING:
@@ -299,8 +306,10 @@ static void upgraded(ws_conn_t *c, ws_pending_t *p)
         return;
     }
     /* A decision that took a while: the limits may have filled meanwhile. */
-    if (refuse_for_limits(c, 1))
+    if (refuse_for_limits(c, 1)) {
+        ws_stats_inc(WS_STAT_REFUSED_LIMIT);
         return;
+    }
     const ws_route_limits_t *lim = &up->limits;
     c->max_message = lim->max_message;
     c->max_buffered = lim->max_buffered;
@@ -336,6 +345,7 @@ static void upgraded(ws_conn_t *c, ws_pending_t *p)
     ws__conn_unlink(c);
     ws__conn_link(c, &h->open);
     ws_hub_count_open(h, 1);
+    ws_stats_inc(WS_STAT_OPENED);
     c->t_msg = c->t_tokens = now_ms(c);
     c->t_ping = 0; /* shares its place with t_http, which the HTTP phase used */
     h->host->open(h->host_ud, c);
@@ -393,9 +403,11 @@ static void request(ws_conn_t *c)
     p->req.url = ws_http_url(c->http, &p->req.url_len);
     p->req.body = ws_http_body(c->http, &p->req.body_len);
     c->pending = p;
+    ws_stats_inc(WS_STAT_HTTP_REQUESTS);
     int r;
     if (ws_handshake_is_upgrade(&p->hs)) {
         if (ws_handshake_check(&p->hs, &p->check) != 0) {
+            ws_stats_inc(WS_STAT_REFUSED_HANDSHAKE);
             ws__conn_http_error(c, p->check.status, p->check.reason,
                                 p->check.status == 426
                                     ? "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
@@ -405,6 +417,7 @@ static void request(ws_conn_t *c)
             return;
         }
         if (refuse_for_limits(c, 0)) {
+            ws_stats_inc(WS_STAT_REFUSED_LIMIT);
             c->pending = NULL;
             pending_done(p);
             return;

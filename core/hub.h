@@ -148,6 +148,7 @@ static inline void ws_hub_release_open(ws_hub_t *h)
 static inline void ws_hub_count_open(ws_hub_t *h, int delta)
 {
     h->nopen += (size_t)(ptrdiff_t)delta;
+    ws_stats->v[WS_STAT_OPEN] += (uint64_t)(int64_t)delta;
     if (delta < 0)
         ws_hub_release_open(h);
 }

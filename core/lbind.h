@@ -4,7 +4,8 @@
  * (HTTP requests and upgrades), lconn.c ("wspush.conn"), lcore.c (the
  * "wspush.core" module and timers), lbudget.c (the time budget), lalloc.c
  * (the allocator), ltask.c (tasks that wait), levent.c (WebSocket events),
- * lfetch.c (wspush.fetch), lredis.c (wspush.redis), lnative.c (the codecs
+ * lfetch.c (wspush.fetch), lredis.c (wspush.redis), lmetrics.c
+ * (wspush.metrics), lnative.c (the codecs
  * shared with Lua) and ltesting.c (wspush.testing's native side).
  */
 #ifndef WS_LBIND_H
@@ -66,6 +67,7 @@ struct ws_lhost_s {
     struct ws_lredis_s *redis;    /* wspush.redis's clients (lredis.c) */
     int redis_ref;                /* table: URL string -> client (0: not made yet) */
     int redis_closed;             /* released: no more connections */
+    struct ws_series_s *series;   /* the script's metrics without workers (lmetrics.c) */
 };
 
 /* What a connection's host data (ws_conn_host_data) points at, told apart by
@@ -274,6 +276,9 @@ void ws__lfetch_register(ws_lhost_t *lh, int core);
 void ws__lredis_register(ws_lhost_t *lh, int core);
 /* Close every client's connection (the server stops); calls fail from now. */
 void ws__lredis_release(ws_lhost_t *lh);
+/* Put wspush.metrics's native half (core.metrics_*) in the core table at
+ * index core (lmetrics.c). */
+void ws__lmetrics_register(ws_lhost_t *lh, int core);
 /* The "wspush.core" module of lh: pushes a new table. */
 void ws__lcore_push(ws_lhost_t *lh);
 /* ws_host_ops_t.published: a message from another worker, for on_publish. */

@@ -28,6 +28,7 @@
 
 #include "lbind.h"
 #include "log.h"
+#include "stats.h"
 
 #define HOOK_COUNT 100000
 
@@ -66,6 +67,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
             return;
         }
         lua_sethook(L, NULL, 0, 0);
+        ws_stats_inc(WS_STAT_LUA_TIMEOUTS);
         stopped_co = L;
         lua_yield(L, 0);
         return;
@@ -74,8 +76,10 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
      * watchdog the count hook stays, see ws__lbudget_init). */
     if (L == overdue_L && wd_running)
         lua_sethook(L, NULL, 0, 0);
-    if (overdue)
+    if (overdue) {
+        ws_stats_inc(WS_STAT_LUA_TIMEOUTS);
         luaL_error(L, "callback exceeded its time budget (--lua-timeout %f s)", wd_timeout);
+    }
 }
 
 static void on_overdue(int sig)

@@ -10,6 +10,7 @@
 #include "lalloc.h"
 #include "lbind.h"
 #include "log.h"
+#include "stats.h"
 
 int ws__lcall_traceback(lua_State *L)
 {
@@ -123,6 +124,7 @@ int ws__lcall_gc_step(ws_lhost_t *lh, int kb)
 
 void ws__lcall_log_error(ws_lhost_t *lh, const char *what)
 {
+    ws_stats_inc(WS_STAT_LUA_ERRORS);
     char buf[8192];
     ws_log_error("%s: %s", what, ws__lcall_where(lh, lua_tostring(lh->L, -1), buf, sizeof buf));
     lua_pop(lh->L, 1);

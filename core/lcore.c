@@ -449,6 +449,7 @@ void ws__lcore_push(ws_lhost_t *lh)
     luaL_setfuncs(L, fns, 1);
     ws__lfetch_register(lh, lua_gettop(L));
     ws__lredis_register(lh, lua_gettop(L));
+    ws__lmetrics_register(lh, lua_gettop(L));
     /* The codecs Lua shares with C, under the names scripts already use. */
     luaL_requiref(L, "wspush.native", ws__luaopen_native, 0);
     static const char *const shared[] = {"realpath", "same_origin"};

@@ -140,6 +140,8 @@ static int load_script(ws_lhost_t *lh, char *err, size_t errlen)
     if (!lh->own_state) {
         lua_pushnil(L);
         lua_setfield(L, -2, "wspush");
+        lua_pushnil(L);
+        lua_setfield(L, -2, "wspush.metrics"); /* it holds its core's functions */
     }
     lua_pop(L, 2);
     lua_newtable(L);
@@ -365,6 +367,7 @@ void ws_lhost_free(ws_lhost_t *lh)
         for (struct ws_route_s *r = lh->routes; r; r = r->next)
             luaL_unref(L, LUA_REGISTRYINDEX, r->handler_ref);
     }
+    ws_series_free(lh->series);
     free(lh->script);
     free(lh->script_dir);
     free(lh->project_dirs[0]);

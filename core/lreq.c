@@ -12,6 +12,7 @@
 #include "http.h"
 #include "lbind.h"
 #include "log.h"
+#include "stats.h"
 
 /* Push a table describing the request: method, path, rawquery, headers
  * (lower-case names, repeated ones joined with ", "), body, remote. */
@@ -335,12 +336,18 @@ static void upgrade_answer(ws_lhost_t *lh, ws_conn_t *c, int status, int req, ws
 {
     lua_State *L = lh->L;
     if (status != LUA_OK) {
+        ws_stats_inc(WS_STAT_REFUSED_ERROR);
         ws__lcall_log_error(lh, what);
         ws_buf_append_str(&up->reason, "internal error");
         up->status = 500;
         return;
     }
     if (!lua_istable(L, req + 1)) {
+        /* S.upgrade says why: "origin", "route", or the handler's hook. */
+        const char *kind = lua_type(L, req + 5) == LUA_TSTRING ? lua_tostring(L, req + 5) : "";
+        ws_stats_inc(strcmp(kind, "origin") == 0  ? WS_STAT_REFUSED_ORIGIN
+                     : strcmp(kind, "route") == 0 ? WS_STAT_REFUSED_ROUTE
+                                                  : WS_STAT_REFUSED_HOOK);
         int isnum = 1;
         lua_Integer st = lua_isnil(L, req + 2) ? 404 : lua_tointegerx(L, req + 2, &isnum);
         if (!isnum || st < 400 || st > 599)
@@ -430,6 +437,7 @@ static void upgrade_timeout(ws_timer_t *tm)
     p->c = NULL;
     ws_conn_set_host_data(c, NULL);
     p->up->status = 503;
+    ws_stats_inc(WS_STAT_REFUSED_TIMEOUT);
     ws_buf_append_str(&p->up->reason, "upgrade decision timed out");
     ws_http_header_add(&p->up->headers, "Retry-After", 11, "5", 1);
     ws_conn_upgrade_done(c);

@@ -6,6 +6,7 @@
 #include "conn.h"
 #include "deflate.h"
 #include "frame.h"
+#include "stats.h"
 
 static ws_chunk_t *make_frame(unsigned first, const void *data, size_t dlen)
 {
@@ -54,6 +55,7 @@ static ws_chunk_t *compressed(zframe_t *zf, size_t *nzf, int wb, const ws_deflat
 size_t ws_publish(ws_hub_t *h, const char *name, size_t len, unsigned op, const void *data,
                   size_t dlen)
 {
+    ws_stats_inc(WS_STAT_PUBLISHES);
     h->relay_failed = h->relay && h->relay(h->relay_ud, name, len, op, data, dlen) != 0;
     return ws_publish_local(h, name, len, op, data, dlen);
 }
@@ -94,6 +96,9 @@ size_t ws_publish_local(ws_hub_t *h, const char *name, size_t len, unsigned op, 
             n++;
     }
     ws_pubsub_walk_end(&h->pubsub);
+    ws_stats_add(WS_STAT_DELIVERIES, n);
+    ws_stats_add(WS_STAT_MSGS_OUT, n);
+    ws_stats_add(WS_STAT_BYTES_OUT, n * dlen);
     ws_chunk_unref(plain);
     for (size_t i = 0; i < nzf; i++)
         if (zf[i].frame)

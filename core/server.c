@@ -7,6 +7,7 @@
 #endif
 
 #include "conn.h"
+#include "gauges.h"
 #include "log.h"
 #include "outq.h"
 
@@ -98,6 +99,9 @@ static void on_sweep(uv_timer_t *t)
     ws_server_t *s = t->data;
     if (ws_hub_tick(s->hub))
         give_back_memory(s);
+    /* For the other workers' scrapes (stats.h): a second behind at most. */
+    if (++s->sweeps % (1000 / SWEEP_MS) == 0)
+        ws_gauges_sample(s->hub);
     /* A stop that waits for the application's work looks again. */
     if (s->stopping == 1)
         on_gone(s);
@@ -106,6 +110,7 @@ static void on_sweep(uv_timer_t *t)
 static void hook_loop(ws_server_t *s)
 {
     uv_loop_t *loop = s->hub->io->loop;
+    ws_gauges_init(loop);
     uv_timer_init(loop, &s->sweep);
     s->sweep.data = s;
     uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);

@@ -19,6 +19,7 @@ typedef struct ws_server_s {
     ws_tcp_listener_t listener;
     ws_tls_ctx_t *tls;    /* TLS for new connections, or NULL: cleartext */
     uv_timer_t sweep;
+    unsigned sweeps; /* sweeps run, for the gauges' slower pace */
     uv_timer_t tick;      /* armed for the next of the hub's timers */
     uint64_t tick_due;    /* when tick fires; UINT64_MAX = not armed */
     uv_prepare_t prepare;

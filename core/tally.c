@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "fnv.h"
+#include "series.h"
+#include "stats.h"
 
 #define MAGIC 0x77737431u /* "wst1" */
 
@@ -37,16 +39,31 @@ typedef struct {
     uint64_t ipused;      /* live entries and tombstones */
     uint64_t iplive;      /* live entries */
     slot_t slots[WS_TALLY_MAX_WORKERS];
+    uint64_t series_off;  /* where the script's metrics table begins (series.h) */
+    /* Each worker's built-in figures (stats.h), written by it alone, and the
+     * counters of workers that died. */
+    ws_stats_t stats[WS_TALLY_MAX_WORKERS];
+    ws_stats_t retired;
     ent_t ents[];
 } shared_t;
 
 struct ws_tally_s {
     shared_t *s;
+    ws_series_t *series;
     size_t size;
     unsigned worker; /* 0 for the supervisor */
 };
 
-static size_t region_size(size_t ipcap) { return sizeof(shared_t) + ipcap * sizeof(ent_t); }
+/* The address table, then the script's metrics table on a page of its own. */
+static size_t series_off(size_t ipcap)
+{
+    return (sizeof(shared_t) + ipcap * sizeof(ent_t) + 4095) & ~(size_t)4095;
+}
+
+static size_t region_size(unsigned nworkers, size_t ipcap)
+{
+    return series_off(ipcap) + ws_series_size(nworkers);
+}
 
 ws_tally_t *ws_tally_create(unsigned nworkers, size_t ipcap, int *fd)
 {
@@ -60,7 +77,7 @@ ws_tally_t *ws_tally_create(unsigned nworkers, size_t ipcap, int *fd)
             c <<= 1;
         ipcap = c;
     }
-    size_t size = region_size(ipcap);
+    size_t size = region_size(nworkers, ipcap);
     int f = memfd_create("wspush-tally", MFD_CLOEXEC);
     if (f < 0)
         return NULL;
@@ -78,6 +95,8 @@ ws_tally_t *ws_tally_create(unsigned nworkers, size_t ipcap, int *fd)
     s->nworkers = nworkers;
     s->size = size;
     s->ipcap = ipcap;
+    s->series_off = series_off(ipcap);
+    ws_series_format((char *)s + s->series_off, nworkers);
     atomic_init(&s->next_id, 1);
     pthread_mutexattr_t a;
     pthread_mutexattr_init(&a);
@@ -87,7 +106,10 @@ ws_tally_t *ws_tally_create(unsigned nworkers, size_t ipcap, int *fd)
     pthread_mutex_init(&s->lock, &a);
     pthread_mutexattr_destroy(&a);
     ws_tally_t *t = calloc(1, sizeof *t);
-    if (!t) {
+    if (t)
+        t->series = ws_series_attach((char *)s + s->series_off, 0);
+    if (!t || !t->series) {
+        free(t);
         munmap(s, size);
         close(f);
         errno = ENOMEM;
@@ -111,7 +133,10 @@ ws_tally_t *ws_tally_attach(int fd, unsigned worker)
     if (s == MAP_FAILED)
         return NULL;
     ws_tally_t *t = calloc(1, sizeof *t);
-    if (!t) {
+    if (t)
+        t->series = ws_series_attach((char *)s + s->series_off, worker);
+    if (!t || !t->series) {
+        free(t);
         munmap(s, probe.size);
         errno = ENOMEM;
         return NULL;
@@ -126,6 +151,7 @@ void ws_tally_unmap(ws_tally_t *t)
 {
     if (!t)
         return;
+    ws_series_free(t->series);
     munmap(t->s, t->size);
     free(t);
 }
@@ -195,6 +221,25 @@ void ws_tally_figures(const ws_tally_t *t, unsigned w, ws_tally_figures_t *out)
     out->relayed = atomic_load_explicit(&s->relayed, memory_order_relaxed);
     out->received = atomic_load_explicit(&s->received, memory_order_relaxed);
     out->dropped = atomic_load_explicit(&s->dropped, memory_order_relaxed);
+}
+
+ws_stats_t *ws_tally_stats(ws_tally_t *t) { return &t->s->stats[t->worker - 1]; }
+
+ws_series_t *ws_tally_series(ws_tally_t *t) { return t->series; }
+
+/* Other workers write their blocks meanwhile with plain stores: each value
+ * read whole (relaxed), the sum a moment behind. */
+static uint64_t peek(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+void ws_tally_stats_sum(const ws_tally_t *t, ws_stats_t *out)
+{
+    const shared_t *s = t->s;
+    for (int i = 0; i < WS_STAT_COUNT; i++) {
+        uint64_t n = peek(&s->retired.v[i]);
+        for (unsigned w = 0; w < s->nworkers; w++)
+            n += peek(&s->stats[w].v[i]);
+        out->v[i] = n;
+    }
 }
 
 /* ---- the address table ---- */
@@ -334,6 +379,13 @@ void ws_tally_forget(ws_tally_t *t, unsigned w)
     slot_t *sl = &s->slots[w - 1];
     atomic_fetch_sub(&s->open, atomic_exchange(&sl->open, 0));
     atomic_store(&sl->mem, 0);
+    /* Its counters stay in the server's sums, its gauges go. */
+    for (int i = 0; i < WS_STAT_COUNT; i++) {
+        if (i < WS_STAT_COUNTERS)
+            s->retired.v[i] += s->stats[w - 1].v[i];
+        s->stats[w - 1].v[i] = 0;
+    }
+    ws_series_forget(t->series, w);
     if (!s->ipcap)
         return;
     lock(s);

@@ -2,8 +2,9 @@
  * tally.h: what the workers of one server count together, in a shared
  * memory file the supervisor makes and every worker maps: connection ids,
  * open WebSocket connections and counted memory per worker (summed for the
- * server-wide limits), connections per client address, and the cross-worker
- * publish counters. Each worker writes only its own slot; the address table
+ * server-wide limits), connections per client address, the cross-worker
+ * publish counters, each worker's built-in figures (stats.h) and the
+ * script's metrics (series.h). Each worker writes only its own slot; the address table
  * is shared under a process-shared robust mutex, its entries keyed by
  * (address, worker) so that the supervisor can forget a dead worker's.
  *
@@ -16,6 +17,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "series.h"
+#include "stats.h"
 
 #define WS_TALLY_MAX_WORKERS 128
 
@@ -63,6 +67,13 @@ void ws_tally_relay(ws_tally_t *t, uint64_t relayed, uint64_t received, uint64_t
 /* Worker w's figures (w 1..nworkers). */
 void ws_tally_figures(const ws_tally_t *t, unsigned w, ws_tally_figures_t *out);
 
+/* This worker's block of built-in figures (ws_stats_bind it). */
+ws_stats_t *ws_tally_stats(ws_tally_t *t);
+/* Every worker's figures summed, with the counters of those that died. */
+void ws_tally_stats_sum(const ws_tally_t *t, ws_stats_t *out);
+/* The script's metrics table (series.h), as this worker (0: the supervisor). */
+ws_series_t *ws_tally_series(ws_tally_t *t);
+
 /* Connections of kind from ip in the whole server. */
 uint32_t ws_tally_ip_count(ws_tally_t *t, ws_tally_ip_kind_t kind, const char *ip);
 /* Count one more for this worker; returns the server-wide count after it,
@@ -72,7 +83,8 @@ uint32_t ws_tally_ip_inc(ws_tally_t *t, ws_tally_ip_kind_t kind, const char *ip)
 void ws_tally_ip_dec(ws_tally_t *t, ws_tally_ip_kind_t kind, const char *ip);
 
 /* Worker w is gone (the supervisor, before starting its successor): zero
- * its slot and drop its address entries. */
+ * its slot (its counters kept among the retired) and drop its address
+ * entries. */
 void ws_tally_forget(ws_tally_t *t, unsigned w);
 
 #endif

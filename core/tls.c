@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "stats.h"
 
 /* The plaintext of one record (at most 16 KiB) on its way to the owner, who
  * takes it or copies it out before the next: one for the loop thread. */
@@ -312,11 +313,16 @@ static void pump(ws_tls_t *t)
         int r = SSL_do_handshake(t->ssl);
         if (r != 1) {
             int e = SSL_get_error(t->ssl, r);
-            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+                if (!t->client)
+                    ws_stats_inc(WS_STAT_TLS_FAILED);
                 fail(t, e);
+            }
             return;
         }
         t->hs_done = 1;
+        if (!t->client)
+            ws_stats_inc(WS_STAT_TLS_DONE);
         t->base.hs_pending = 0;
         if (t->w) {
             int e = seal(t);

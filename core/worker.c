@@ -42,6 +42,9 @@ int ws_worker_attach(ws_worker_t *w, ws_hub_t *hub, char *err, size_t errlen)
     }
     w->hub = hub;
     hub->tally = w->tally;
+    /* The built-in figures go to this worker's slot, where every worker's
+     * scrape sums them. */
+    ws_stats_bind(ws_tally_stats(w->tally));
     return 0;
 }
 
@@ -157,6 +160,7 @@ void ws_worker_free(ws_worker_t *w)
 {
     if (w->hub)
         w->hub->tally = NULL;
+    ws_stats_bind(NULL);
     ws_tally_unmap(w->tally);
     w->tally = NULL;
 }

@@ -124,12 +124,70 @@ function Json.decode(s) end
 ---@return table
 function Json.array(t) end
 
+---A metric's series: one set of label values (or the metric itself when it
+---has no labels). A series refused by the series bound does nothing.
+---@class wspush.Series
+local Series = {}
+---Add n (default 1): counters (n >= 0) and gauges.
+---@param n? number
+function Series:inc(n) end
+---The same as inc.
+---@param n? number
+function Series:add(n) end
+---Subtract n (default 1): gauges.
+---@param n? number
+function Series:dec(n) end
+---Set this worker's value: gauges (with workers, the server shows the sum).
+---@param v number
+function Series:set(v) end
+---One observation: histograms.
+---@param v number
+function Series:observe(v) end
+
+---@class wspush.Metric: wspush.Series
+---@field name string
+local Metric = {}
+---The series of these label values (one per label name, in order; or one
+---table name -> value).
+---@param ... string|number|table<string, string|number>
+---@return wspush.Series
+function Metric:labels(...) end
+
+---@class wspush.Metrics
+---@field content_type string the Content-Type of render()'s text
+local Metrics = {}
+---The Prometheus text format 0.0.4 of the built-in and the script's
+---metrics, the whole server's (every worker's, summed).
+---@return string
+function Metrics.render() end
+---A counter (name ends in _total).
+---@param name string
+---@param help string
+---@param labelnames? string[]
+---@return wspush.Metric
+function Metrics.counter(name, help, labelnames) end
+---A gauge (with workers, each worker's value, summed).
+---@param name string
+---@param help string
+---@param labelnames? string[]
+---@return wspush.Metric
+function Metrics.gauge(name, help, labelnames) end
+---A histogram; buckets: increasing upper bounds (+Inf is added; default
+---0.005 .. 10 seconds).
+---@param name string
+---@param help string
+---@param buckets? number[]
+---@param labelnames? string[]
+---@return wspush.Metric
+function Metrics.histogram(name, help, buckets, labelnames) end
+
 ---@class wspush
 ---@field version string
 ---@field script_dir string
 ---@field shared table survives hot reloads
 ---@field worker {id: integer, count: integer}
 ---@field json wspush.Json
+---@field metrics wspush.Metrics
 local wspush = {}
 
 ---Send to every subscriber of topic (in every worker and node). Returns this

@@ -6,7 +6,9 @@ local http = require "wspush.http"
 
 local M = {}
 -- The core's own plumbing, for this file only: not part of the API.
-local INTERNAL = { can_wait = true, redis_call = true, redis_open = true, redis_timeout = true }
+local INTERNAL = { can_wait = true, redis_call = true, redis_open = true, redis_timeout = true,
+                   metrics_family = true, metrics_series = true, metrics_add = true,
+                   metrics_set = true, metrics_observe = true, metrics_render = true }
 for k, v in pairs(core) do
   if type(v) == "function" and not INTERNAL[k] then M[k] = v end
 end
@@ -22,6 +24,10 @@ local cjson = require "cjson"
 --- JSON: encode, decode, null, and array() for a table that must go out as
 -- an array even when empty (see wspush/json.lua).
 M.json = require "wspush.json"
+
+--- Prometheus metrics: render(), counter(), gauge(), histogram() (see
+-- wspush/metrics.lua).
+M.metrics = require "wspush.metrics"
 
 local function json_type(ctype)
   local mt = ctype and ctype:match("^%s*([^;%s]+)")

@@ -4,7 +4,8 @@
 --   S.compile(routes, script_dir)    -> app | nil, err   (err has no file:line)
 --   S.http(app, req)                 -> status, body, headers
 --   S.upgrade(app, req, protocols)   -> handler, key, subprotocol, settings, data
---                                     | nil, status, reason[, headers]
+--                                     | nil, status, reason[, headers[, why]]
+--     (why: "origin" or "route", for the refusal counts; else the handler's hook)
 --   S.resolve(app, key[, path])      -> handler table | nil
 --   S.project_modules(dirs)          -> { module name = real file path }
 -- req = { method, path, rawquery (string|nil), headers (lowercase names,
@@ -103,10 +104,10 @@ function S.upgrade(app, req, protocols)
   local h, key, allow = route(app, req)
   if not h then
     local status = key
-    if status == 405 then return nil, 405, http.reason(405), { Allow = allow } end
-    return nil, 404, http.reason(404)
+    if status == 405 then return nil, 405, http.reason(405), { Allow = allow }, "route" end
+    return nil, 404, http.reason(404), nil, "route"
   end
-  if type(h) ~= "table" then return nil, 404, http.reason(404) end
+  if type(h) ~= "table" then return nil, 404, http.reason(404), nil, "route" end
   local origin = req.headers.origin
   local ok
   if h.check_origin then
@@ -114,7 +115,7 @@ function S.upgrade(app, req, protocols)
   else
     ok = origin == nil or http.same_origin(origin, req.headers.host)
   end
-  if not ok then return nil, 403, "cross-origin request refused" end
+  if not ok then return nil, 403, "cross-origin request refused", nil, "origin" end
   -- upgrade(req): true, or a table that becomes conn.data, accepts; false
   -- or nil [, status [, headers [, body]]] refuses (403 by default). It may wait.
   local data

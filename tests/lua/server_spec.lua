@@ -98,8 +98,9 @@ describe("server", function()
     end)
 
     it("refuses an unknown path or an HTTP route with 404", function()
-      assert.same({ nil, 404, "Not Found" }, { server.upgrade(app, req("GET", "/nope"), {}) })
-      assert.same({ nil, 404, "Not Found" }, { server.upgrade(app, req("GET", "/page"), {}) })
+      -- the fifth value says why, for wspush_upgrades_refused_total
+      assert.same({ nil, 404, "Not Found", nil, "route" }, { server.upgrade(app, req("GET", "/nope"), {}) })
+      assert.same({ nil, 404, "Not Found", nil, "route" }, { server.upgrade(app, req("GET", "/page"), {}) })
     end)
 
     it("allows a request without Origin and a same-origin one", function()
@@ -110,7 +111,7 @@ describe("server", function()
 
     it("refuses a cross-origin request with 403 by default", function()
       local r = req("GET", "/ws/a", { headers = { host = "localhost:8000", origin = "http://evil.example" } })
-      assert.same({ nil, 403, "cross-origin request refused" }, { server.upgrade(app, r, {}) })
+      assert.same({ nil, 403, "cross-origin request refused", nil, "origin" }, { server.upgrade(app, r, {}) })
     end)
 
     it("lets check_origin decide, given the origin and the request", function()
