@@ -7,7 +7,8 @@ pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev liburing-
       libssl-dev ca-certificates libhiredis-dev)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(libcmocka-dev lua-busted python3 python3-websockets python3-pytest nodejs node-ws
-         chromium procps curl valgrind clang libclang-rt-14-dev redis-server lua-check)
+         chromium procps curl valgrind clang libclang-rt-14-dev redis-server lua-check
+         python3-prometheus-client)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
