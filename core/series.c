@@ -2,6 +2,7 @@
 #include "series.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,16 +156,78 @@ static int same(const family_t *f, ws_series_kind_t kind, const char *const *lab
     return 1;
 }
 
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* The definition's own rules, before any table is looked at. */
+static int check(const char *name, ws_series_kind_t kind, const char *const *labels, size_t n,
+                 const double *buckets, size_t nb, char *err, size_t errlen)
+{
+    if (!ws_series_valid_name(name)) {
+        snprintf(err, errlen,
+                 "invalid metric name '%.80s' (letters, digits, _ and :, not starting with a "
+                 "digit, at most %d bytes)",
+                 name, WS_SERIES_NAME - 1);
+        return -1;
+    }
+    if (kind == WS_SERIES_COUNTER && !ends_with(name, "_total")) {
+        snprintf(err, errlen, "a counter's name ends in _total (%s)", name);
+        return -1;
+    }
+    if (kind == WS_SERIES_HISTOGRAM &&
+        (ends_with(name, "_bucket") || ends_with(name, "_sum") || ends_with(name, "_count"))) {
+        snprintf(err, errlen, "%s ends like the series a histogram makes (_bucket, _sum, _count)",
+                 name);
+        return -1;
+    }
+    if (n > WS_SERIES_LABELS) {
+        snprintf(err, errlen, "at most %d labels", WS_SERIES_LABELS);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!ws_series_valid_label(labels[i])) {
+            snprintf(err, errlen,
+                     "invalid label name '%.80s' (letters, digits and _, not starting with a "
+                     "digit or __)",
+                     labels[i]);
+            return -1;
+        }
+        if (kind == WS_SERIES_HISTOGRAM && strcmp(labels[i], "le") == 0) {
+            snprintf(err, errlen, "the label name le is a histogram's own");
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(labels[i], labels[j]) == 0) {
+                snprintf(err, errlen, "label %s given twice", labels[i]);
+                return -1;
+            }
+        }
+    }
+    if (kind == WS_SERIES_HISTOGRAM && (nb < 1 || nb > WS_SERIES_BUCKETS)) {
+        snprintf(err, errlen, "a histogram has 1 to %d buckets", WS_SERIES_BUCKETS);
+        return -1;
+    }
+    for (size_t i = 0; i < nb; i++) {
+        if (!isfinite(buckets[i]) || (i > 0 && !(buckets[i] > buckets[i - 1]))) {
+            snprintf(err, errlen,
+                     "buckets must be finite and increasing (+Inf is always there): bucket %zu",
+                     i + 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int ws_series_family(ws_series_t *s, const char *name, const char *help, ws_series_kind_t kind,
                      const char *const *labels, size_t n, const double *buckets, size_t nb,
                      char *err, size_t errlen)
 {
     table_t *t = s->t;
-    if (n > WS_SERIES_LABELS || nb > WS_SERIES_BUCKETS) {
-        snprintf(err, errlen, "at most %d labels and %d buckets", WS_SERIES_LABELS,
-                 WS_SERIES_BUCKETS);
+    if (check(name, kind, labels, n, buckets, nb, err, errlen) != 0)
         return -1;
-    }
     lock(t);
     int r = -1;
     for (uint32_t i = 0; i < t->nfam; i++) {

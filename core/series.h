@@ -55,9 +55,11 @@ int ws_series_valid_name(const char *name);
 int ws_series_valid_label(const char *name);
 
 /* The family name: its index, made if new. labels: n label names; buckets:
- * nb finite upper bounds, increasing (histograms only). A family of that
- * name defined before with another kind, labels or buckets is an error;
- * -1 with a message in err (also when the table is full). */
+ * nb finite upper bounds, increasing (histograms only). -1 with a message
+ * in err for a definition against the format's rules (the grammars above; a
+ * counter's name ends in _total; a histogram's name does not end like its
+ * series, nor has it a label le), for a family of that name defined before
+ * with another kind, labels or buckets, and when the table is full. */
 int ws_series_family(ws_series_t *s, const char *name, const char *help, ws_series_kind_t kind,
                      const char *const *labels, size_t n, const double *buckets, size_t nb,
                      char *err, size_t errlen);
