@@ -141,6 +141,22 @@ static const char *kind_name(unsigned k)
     return k == WS_SERIES_COUNTER ? "counter" : k == WS_SERIES_GAUGE ? "gauge" : "histogram";
 }
 
+/* The HELP text: one line, backslashes and newlines escaped as the format
+ * wants, cut to its room. */
+static void set_help(family_t *f, const char *help)
+{
+    size_t o = 0;
+    for (const char *p = help; *p && o + 3 < sizeof f->help; p++) {
+        if (*p == '\\' || *p == '\n') {
+            f->help[o++] = '\\';
+            f->help[o++] = *p == '\n' ? 'n' : '\\';
+        } else {
+            f->help[o++] = *p;
+        }
+    }
+    f->help[o] = 0;
+}
+
 /* f's definition is kind, labels, buckets. */
 static int same(const family_t *f, ws_series_kind_t kind, const char *const *labels, size_t n,
                 const double *buckets, size_t nb)
@@ -234,8 +250,10 @@ int ws_series_family(ws_series_t *s, const char *name, const char *help, ws_seri
         family_t *f = &t->fam[i];
         if (strcmp(f->name, name) != 0)
             continue;
-        if (same(f, kind, labels, n, buckets, nb))
+        if (same(f, kind, labels, n, buckets, nb)) {
+            set_help(f, help); /* a reload may reword it */
             r = (int)i;
+        }
         else
             snprintf(err, errlen,
                      "metric %s is defined already as a %s with other labels or buckets (a "
@@ -249,17 +267,7 @@ int ws_series_family(ws_series_t *s, const char *name, const char *help, ws_seri
     } else {
         family_t *f = &t->fam[t->nfam];
         snprintf(f->name, sizeof f->name, "%s", name);
-        /* HELP text: one line, backslashes and newlines escaped (by the caller's rules). */
-        size_t o = 0;
-        for (const char *p = help; *p && o + 3 < sizeof f->help; p++) {
-            if (*p == '\\' || *p == '\n') {
-                f->help[o++] = '\\';
-                f->help[o++] = *p == '\n' ? 'n' : '\\';
-            } else {
-                f->help[o++] = *p;
-            }
-        }
-        f->help[o] = 0;
+        set_help(f, help);
         for (size_t i = 0; i < n; i++)
             snprintf(f->labels[i], sizeof f->labels[i], "%s", labels[i]);
         for (size_t i = 0; i < nb; i++)

@@ -16,10 +16,20 @@ end
 
 function ws.on_message(conn, msg) conn:send("new message :" .. msg) end
 
+-- Prometheus metrics (README, "Metrics"), for a scraper on this machine
+-- only: anyone else gets 404. Behind a proxy on this machine every request
+-- comes from 127.0.0.1: block /metrics in the proxy too.
+local function metrics(req)
+  local from_here = req.remote:match("^127%.") or req.remote:match("^%[::1%]:")
+  if not from_here then return "Not Found", 404 end
+  return wspush.metrics.render(), 200, { ["Content-Type"] = wspush.metrics.content_type }
+end
+
 return {
   ["/"] = wspush.static("../examples"), -- serves examples/index.html
   ["/ws"] = ws,
   ["/index"] = function() return "Hello world" end,
+  ["/metrics"] = metrics,
   ["/receive"] = function(req)
     local msg = req.query.msg
     if not msg then return { error = "missing ?msg=" }, 400 end

@@ -86,6 +86,7 @@ static void test_series_a_family_defined_again_is_the_same_unless_it_differs(voi
                      a);
     assert_int_equal(ws_series_get(s, a, (const char *[]){"x"}, (size_t[]){1}, 1), cell);
     assert_non_null(strstr(text(s), "a_total{kind=\"x\"} 2\n"));
+    assert_non_null(strstr(text(s), "# HELP a_total A again.\n"));
     /* another kind, other labels: an error naming what it was */
     assert_int_equal(ws_series_family(s, "a_total", "A.", WS_SERIES_GAUGE, l, 1, NULL, 0, err,
                                       sizeof err),
