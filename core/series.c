@@ -1,13 +1,13 @@
 /* The script's metrics, in a table the workers share. */
 #include "series.h"
 
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "shmutex.h"
 #include "stats.h"
 
 #define MAGIC 0x77736d31u /* "wsm1" */
@@ -55,13 +55,7 @@ void ws_series_format(void *mem, unsigned nworkers)
     table_t *t = mem;
     t->magic = MAGIC;
     t->nworkers = nworkers;
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    /* A worker killed while it holds the lock must not stop the others. */
-    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    pthread_mutex_init(&t->lock, &a);
-    pthread_mutexattr_destroy(&a);
+    ws_shmutex_init(&t->lock);
 }
 
 ws_series_t *ws_series_attach(void *mem, unsigned worker)
@@ -103,11 +97,7 @@ void ws_series_free(ws_series_t *s)
     free(s);
 }
 
-static void lock(table_t *t)
-{
-    if (pthread_mutex_lock(&t->lock) == EOWNERDEAD)
-        pthread_mutex_consistent(&t->lock);
-}
+static void lock(table_t *t) { ws_shmutex_lock(&t->lock); }
 
 static void unlock(table_t *t) { pthread_mutex_unlock(&t->lock); }
 

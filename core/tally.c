@@ -12,6 +12,7 @@
 
 #include "fnv.h"
 #include "series.h"
+#include "shmutex.h"
 #include "stats.h"
 
 #define MAGIC 0x77737431u /* "wst1" */
@@ -98,13 +99,7 @@ ws_tally_t *ws_tally_create(unsigned nworkers, size_t ipcap, int *fd)
     s->series_off = series_off(ipcap);
     ws_series_format((char *)s + s->series_off, nworkers);
     atomic_init(&s->next_id, 1);
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    /* A worker killed while it holds the lock must not stop the others. */
-    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    pthread_mutex_init(&s->lock, &a);
-    pthread_mutexattr_destroy(&a);
+    ws_shmutex_init(&s->lock);
     ws_tally_t *t = calloc(1, sizeof *t);
     if (t)
         t->series = ws_series_attach((char *)s + s->series_off, 0);
@@ -244,12 +239,7 @@ void ws_tally_stats_sum(const ws_tally_t *t, ws_stats_t *out)
 
 /* ---- the address table ---- */
 
-static void lock(shared_t *s)
-{
-    /* Its owner died mid-change: at worst one entry is off by one. */
-    if (pthread_mutex_lock(&s->lock) == EOWNERDEAD)
-        pthread_mutex_consistent(&s->lock);
-}
+static void lock(shared_t *s) { ws_shmutex_lock(&s->lock); }
 
 static void unlock(shared_t *s) { pthread_mutex_unlock(&s->lock); }
 

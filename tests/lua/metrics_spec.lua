@@ -4,19 +4,14 @@
 -- built-in figures moving with traffic.
 local testing = require "wspush.testing"
 
-local function script(text)
-  local path = os.tmpname()
+local function write(path, text)
   local f = assert(io.open(path, "w"))
   f:write(text)
   f:close()
   return path
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local function script(text) return write(os.tmpname(), text) end
 
 -- The value of the sample line "series value" in text, or nil.
 local function sample(text, series)
