@@ -11,12 +11,13 @@ the counts away.
 import asyncio
 import os
 import signal
+import socket
 
 import pytest
 
 import promtext
 import rawws
-from conftest import SCRIPTS, wait_for
+from conftest import SCRIPTS, scaled, wait_for
 from pushlib import connect, http, http_json, recv, run
 
 APP = SCRIPTS / "metrics_app.lua"
@@ -173,6 +174,37 @@ def test_figures_move_by_what_happened(spawn):
     assert promtext.value(after, "wspush_connections_open") == 0
     assert promtext.value(after, "wspush_lua_heap_bytes") > 0
     assert promtext.value(after, "wspush_resident_memory_bytes") > 1 << 20
+
+
+def delta(before, after, name, **labels):
+    return promtext.value(after, name, **labels) - promtext.value(before, name, **labels)
+
+
+def test_a_callback_over_its_budget_is_counted(spawn):
+    server = spawn(APP, "--lua-timeout", "0.2")
+    s = Scraper(server)
+    before, _, _ = s.scrape()
+    assert http(server, "GET", "/spin").status == 500
+    after, _, _ = s.scrape()
+    assert delta(before, after, "wspush_lua_timeouts_total") == 1
+    assert delta(before, after, "wspush_lua_errors_total") == 1
+
+
+def test_tls_handshakes_done_and_failed(spawn, pki):
+    server = spawn(APP, "--tls-cert", pki.server, "--tls-key", pki.server_key)
+    server.use_tls(pki.client_context())
+    s = Scraper(server)
+    before, _, _ = s.scrape()
+    # plain HTTP to the TLS port: the handshake fails and the server hangs up
+    with socket.create_connection(("127.0.0.1", int(server.port)), timeout=scaled(5)) as raw:
+        raw.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        for _ in range(100):
+            if not raw.recv(4096):
+                break
+    after, _, _ = s.scrape()
+    # the second scrape's own handshake, and the plain one
+    assert delta(before, after, "wspush_tls_handshakes_total", result="done") == 1
+    assert delta(before, after, "wspush_tls_handshakes_total", result="failed") == 1
 
 
 def each_worker(s, workers=2, tries=200):

@@ -172,6 +172,36 @@ describe("wspush.metrics", function()
     assert.equal(4, sample(render(), 'app_hits_total{kind="r",code="1"}'))
   end)
 
+  it("counts backpressure drops and slow-consumer closes", function()
+    local p = script([[
+local metrics = require("wspush").metrics
+local function flood(conn) for _ = 1, 50 do conn:send(string.rep("x", 1000)) end end
+return {
+  ["/close"] = { max_buffered = 4096, on_message = flood },
+  ["/drop"] = { max_buffered = 4096, backpressure = "drop", on_message = flood },
+  ["/metrics"] = function() return metrics.render() end,
+}
+]])
+    local a = testing.load(p)
+    os.remove(p)
+    local function figure(name) return sample(a:request("GET", "/metrics").body, name) end
+    local slow, drops = figure("wspush_slow_consumer_closes_total"), figure("wspush_backpressure_drops_total")
+    local closed = figure('wspush_connections_closed_total{code="1008"}')
+    local c = a:connect("/close")
+    c:hold(true)
+    c:receive("go")
+    local d = a:connect("/drop")
+    d:hold(true)
+    d:receive("go")
+    c:hold(false)
+    assert.equal(1, figure("wspush_slow_consumer_closes_total") - slow)
+    assert.equal(1, figure('wspush_connections_closed_total{code="1008"}') - closed)
+    -- 50 sends of 1000 bytes into 4096: all but the few that fit are dropped
+    local dropped = figure("wspush_backpressure_drops_total") - drops
+    assert.is_true(dropped >= 40 and dropped < 50, tostring(dropped))
+    a:close()
+  end)
+
   it("refuses series past the bound without an error, and counts them", function()
     local p = script([[
 local metrics = require("wspush").metrics

@@ -31,4 +31,5 @@ return {
     return { worker = wspush.worker.id }
   end,
   ["/boom"] = function() error("boom") end,
+  ["/spin"] = function() while true do end end,
 }
