@@ -84,22 +84,37 @@ static int m_series(lua_State *L)
     return 1;
 }
 
+/* The cell at index i, of family fam (-1: a counter's or gauge's, any):
+ * the numbers come from Lua, which could have made them up. */
+static long cell_arg(lua_State *L, ws_series_t *s, int fam, int i)
+{
+    lua_Integer c = luaL_checkinteger(L, i);
+    int ok = fam < 0 ? c >= 0 && c < WS_SERIES_CELLS : ws_series_valid_cell(s, fam, (long)c);
+    luaL_argcheck(L, ok, i, "not a metric's cell");
+    return (long)c;
+}
+
+/* metrics_add(cell, n), metrics_set(cell, v): the Lua side keeps the cell
+ * ws_series_get gave it. */
 static int m_add(lua_State *L)
 {
-    ws_series_add(table(L), (long)luaL_checkinteger(L, 1), luaL_checknumber(L, 2));
+    ws_series_t *s = table(L);
+    ws_series_add(s, cell_arg(L, s, -1, 1), luaL_checknumber(L, 2));
     return 0;
 }
 
 static int m_set(lua_State *L)
 {
-    ws_series_set(table(L), (long)luaL_checkinteger(L, 1), luaL_checknumber(L, 2));
+    ws_series_t *s = table(L);
+    ws_series_set(s, cell_arg(L, s, -1, 1), luaL_checknumber(L, 2));
     return 0;
 }
 
 static int m_observe(lua_State *L)
 {
-    ws_series_observe(table(L), (int)luaL_checkinteger(L, 1),
-                      (long)luaL_checkinteger(L, 2), luaL_checknumber(L, 3));
+    ws_series_t *s = table(L);
+    int fam = (int)luaL_checkinteger(L, 1);
+    ws_series_observe(s, fam, cell_arg(L, s, fam, 2), luaL_checknumber(L, 3));
     return 0;
 }
 

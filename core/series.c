@@ -334,6 +334,16 @@ long ws_series_get(ws_series_t *s, int fam, const char *const *values, const siz
     return r;
 }
 
+int ws_series_valid_cell(ws_series_t *s, int fam, long cell)
+{
+    const table_t *t = s->t;
+    if (fam < 0 || (uint32_t)fam >= t->nfam || cell < 0)
+        return 0;
+    const family_t *f = &t->fam[fam];
+    long n = f->kind == WS_SERIES_HISTOGRAM ? f->nbuckets + 2 : 1;
+    return cell + n <= (long)t->ncells;
+}
+
 void ws_series_add(ws_series_t *s, long cell, double v) { s->row[cell] += v; }
 void ws_series_set(ws_series_t *s, long cell, double v) { s->row[cell] = v; }
 

@@ -69,6 +69,10 @@ int ws_series_family(ws_series_t *s, const char *name, const char *help, ws_seri
 long ws_series_get(ws_series_t *s, int fam, const char *const *values, const size_t *lens,
                    size_t n);
 
+/* 1 when cell is one that ws_series_get gave for family fam (or one of its
+ * family's kind): a caller that cannot trust its numbers checks first. */
+int ws_series_valid_cell(ws_series_t *s, int fam, long cell);
+
 /* This worker's value of a counter or gauge cell. */
 void ws_series_add(ws_series_t *s, long cell, double v);
 void ws_series_set(ws_series_t *s, long cell, double v);

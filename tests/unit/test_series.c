@@ -140,6 +140,11 @@ static void test_series_render_escapes_and_accumulates_histograms(void **state)
     ws_series_observe(s, h, c, 0.5);
     ws_series_observe(s, h, c, 7);
     ws_series_observe(s, h, c, 1); /* on a bound: in that bucket (le) */
+    /* a cell from elsewhere (Lua could make one up) is told apart */
+    assert_true(ws_series_valid_cell(s, h, c));
+    assert_false(ws_series_valid_cell(s, h, c + 1));
+    assert_false(ws_series_valid_cell(s, h + 1, c));
+    assert_false(ws_series_valid_cell(s, h, -1));
     assert_string_equal(text(s),
                         "# HELP lat_seconds Latency\\nwith \\\\ in it.\n"
                         "# TYPE lat_seconds histogram\n"
