@@ -109,7 +109,7 @@ static void on_control(uv_poll_t *h, int status, int events)
         if (w->ops->reload(w->ud, msg + off, digest, err, sizeof err) == 0)
             say(w, "reloaded %016" PRIx64 " %.2f", digest, (double)(uv_hrtime() - t0) / 1e6);
         else
-            say(w, "refused %s", err);
+            say(w, "refused %016" PRIx64 " %s", digest, err);
         return;
     }
     ws_log_warn("control socket: unknown message '%.40s'", msg);

@@ -276,3 +276,25 @@ def test_a_dead_worker_takes_no_counts_away(spawn):
         for name, labels in EXPECT:
             assert (promtext.value(fams, name, **dict(labels))
                     == promtext.value(before, name, **dict(labels))), (w, name, labels)
+
+
+def test_a_reload_that_redefines_a_metric_is_refused_by_every_worker(spawn, tmp_path):
+    """The check (a process of its own) cannot see the workers' metrics: each
+    worker refuses the version and says so to the supervisor, which ends the
+    round at once; the old version serves on with its counts."""
+    script = tmp_path / "app.lua"
+    script.write_text(APP.read_text())
+    server = spawn(script, "--workers", 2, "--no-watch")
+    http_json(server, "GET", "/hit?kind=kept")
+    mark = server.log_mark()
+    script.write_text(APP.read_text().replace('metrics.gauge("app_rooms", "Rooms open',
+                                              'metrics.histogram("app_rooms", "Rooms open'))
+    os.kill(server.proc.pid, signal.SIGHUP)
+    for w in (1, 2):
+        server.wait_log(r"worker %d kept the previous version: .*app_rooms is defined already as a "
+                        r"gauge" % w, since=mark, timeout=10)
+    server.wait_log(r"2 of 2 workers kept the previous version", since=mark, timeout=10)
+    assert "unknown message" not in server.log
+    fams, _, _ = Scraper(server).scrape()
+    assert fams["app_rooms"]["type"] == "gauge"
+    assert promtext.value(fams, "app_hits_total", kind="kept") == 1
