@@ -101,7 +101,9 @@ start = [l.split("=", 1)[1].split() for l in unit.splitlines() if l.startswith("
 reload = [l.split("=", 1)[1].split() for l in unit.splitlines() if l.startswith("ExecReload=")][0]
 print("ExecStart:", " ".join(start))
 t0 = time.monotonic()
-srv = subprocess.Popen(["runuser", "-u", "wspush", "--", "env", "NOTIFY_SOCKET=" + name, *start])
+# setpriv and env exec: the pid is the server's, as MAINPID would be
+srv = subprocess.Popen(["setpriv", "--reuid=wspush", "--regid=wspush", "--init-groups", "--",
+                        "env", "NOTIFY_SOCKET=" + name, *start])
 
 def expect(key):
     for _ in range(20):
