@@ -38,6 +38,7 @@ typedef struct {
     ws_fetcher_t *fetcher;
     ws_reload_t reload;
     ws_control_t ctl;    /* --control-socket */
+    char reload_failed[512]; /* the latest reload's error, until one succeeds */
     ws_certs_t certs;
     ws_tls_ctx_t *tls0; /* the first TLS context, until the server exists */
     int serving;
@@ -81,13 +82,16 @@ static int reload_version(app_t *a, const char *why, char *msg, size_t msglen)
     return 0;
 }
 
-/* What systemctl status shows: head ("READY=1\n"...) and a STATUS= line. */
-static void notify_serving(app_t *a, const char *head)
+/* What systemctl status shows (notify.h). */
+static void status_line(void *ud, char *buf, size_t len)
 {
+    app_t *a = ud;
     char hb[64];
-    ws_notify("%sSTATUS=serving %s on %s:%d; %zu connection%s", head, a->cfg.script,
-              ws_tcp_url_host(a->cfg.host, hb, sizeof hb), ws_server_port(&a->srv), a->hub.nopen,
-              WS_PLURAL(a->hub.nopen));
+    int n = snprintf(buf, len, "serving %s on %s:%d; %zu connection%s", a->cfg.script,
+                     ws_tcp_url_host(a->cfg.host, hb, sizeof hb), ws_server_port(&a->srv),
+                     a->hub.nopen, WS_PLURAL(a->hub.nopen));
+    if (a->reload_failed[0] && n > 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, "; %s", a->reload_failed);
 }
 
 /* A reload of this (single) process, from the watcher, SIGHUP or --reload. */
@@ -99,9 +103,11 @@ static int reload_now(void *ud, const char *why)
     ws_notify_reloading(why);
     int rc = reload_version(a, why, msg, sizeof msg);
     if (rc == 0)
-        notify_serving(a, "READY=1\n");
+        a->reload_failed[0] = '\0';
     else
-        ws_notify("READY=1\nSTATUS=reload failed, the previous version serves: %s", msg);
+        snprintf(a->reload_failed, sizeof a->reload_failed,
+                 "reload failed, the previous version serves: %s", msg);
+    ws_notify_ready();
     ws_control_end(&a->ctl, attempt, rc == 0, msg);
     return rc;
 }
@@ -150,8 +156,10 @@ static void begin_stop(app_t *a, const char *name)
     ws_log_info("%s: shutting down, closing %zu WebSocket connection%s", name, a->hub.nopen,
                 WS_PLURAL(a->hub.nopen));
     if (!a->is_worker) {
-        ws_notify("STOPPING=1\nSTATUS=%s: stopping, closing %zu connection%s", name, a->hub.nopen,
-                  WS_PLURAL(a->hub.nopen));
+        char st[128];
+        snprintf(st, sizeof st, "%s: stopping, closing %zu connection%s", name, a->hub.nopen,
+                 WS_PLURAL(a->hub.nopen));
+        ws_notify_stopping(st);
         ws_reload_close(&a->reload);
         ws_control_close(&a->ctl);
     }
@@ -522,7 +530,7 @@ int main(int argc, char **argv)
                     ws_tcp_url_host(app.cfg.host, hb, sizeof hb), ws_server_port(&app.srv),
                     app.cfg.script);
     if (!app.is_worker)
-        notify_serving(&app, "READY=1\n");
+        ws_notify_serving(loop, status_line, &app);
     uv_run(loop, UV_RUN_DEFAULT);
     finish(&app);
     /* Handles closed by finish need one more turn for their close callbacks. */

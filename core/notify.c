@@ -59,6 +59,58 @@ int ws_notify(const char *fmt, ...)
     return 0;
 }
 
+/* The STATUS= updates: the status text last sent, compared once a second. */
+#define STATUS_MS 1000
+static uv_timer_t timer;
+static int timing;
+static ws_notify_status_fn status_fn;
+static void *status_ud;
+static char last[512];
+
+static void send_status(const char *head)
+{
+    char now[sizeof last];
+    status_fn(status_ud, now, sizeof now);
+    if (ws_notify("%sSTATUS=%s", head, now) == 0)
+        memcpy(last, now, sizeof last);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    (void)t;
+    char now[sizeof last];
+    status_fn(status_ud, now, sizeof now);
+    if (strcmp(now, last) != 0)
+        send_status("");
+}
+
+void ws_notify_serving(uv_loop_t *loop, ws_notify_status_fn status, void *ud)
+{
+    if (fd < 0)
+        return;
+    status_fn = status;
+    status_ud = ud;
+    send_status("READY=1\n");
+    uv_timer_init(loop, &timer);
+    uv_timer_start(&timer, on_timer, STATUS_MS, STATUS_MS);
+    uv_unref((uv_handle_t *)&timer);
+    timing = 1;
+}
+
+void ws_notify_ready(void)
+{
+    if (fd >= 0 && status_fn)
+        send_status("READY=1\n");
+}
+
+void ws_notify_stopping(const char *status)
+{
+    if (timing)
+        uv_close((uv_handle_t *)&timer, NULL);
+    timing = 0;
+    ws_notify("STOPPING=1\nSTATUS=%s", status);
+}
+
 void ws_notify_reloading(const char *why)
 {
     struct timespec ts;
@@ -66,11 +118,4 @@ void ws_notify_reloading(const char *why)
     ws_notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading (%s)",
               (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000,
               why);
-}
-
-void ws_notify_close(void)
-{
-    if (fd >= 0)
-        close(fd);
-    fd = -1;
 }

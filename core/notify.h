@@ -9,6 +9,9 @@
 #ifndef WS_NOTIFY_H
 #define WS_NOTIFY_H
 
+#include <stddef.h>
+#include <uv.h>
+
 /* Take $NOTIFY_SOCKET (and unset it). Call once, in the main process only. */
 void ws_notify_init(void);
 
@@ -16,10 +19,22 @@ void ws_notify_init(void);
  * when sent (or nobody listens), -1 on a send error (nothing else to do). */
 int ws_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The server's one-line state for STATUS= ("serving x.lua on 127.0.0.1:8000;
+ * 3 connections"), written into buf. */
+typedef void (*ws_notify_status_fn)(void *ud, char *buf, size_t len);
+
+/* The server serves: READY=1 with its status now, and from then on the
+ * status again whenever it changes (looked at once a second, on loop; the
+ * timer does not keep the loop alive). */
+void ws_notify_serving(uv_loop_t *loop, ws_notify_status_fn status, void *ud);
+
 /* RELOADING=1 with the monotonic time systemd >= 253 wants alongside it. */
 void ws_notify_reloading(const char *why);
 
-/* Close the socket (the end of the process). */
-void ws_notify_close(void);
+/* A reload is over, whatever its outcome: READY=1 with the status. */
+void ws_notify_ready(void);
+
+/* STOPPING=1 with status; no more status updates (the timer closes). */
+void ws_notify_stopping(const char *status);
 
 #endif

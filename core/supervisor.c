@@ -95,6 +95,7 @@ struct sup_s {
     unsigned round_wait, round_refused;
     char round_why[512];
     char round_err[512]; /* the first refusal */
+    char reload_failed[1024]; /* the latest reload's error, until one succeeds */
     uv_signal_t sigint, sigterm;
     int stopping;
     int rc;
@@ -262,7 +263,9 @@ static void check_finished(sup_t *s, check_t *c)
         if (!d) {
             const char *e = check_error(c);
             ws_log_error("reload failed (%s), the previous version keeps serving: %s", c->why, e);
-            ws_notify("READY=1\nSTATUS=reload failed, the previous version serves: %s", e);
+            snprintf(s->reload_failed, sizeof s->reload_failed,
+                     "reload failed, the previous version serves: %s", e);
+            ws_notify_ready();
             ws_control_end(&s->ctl, s->attempt, 0, e);
         } else {
             s->digest = d;
@@ -328,13 +331,17 @@ static void ask_reload(wk_t *w, const char *why)
     tell(w, "reload %016" PRIx64 " %s", w->s->digest, why);
 }
 
-static void notify_serving(sup_t *s, const char *head)
+/* What systemctl status shows (notify.h). */
+static void status_line(void *ud, char *buf, size_t len)
 {
+    sup_t *s = ud;
     char hb[64];
     uint64_t open = ws_tally_open(s->tally);
-    ws_notify("%sSTATUS=serving %s on %s:%d with %u workers; %" PRIu64 " connection%s", head,
-              s->cfg->script, ws_tcp_url_host(s->cfg->host, hb, sizeof hb), s->port, s->n, open,
-              WS_PLURAL(open));
+    int n = snprintf(buf, len, "serving %s on %s:%d with %u workers; %" PRIu64 " connection%s",
+                     s->cfg->script, ws_tcp_url_host(s->cfg->host, hb, sizeof hb), s->port, s->n,
+                     open, WS_PLURAL(open));
+    if (s->reload_failed[0] && n > 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, "; %s", s->reload_failed);
 }
 
 static void round_done(sup_t *s)
@@ -347,14 +354,14 @@ static void round_done(sup_t *s)
         snprintf(msg, sizeof msg, "reload (%s): %u of %u workers kept the previous version (%s)",
                  s->round_why, s->round_refused, s->n, s->round_err);
         ws_log_error("%s", msg);
-        ws_notify("READY=1\nSTATUS=%s", msg);
     } else {
         snprintf(msg, sizeof msg, "reloaded %s (%s) on %u worker%s in %.2f ms; %" PRIu64
                  " connection%s kept", s->cfg->script, s->round_why, ok, WS_PLURAL(ok), ms, kept,
                  WS_PLURAL(kept));
         ws_log_info("%s", msg);
-        notify_serving(s, "READY=1\n");
     }
+    snprintf(s->reload_failed, sizeof s->reload_failed, "%s", s->round_refused ? msg : "");
+    ws_notify_ready();
     ws_control_end(&s->ctl, s->round_attempt, !s->round_refused, msg);
 }
 
@@ -426,7 +433,7 @@ static void all_ready(sup_t *s)
                 s->cfg->tls_cert ? "https" : "http", ws_tcp_url_host(s->cfg->host, hb, sizeof hb),
                 s->port, s->cfg->script, s->n,
                 s->reuseport ? "a listening socket each" : "one shared listening socket");
-    notify_serving(s, "READY=1\n");
+    ws_notify_serving(s->loop, status_line, s);
 }
 
 static void on_message(wk_t *w, char *msg)
@@ -718,7 +725,9 @@ static void on_signal(uv_signal_t *h, int signum)
         ws_log_warn("%s again: the workers close their connections now", name);
     } else {
         ws_log_info("%s: stopping %u workers", name, s->n);
-        ws_notify("STOPPING=1\nSTATUS=%s: stopping %u workers", name, s->n);
+        char st[64];
+        snprintf(st, sizeof st, "%s: stopping %u workers", name, s->n);
+        ws_notify_stopping(st);
         ws_control_close(&s->ctl);
         s->stopping = 1;
         if (s->watching)

@@ -24,6 +24,7 @@ TEMPLATE = """\
 local wspush = require "wspush"
 return {{
   ["/version"] = function(req) return "{v}:" .. wspush.worker.id end,
+  ["/ws"] = {{ open = function(conn) conn:send("{v}") end }},
 }}
 """
 
@@ -151,15 +152,27 @@ def test_notify_ready_reload_and_stopping(spawn, tmp_path, notify, workers):
     else:
         assert ready["STATUS"].endswith("; 0 connections"), ready
 
+    # the count follows the connections (looked at once a second)
+    with rawws.upgrade(port, "/ws") as c:
+        assert c.recv_text() == "v1"
+        status = notify.expect("STATUS", s.proc.pid, timeout=5)["STATUS"]
+        assert status.endswith("; 1 connection"), status
+    status = notify.expect("STATUS", s.proc.pid, timeout=5)["STATUS"]
+    assert status.endswith("; 0 connections"), status
+
     status = edit_and_expect_reload(notify, s, TEMPLATE.format(v="v2"))
     assert status.startswith("serving %s on 127.0.0.1:%d" % (path, port)), status
     assert version(port) == "v2"
 
     status = edit_and_expect_reload(notify, s, BROKEN)
     line = script_line(path, '"broken" ..')
-    assert status.startswith("reload failed, the previous version serves: "), status
-    assert "live.lua:%d:" % line in status, status
+    # the failure stays in the status until a reload succeeds
+    assert status.startswith("serving %s on 127.0.0.1:%d" % (path, port)), status
+    m = re.search(r"; 0 connections; reload failed, the previous version serves: (.*)", status)
+    assert m and "live.lua:%d:" % line in m.group(1), status
     assert version(port) == "v2"
+    status = edit_and_expect_reload(notify, s, TEMPLATE.format(v="v3"))
+    assert "reload failed" not in status and status.endswith("; 0 connections"), status
 
     s.terminate()
     stopping = notify.expect("STOPPING", s.proc.pid)
