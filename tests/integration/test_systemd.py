@@ -124,6 +124,7 @@ def edit_and_expect_reload(notify, server, text):
     return ready["STATUS"]
 
 
+@pytest.mark.valgrind
 @pytest.mark.parametrize("workers", [1, 2], ids=["single", "workers2"])
 def test_notify_ready_reload_and_stopping(spawn, tmp_path, notify, workers):
     path = tmp_path / "live.lua"
@@ -202,6 +203,7 @@ def reload_cmd(ctl, timeout=60):
                           timeout=scaled(timeout))
 
 
+@pytest.mark.valgrind
 @pytest.mark.parametrize("workers", [1, 2], ids=["single", "workers2"])
 def test_reload_command_waits_for_the_outcome(spawn, tmp_path, workers):
     path = tmp_path / "live.lua"
@@ -271,3 +273,40 @@ def test_a_stale_control_socket_is_replaced(spawn, tmp_path):
     spawn(path, "--control-socket", ctl)
     p = reload_cmd(ctl)
     assert p.returncode == 0, p.stderr
+
+
+def test_the_control_socket_answers_a_wrong_command_and_survives_a_silent_client(spawn, tmp_path):
+    path = tmp_path / "live.lua"
+    path.write_text(TEMPLATE.format(v="v1"))
+    ctl = tmp_path / "control"
+    s = spawn(path, "--no-watch", "--control-socket", ctl)
+    for _ in range(3):  # connects and leaves without a word
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.connect(str(ctl))
+        c.close()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(scaled(5))
+        c.connect(str(ctl))
+        c.sendall(b"restart\n")
+        assert c.makefile("rb").readline() == b"error unknown command (the commands: reload)\n"
+    path.write_text(TEMPLATE.format(v="v2"))
+    assert reload_cmd(ctl).returncode == 0
+    assert version(s.port) == "v2"
+
+
+def test_the_reload_command_fails_when_the_server_closes_without_an_answer(tmp_path):
+    ctl = tmp_path / "control"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(ctl))
+    srv.listen(1)
+    with ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(reload_cmd, ctl)
+        srv.settimeout(scaled(10))
+        conn, _ = srv.accept()
+        conn.settimeout(scaled(10))
+        assert conn.recv(64) == b"reload\n"
+        conn.close()
+        p = fut.result()
+    srv.close()
+    assert p.returncode == 1
+    assert p.stderr == "wspush: %s closed without an answer\n" % ctl, p.stderr
