@@ -106,7 +106,7 @@ static int reload_now(void *ud, const char *why)
         a->reload_failed[0] = '\0';
     else
         snprintf(a->reload_failed, sizeof a->reload_failed,
-                 "reload failed, the previous version serves: %s", msg);
+                 "reload failed, the previous version serves: %.400s", msg);
     ws_notify_ready();
     ws_control_end(&a->ctl, attempt, rc == 0, msg);
     return rc;

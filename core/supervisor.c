@@ -95,7 +95,7 @@ struct sup_s {
     unsigned round_wait, round_refused;
     char round_why[512];
     char round_err[512]; /* the first refusal */
-    char reload_failed[1024]; /* the latest reload's error, until one succeeds */
+    char reload_failed[1536]; /* the latest reload's error, until one succeeds */
     uv_signal_t sigint, sigterm;
     int stopping;
     int rc;
@@ -349,7 +349,7 @@ static void round_done(sup_t *s)
     double ms = (double)(uv_hrtime() - s->round_t0) / 1e6;
     unsigned ok = s->n - s->round_refused;
     uint64_t kept = ws_tally_open(s->tally);
-    char msg[1024];
+    char msg[sizeof s->reload_failed]; /* room for round_why and round_err whole */
     if (s->round_refused) {
         snprintf(msg, sizeof msg, "reload (%s): %u of %u workers kept the previous version (%s)",
                  s->round_why, s->round_refused, s->n, s->round_err);
