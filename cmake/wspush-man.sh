@@ -12,6 +12,9 @@ wspush \\- WebSocket server with a C core and Lua handlers
 .SH SYNOPSIS
 .B wspush
 [\\fIoptions\\fR] \\fISCRIPT.lua\\fR
+.br
+.B wspush \\-\\-reload
+\\fIPATH\\fR
 .SH DESCRIPTION
 .B wspush
 serves HTTP and WebSocket connections; what it answers is written in Lua:
@@ -58,12 +61,19 @@ Reload the script (and the TLS certificate).
 .TP
 .B WSPUSH_BROKER
 The broker's URLs, when neither \fB\-\-broker\fR nor \fB\-\-broker\-file\fR is given.
+.TP
+.B NOTIFY_SOCKET
+Set by systemd for a \fBType=notify\fR service: wspush sends READY=1 once it
+serves (every worker, with \fB\-\-workers\fR), RELOADING=1 and READY=1 around
+a reload, STOPPING=1 on SIGTERM, each with a STATUS= line.
 .SH FILES
 The \fBwspush\fR Lua modules: \fIPREFIX/share/lua/5.4/wspush/\fR.
 The shipped handlers and the browser page: \fIPREFIX/share/wspush/\fR.
 .SH EXIT STATUS
 0 after a graceful stop; 1 when the script or the setup is wrong at start
 (one line on stderr with file:line); 2 for a wrong command line.
+\fBwspush \-\-reload\fR: 0 when the new version serves, 1 when the previous
+one keeps serving (the reason on stderr) or the server did not answer.
 .SH SEE ALSO
 The Lua API: \fIPREFIX/share/doc/wspush/api.md\fR, or docs/api.md in the source.
 TAIL

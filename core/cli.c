@@ -66,6 +66,12 @@ static const opt_t opts[] = {
      "wait this long for the peer's close reply"},
     {"no-watch", 0, OPT_SWITCH, FIELD(no_watch), 1, 0, NULL, NULL,
      "do not reload when the script changes (SIGHUP still reloads)"},
+    {"control-socket", 0, OPT_STRING, FIELD(control_socket), 0, 0, NULL, "PATH",
+     "listen on this unix socket (mode 0600) for wspush --reload"},
+    {"reload", 0, OPT_STRING, FIELD(reload), 0, 0, NULL, "PATH",
+     "ask the server whose --control-socket is PATH to reload, and wait: exit 0 when the new "
+     "version serves, 1 with file:line and the reason when the previous one keeps serving "
+     "(no SCRIPT.lua)"},
     {"ping-interval", 0, OPT_SECONDS, FIELD(ping_interval), -1, 86400, "25", "SECONDS",
      "ping every connection this often; 0 = never"},
     {"ping-timeout", 0, OPT_SECONDS, FIELD(ping_timeout), 0, 86400, "10", "SECONDS",
@@ -408,13 +414,15 @@ int ws_cli_parse(int argc, char **argv, ws_config_t *cfg, char *err, size_t errl
         if (set_value(o, val, cfg) != 0)
             return fail(err, errlen, "invalid value for --%s: '%s'", o->name, val);
     }
-    if (!cfg->script)
+    if (!cfg->script && !cfg->reload)
         return fail(err, errlen, "missing SCRIPT.lua argument");
     return WS_CLI_RUN;
 }
 
 int ws_cli_check(const ws_config_t *cfg, char *err, size_t errlen)
 {
+    if (cfg->reload && cfg->script)
+        return fail(err, errlen, "--reload PATH asks a running server: give no SCRIPT.lua");
     if (cfg->broker && cfg->broker_file)
         return fail(err, errlen, "--broker and --broker-file: give one of them");
     if (!cfg->tls_cert != !cfg->tls_key)

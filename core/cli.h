@@ -26,6 +26,8 @@ typedef struct {
     size_t max_body;         /* --max-body BYTES, default 1 MiB (413 above) */
     double close_timeout;    /* --close-timeout SECONDS, default 5: wait for the peer's close reply */
     int no_watch;            /* --no-watch: no reload on file change (SIGHUP still reloads) */
+    const char *control_socket; /* --control-socket PATH: where --reload asks (control.h) */
+    const char *reload;      /* --reload PATH: ask the server at PATH to reload, wait, exit */
     double ping_interval;    /* --ping-interval SECONDS, default 25; 0 = off */
     double ping_timeout;     /* --ping-timeout SECONDS, default 10 */
     double idle_timeout;     /* --idle-timeout SECONDS, default 0 = off */

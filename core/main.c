@@ -15,11 +15,13 @@
 #include "broker.h"
 #include "certs.h"
 #include "cli.h"
+#include "control.h"
 #include "fetch.h"
 #include "hub.h"
 #include "lhost.h"
 #include "publish.h"
 #include "log.h"
+#include "notify.h"
 #include "reload.h"
 #include "server.h"
 #include "supervisor.h"
@@ -35,6 +37,8 @@ typedef struct {
     ws_lhost_t *lh;
     ws_fetcher_t *fetcher;
     ws_reload_t reload;
+    ws_control_t ctl;    /* --control-socket */
+    char reload_failed[512]; /* the latest reload's error, until one succeeds */
     ws_certs_t certs;
     ws_tls_ctx_t *tls0; /* the first TLS context, until the server exists */
     int serving;
@@ -59,28 +63,62 @@ static void reload_files(void *ud, void (*cb)(void *cb_ud, const char *path), vo
     ws_lhost_files(a->lh, cb, cb_ud);
 }
 
-static int reload_version(app_t *a, const char *why, char *err, size_t errlen)
+/* The outcome goes to msg: the error, or the line logged on success. */
+static int reload_version(app_t *a, const char *why, char *msg, size_t msglen)
 {
     /* SIGHUP also reloads the certificate; a failure there keeps the old one
      * and does not stop the script's reload. */
     if (a->cfg.tls_cert && strcmp(why, "SIGHUP") == 0)
         ws_certs_reload(&a->certs, why);
     uint64_t t0 = uv_hrtime();
-    if (ws_lhost_reload(a->lh, why, err, errlen) != 0) {
-        ws_log_error("reload failed (%s), the previous version keeps serving: %s", why, err);
+    if (ws_lhost_reload(a->lh, why, msg, msglen) != 0) {
+        ws_log_error("reload failed (%s), the previous version keeps serving: %s", why, msg);
         return -1;
     }
     double ms = (double)(uv_hrtime() - t0) / 1e6;
-    ws_log_info("reloaded %s (%s) in %.2f ms; %zu connection%s kept", a->cfg.script, why, ms,
-                a->hub.nopen, WS_PLURAL(a->hub.nopen));
+    snprintf(msg, msglen, "reloaded %s (%s) in %.2f ms; %zu connection%s kept", a->cfg.script,
+             why, ms, a->hub.nopen, WS_PLURAL(a->hub.nopen));
+    ws_log_info("%s", msg);
     return 0;
 }
 
+/* What systemctl status shows (notify.h). */
+static void status_line(void *ud, char *buf, size_t len)
+{
+    app_t *a = ud;
+    char hb[64];
+    int n = snprintf(buf, len, "serving %s on %s:%d; %zu connection%s", a->cfg.script,
+                     ws_tcp_url_host(a->cfg.host, hb, sizeof hb), ws_server_port(&a->srv),
+                     a->hub.nopen, WS_PLURAL(a->hub.nopen));
+    if (a->reload_failed[0] && n > 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, "; %s", a->reload_failed);
+}
+
+/* A reload of this (single) process, from the watcher, SIGHUP or --reload. */
 static int reload_now(void *ud, const char *why)
 {
-    char err[2048];
-    return reload_version(ud, why, err, sizeof err);
+    app_t *a = ud;
+    char msg[2048];
+    uint64_t attempt = ws_control_begin(&a->ctl);
+    ws_notify_reloading(why);
+    int rc = reload_version(a, why, msg, sizeof msg);
+    if (rc == 0)
+        a->reload_failed[0] = '\0';
+    else
+        snprintf(a->reload_failed, sizeof a->reload_failed,
+                 "reload failed, the previous version serves: %.400s", msg);
+    ws_notify_ready();
+    ws_control_end(&a->ctl, attempt, rc == 0, msg);
+    return rc;
 }
+
+static void control_reload(void *ud)
+{
+    app_t *a = ud;
+    ws_reload_now(&a->reload, "reload command");
+}
+
+static const ws_control_ops_t control_ops = {control_reload};
 
 static const ws_reload_ops_t reload_ops = {reload_files, reload_now};
 
@@ -117,8 +155,14 @@ static void begin_stop(app_t *a, const char *name)
     }
     ws_log_info("%s: shutting down, closing %zu WebSocket connection%s", name, a->hub.nopen,
                 WS_PLURAL(a->hub.nopen));
-    if (!a->is_worker)
+    if (!a->is_worker) {
+        char st[128];
+        snprintf(st, sizeof st, "%s: stopping, closing %zu connection%s", name, a->hub.nopen,
+                 WS_PLURAL(a->hub.nopen));
+        ws_notify_stopping(st);
         ws_reload_close(&a->reload);
+        ws_control_close(&a->ctl);
+    }
     ws_certs_close(&a->certs);
     ws_lhost_shutdown(a->lh);
     ws_lhost_stop(a->lh);
@@ -296,6 +340,9 @@ static int start(app_t *a, uv_loop_t *loop, char *err, size_t errlen)
         a->hub.relay = relay;
         a->hub.relay_ud = a;
     }
+    if (!a->is_worker && a->cfg.control_socket &&
+        ws_control_open(&a->ctl, loop, a->cfg.control_socket, &control_ops, a, err, errlen) != 0)
+        goto fail;
     if (a->cfg.tls_cert) {
         ws_tls_server_opts_t o = {
             .cert_file = a->cfg.tls_cert,
@@ -336,6 +383,7 @@ static int start(app_t *a, uv_loop_t *loop, char *err, size_t errlen)
     return 0;
 
 fail:
+    ws_control_close(&a->ctl);
     ws_certs_close(&a->certs);
     ws_tls_ctx_free(a->tls0);
     a->tls0 = NULL;
@@ -427,6 +475,12 @@ int main(int argc, char **argv)
         return 2;
     }
     ws_log_set_level(app.cfg.log_level);
+    if (app.cfg.reload) {
+        char msg[1024];
+        int rc = ws_control_ask(app.cfg.reload, "reload", 60000, msg, sizeof msg);
+        fprintf(rc ? stderr : stdout, "%s%s\n", rc ? "wspush: " : "", msg);
+        return rc;
+    }
     const char *role = getenv("WSPUSH_ROLE");
     if (app.cfg.check || (role && strcmp(role, "check") == 0))
         return check(&app);
@@ -436,6 +490,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (!app.is_worker) {
+        /* Only this process speaks to systemd; its children do not inherit the socket. */
+        ws_notify_init();
         unsigned n = app.cfg.workers ? (unsigned)app.cfg.workers : uv_available_parallelism();
         if (n > WS_TALLY_MAX_WORKERS)
             n = WS_TALLY_MAX_WORKERS;
@@ -473,6 +529,8 @@ int main(int argc, char **argv)
                     app.cfg.tls_cert ? "https" : "http",
                     ws_tcp_url_host(app.cfg.host, hb, sizeof hb), ws_server_port(&app.srv),
                     app.cfg.script);
+    if (!app.is_worker)
+        ws_notify_serving(loop, status_line, &app);
     uv_run(loop, UV_RUN_DEFAULT);
     finish(&app);
     /* Handles closed by finish need one more turn for their close callbacks. */

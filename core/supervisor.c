@@ -13,7 +13,9 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "control.h"
 #include "log.h"
+#include "notify.h"
 #include "reload.h"
 #include "tally.h"
 #include "tcp.h"
@@ -86,10 +88,14 @@ struct sup_s {
     size_t nfiles;
     check_t *check;   /* running, or NULL */
     char again[512];  /* reasons to check again once it ends */
+    ws_control_t ctl; /* --control-socket */
+    uint64_t attempt; /* the reload attempt of the check under way (control.h) */
     /* the reload round under way */
-    uint64_t round_digest, round_t0;
+    uint64_t round_digest, round_t0, round_attempt;
     unsigned round_wait, round_refused;
     char round_why[512];
+    char round_err[512]; /* the first refusal */
+    char reload_failed[1536]; /* the latest reload's error, until one succeeds */
     uv_signal_t sigint, sigterm;
     int stopping;
     int rc;
@@ -169,6 +175,10 @@ static void start_check(sup_t *s, const char *why)
         {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&c->out},
         {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&c->err},
     };
+    if (s->digest) {
+        s->attempt = ws_control_begin(&s->ctl);
+        ws_notify_reloading(why);
+    }
     char **env = child_env("WSPUSH_ROLE=check", NULL);
     uv_process_options_t o = {.exit_cb = on_check_exit, .file = s->exe, .args = s->argv,
                               .env = env, .stdio_count = 3, .stdio = io};
@@ -251,8 +261,12 @@ static void check_finished(sup_t *s, check_t *c)
         }
     } else if (!s->stopping) {
         if (!d) {
-            ws_log_error("reload failed (%s), the previous version keeps serving: %s", c->why,
-                         check_error(c));
+            const char *e = check_error(c);
+            ws_log_error("reload failed (%s), the previous version keeps serving: %s", c->why, e);
+            snprintf(s->reload_failed, sizeof s->reload_failed,
+                     "reload failed, the previous version serves: %s", e);
+            ws_notify_ready();
+            ws_control_end(&s->ctl, s->attempt, 0, e);
         } else {
             s->digest = d;
             ws_reload_rewatch(&s->reload);
@@ -295,6 +309,10 @@ static int reload(void *ud, const char *why)
 
 static const ws_reload_ops_t reload_ops = {files, reload};
 
+static void control_reload(void *ud) { reload(ud, "reload command"); }
+
+static const ws_control_ops_t control_ops = {control_reload};
+
 static void tell(wk_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void tell(wk_t *w, const char *fmt, ...)
 {
@@ -313,21 +331,47 @@ static void ask_reload(wk_t *w, const char *why)
     tell(w, "reload %016" PRIx64 " %s", w->s->digest, why);
 }
 
+/* What systemctl status shows (notify.h). */
+static void status_line(void *ud, char *buf, size_t len)
+{
+    sup_t *s = ud;
+    char hb[64];
+    uint64_t open = ws_tally_open(s->tally);
+    int n = snprintf(buf, len, "serving %s on %s:%d with %u workers; %" PRIu64 " connection%s",
+                     s->cfg->script, ws_tcp_url_host(s->cfg->host, hb, sizeof hb), s->port, s->n,
+                     open, WS_PLURAL(open));
+    if (s->reload_failed[0] && n > 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, "; %s", s->reload_failed);
+}
+
 static void round_done(sup_t *s)
 {
     double ms = (double)(uv_hrtime() - s->round_t0) / 1e6;
     unsigned ok = s->n - s->round_refused;
     uint64_t kept = ws_tally_open(s->tally);
-    if (s->round_refused)
-        ws_log_error("reload (%s): %u of %u workers kept the previous version", s->round_why,
-                     s->round_refused, s->n);
-    else
-        ws_log_info("reloaded %s (%s) on %u worker%s in %.2f ms; %" PRIu64 " connection%s kept",
-                    s->cfg->script, s->round_why, ok, WS_PLURAL(ok), ms, kept, WS_PLURAL(kept));
+    char msg[sizeof s->reload_failed]; /* room for round_why and round_err whole */
+    if (s->round_refused) {
+        snprintf(msg, sizeof msg, "reload (%s): %u of %u workers kept the previous version (%s)",
+                 s->round_why, s->round_refused, s->n, s->round_err);
+        ws_log_error("%s", msg);
+    } else {
+        snprintf(msg, sizeof msg, "reloaded %s (%s) on %u worker%s in %.2f ms; %" PRIu64
+                 " connection%s kept", s->cfg->script, s->round_why, ok, WS_PLURAL(ok), ms, kept,
+                 WS_PLURAL(kept));
+        ws_log_info("%s", msg);
+    }
+    snprintf(s->reload_failed, sizeof s->reload_failed, "%s", s->round_refused ? msg : "");
+    ws_notify_ready();
+    ws_control_end(&s->ctl, s->round_attempt, !s->round_refused, msg);
 }
 
 static void begin_round(sup_t *s, const char *why)
 {
+    /* A round still under way is superseded: who waits for it learns how this one ends. */
+    if (s->round_wait)
+        ws_control_retag(&s->ctl, s->round_attempt, s->attempt);
+    s->round_attempt = s->attempt;
+    s->round_err[0] = '\0';
     s->round_digest = s->digest;
     s->round_t0 = uv_hrtime();
     s->round_wait = s->round_refused = 0;
@@ -344,7 +388,7 @@ static void begin_round(sup_t *s, const char *why)
 }
 
 /* A worker answered (or died before it could): the round may be over. */
-static void answered(wk_t *w, uint64_t digest, int refused)
+static void answered(wk_t *w, uint64_t digest, const char *refused)
 {
     sup_t *s = w->s;
     if (!w->asked || w->asked != digest)
@@ -352,7 +396,8 @@ static void answered(wk_t *w, uint64_t digest, int refused)
     w->asked = 0;
     if (digest != s->round_digest || !s->round_wait)
         return;
-    s->round_refused += refused;
+    if (refused && !s->round_refused++)
+        snprintf(s->round_err, sizeof s->round_err, "worker %u: %s", w->id, refused);
     if (--s->round_wait == 0)
         round_done(s);
 }
@@ -388,6 +433,7 @@ static void all_ready(sup_t *s)
                 s->cfg->tls_cert ? "https" : "http", ws_tcp_url_host(s->cfg->host, hb, sizeof hb),
                 s->port, s->cfg->script, s->n,
                 s->reuseport ? "a listening socket each" : "one shared listening socket");
+    ws_notify_serving(s->loop, status_line, s);
 }
 
 static void on_message(wk_t *w, char *msg)
@@ -406,10 +452,10 @@ static void on_message(wk_t *w, char *msg)
         if (!s->announced)
             all_ready(s);
     } else if (sscanf(msg, "reloaded %" SCNx64, &d) == 1) {
-        answered(w, d, 0);
+        answered(w, d, NULL);
     } else if (sscanf(msg, "refused %" SCNx64 " %n", &d, &off) == 1) {
         ws_log_error("worker %u kept the previous version: %s", w->id, off ? msg + off : "");
-        answered(w, d, 1);
+        answered(w, d, off ? msg + off : "refused");
     } else {
         ws_log_warn("worker %u: unknown message '%.40s'", w->id, msg);
     }
@@ -497,7 +543,7 @@ static void on_worker_exit(uv_process_t *p, int64_t status, int sig)
     /* What it was counted for is gone with it. */
     ws_tally_forget(s->tally, w->id);
     if (w->asked)
-        answered(w, w->asked, 1);
+        answered(w, w->asked, "it exited during the reload");
     chan_close(&w->ctl);
     if (s->stopping) {
         if (status != 0 || sig) {
@@ -612,6 +658,12 @@ static void start_workers(sup_t *s)
     /* One socket per worker with SO_REUSEPORT spread 10,000 connections
      * closer to evenly than one shared socket (tests/bench/workers.py);
      * WSPUSH_SHARED_LISTENER=1 gives the shared one, for that comparison. */
+    if (cfg->control_socket && ws_control_open(&s->ctl, s->loop, cfg->control_socket,
+                                               &control_ops, s, err, sizeof err) != 0) {
+        fprintf(stderr, "wspush: %s\n", err);
+        s->rc = 1;
+        return;
+    }
     const char *shared = getenv("WSPUSH_SHARED_LISTENER");
     s->reuseport = !(shared && strcmp(shared, "1") == 0);
     s->nlisten = s->reuseport ? (int)s->n : 1;
@@ -673,6 +725,10 @@ static void on_signal(uv_signal_t *h, int signum)
         ws_log_warn("%s again: the workers close their connections now", name);
     } else {
         ws_log_info("%s: stopping %u workers", name, s->n);
+        char st[64];
+        snprintf(st, sizeof st, "%s: stopping %u workers", name, s->n);
+        ws_notify_stopping(st);
+        ws_control_close(&s->ctl);
         s->stopping = 1;
         if (s->watching)
             ws_reload_close(&s->reload);
@@ -742,6 +798,7 @@ int ws_supervisor_run(const ws_config_t *cfg, unsigned n, int argc, char **argv)
         }
         if (s->watching)
             ws_reload_close(&s->reload);
+        ws_control_close(&s->ctl);
         uv_run(s->loop, UV_RUN_DEFAULT);
         uv_loop_close(s->loop);
         return s->rc ? s->rc : 0;

@@ -2,13 +2,18 @@
 # Install the Debian packages wspush needs, only those missing.
 #   tests/deps.sh          build + run the server
 #   tests/deps.sh --test   also everything the test suite uses
+#   tests/deps.sh --list   print the build list, install nothing
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev liburing-dev node-llhttp lua-cjson zlib1g-dev
       libssl-dev ca-certificates libhiredis-dev)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(libcmocka-dev lua-busted python3 python3-websockets python3-pytest nodejs node-ws
          chromium procps curl valgrind clang libclang-rt-14-dev redis-server lua-check
-         python3-prometheus-client)
+         python3-prometheus-client dpkg-dev file)
+fi
+if [ "${1:-}" = "--list" ]; then
+  printf '%s\n' "${pkgs[@]}"
+  exit 0
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -269,6 +269,20 @@ static void test_cli_reports_each_error(void **state)
     assert_string_equal(err, "missing SCRIPT.lua argument");
 }
 
+/* --reload asks a running server: it needs no script, and refuses one. */
+static void test_cli_reload_needs_no_script_and_refuses_one(void **state)
+{
+    ws_config_t c;
+    char err[128];
+    assert_int_equal(PARSE(&c, err, "--reload", "/run/w/c"), WS_CLI_RUN);
+    assert_null(c.script);
+    assert_string_equal(c.reload, "/run/w/c");
+    assert_int_equal(ws_cli_check(&c, err, sizeof err), 0);
+    assert_int_equal(PARSE(&c, err, "--reload", "/run/w/c", "x.lua"), WS_CLI_RUN);
+    assert_int_equal(ws_cli_check(&c, err, sizeof err), WS_EINVAL);
+    assert_string_equal(err, "--reload PATH asks a running server: give no SCRIPT.lua");
+}
+
 static void test_cli_accepts_fractional_and_whole_close_timeouts(void **state)
 {
     ws_config_t c;
@@ -359,6 +373,8 @@ static const opt_case_t cases[] = {
     {"no-watch", K_SWITCH, F(no_watch), NULL, 1, 0, NULL, NULL, NULL},
     {"workers", K_INT, F(workers), "4", 4, 1, NULL, NULL, NULL},
     {"check", K_SWITCH, F(check), NULL, 1, 0, NULL, NULL, NULL},
+    {"control-socket", K_STR, F(control_socket), "/run/w/c", 0, 0, "/run/w/c", NULL, NULL},
+    {"reload", K_STR, F(reload), "/run/w/c", 0, 0, "/run/w/c", NULL, NULL},
     {"ping-interval", K_SEC, F(ping_interval), "7.5", 7.5, 25, NULL, NULL, NULL},
     {"ping-timeout", K_SEC, F(ping_timeout), "3", 3, 10, NULL, NULL, NULL},
     {"idle-timeout", K_SEC, F(idle_timeout), "60", 60, 0, NULL, NULL, NULL},
@@ -691,6 +707,7 @@ int main(void)
         cmocka_unit_test(test_cli_accepts_several_options_as_separate_values),
         cmocka_unit_test(test_cli_accepts_several_options_with_equals),
         cmocka_unit_test(test_cli_workers_auto_is_zero_and_the_range_is_1_to_128),
+        cmocka_unit_test(test_cli_reload_needs_no_script_and_refuses_one),
         cmocka_unit_test(test_cli_help_lists_exactly_the_options_tested_here),
         cmocka_unit_test(test_cli_accepts_every_option_in_both_forms),
         cmocka_unit_test(test_cli_every_default_is_the_contract_and_what_help_prints),
