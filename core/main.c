@@ -442,9 +442,7 @@ int main(int argc, char **argv)
         if (n > 1)
             return ws_supervisor_run(&app.cfg, n, argc, argv);
     } else {
-        char name[32];
-        snprintf(name, sizeof name, "[worker %u]", app.worker.id);
-        ws_log_set_name(name);
+        ws_log_set_worker(app.worker.id);
     }
     /* A peer that resets while we write must cost one connection (EPIPE),
      * not the process: libuv writes with plain write(2). */
@@ -459,7 +457,9 @@ int main(int argc, char **argv)
 #endif
 
     uv_loop_t *loop = uv_default_loop();
+    ws_log_start(loop);
     if (start(&app, loop, err, sizeof err) != 0) {
+        ws_log_stop();
         fprintf(stderr, "wspush: %s\n", err);
         uv_run(loop, UV_RUN_NOWAIT);
         uv_loop_close(loop);
@@ -475,6 +475,7 @@ int main(int argc, char **argv)
                     app.cfg.script);
     uv_run(loop, UV_RUN_DEFAULT);
     finish(&app);
+    ws_log_stop();
     /* Handles closed by finish need one more turn for their close callbacks. */
     uv_run(loop, UV_RUN_NOWAIT);
     if (uv_loop_close(loop) != 0)
