@@ -427,6 +427,7 @@ int main(int argc, char **argv)
         return 2;
     }
     ws_log_set_level(app.cfg.log_level);
+    ws_log_set_json(app.cfg.log_format == 1);
     const char *role = getenv("WSPUSH_ROLE");
     if (app.cfg.check || (role && strcmp(role, "check") == 0))
         return check(&app);

@@ -69,3 +69,45 @@ def test_a_stalled_log_drops_counted_records_and_never_stalls_the_clients(spawn)
 def test_with_workers_a_stalled_log_stalls_neither_supervisor_nor_workers(spawn):
     srv = spawn(APP, "--workers", "2")
     stalled_log_scenario(srv, 2)
+
+
+def json_records(srv):
+    """Every line of the server's log as a JSON object (each must parse)."""
+    out = []
+    for line in srv.log.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            raise AssertionError("not a JSON line (%s): %r" % (e, line[:300]))
+        assert isinstance(rec, dict), line
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", rec["ts"]), rec
+        assert rec["level"] in ("error", "warn", "info", "debug"), rec
+        assert isinstance(rec["msg"], str), rec
+        out.append(rec)
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_json_log_every_line_parses_and_strings_are_escaped(spawn, workers):
+    srv = spawn(APP, "--log-format", "json", "--workers", str(workers))
+    # Control characters, a quote, a backslash and bytes that are not UTF-8.
+    r = srv.http("/say?msg=a%0D%0A2026%20%5Binfo%5D%20forged%22%5C%FF%01%09end")
+    assert r.status == 200
+    srv.wait_log(r"forged", timeout=10)
+    echo_round_trips(srv.port, n=2)
+    srv.terminate()
+    srv.wait_exit(10)
+    recs = json_records(srv)
+    said = [r for r in recs if "forged" in r["msg"]]
+    assert len(said) == 1, recs
+    assert said[0]["level"] == "warn"
+    assert said[0]["msg"].endswith("a\r\n2026 [info] forged\"\\\ufffd\x01\tend"), said[0]
+    assert any("listening on http://127.0.0.1:%d" % srv.port in r["msg"] for r in recs)
+    if workers > 1:
+        # A worker's records say which worker; the supervisor's say none.
+        assert said[0]["worker"] in (1, 2)
+        stopping = [r for r in recs if "shutting down" in r["msg"]]
+        assert sorted(r["worker"] for r in stopping) == [1, 2], stopping
+        assert all("worker" not in r for r in recs if "workers stopped" in r["msg"])
+    else:
+        assert all("worker" not in r for r in recs)
