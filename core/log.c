@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,16 @@ static struct {
     uv_poll_t poll;
     int have_poll, polling, flushing;
 } out;
+
+/* --access-log FILE: its descriptor (-1: access records go to the log). */
+static struct {
+    int fd;
+    char *path;
+    uv_signal_t sigusr1;
+    int have_signal;
+    void (*on_reopen)(void *ud);
+    void *ud;
+} acc = {.fd = -1};
 
 /* How long an exiting process waits for a stalled stderr to take what is queued. */
 #define EXIT_WAIT_MS 1000
@@ -189,10 +200,89 @@ static void emit(const char *rec, size_t len)
 
 void ws_log_relay(const char *rec, size_t len) { emit(rec, len); }
 
+/* ---- the access log's file ---- */
+
+static int open_access(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "--access-log %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "--access-log %s: a pipe or a socket could stall the server; "
+                 "use --access-log - (the log, which never waits)", path);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int ws_log_access_open(const char *path, char *err, size_t errlen)
+{
+    if (strcmp(path, "-") == 0)
+        return 0;
+    int fd = open_access(path, err, errlen);
+    if (fd < 0)
+        return -1;
+    acc.fd = fd;
+    acc.path = ws_strndup(path, strlen(path));
+    /* Rotation's signal must not kill a process that has not watched it yet. */
+    signal(SIGUSR1, SIG_IGN);
+    return 0;
+}
+
+void ws_log_on_reopen(void (*fn)(void *ud), void *ud)
+{
+    acc.on_reopen = fn;
+    acc.ud = ud;
+}
+
+/* logrotate renamed the file (or removed it): append to a new one at the
+ * path. The descriptor keeps its number; on failure the old file stays. */
+static void on_sigusr1(uv_signal_t *h, int signum)
+{
+    (void)h, (void)signum;
+    char err[512];
+    int fd = open_access(acc.path, err, sizeof err);
+    if (fd < 0) {
+        ws_log_error("cannot reopen the access log (the old file is kept): %s", err);
+    } else {
+        dup2(fd, acc.fd);
+        close(fd);
+        ws_log_info("SIGUSR1: reopened the access log %s", acc.path);
+    }
+    if (acc.on_reopen)
+        acc.on_reopen(acc.ud);
+}
+
+/* A line to the access file: plain write(2) (a regular file does not make
+ * a writer wait for a reader); O_APPEND keeps the workers' lines whole. */
+static void write_access(const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t r = write(acc.fd, p, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return;
+        p += r;
+        n -= (size_t)r;
+    }
+}
+
 void ws_log_start(struct uv_loop_s *loop)
 {
     if (out.kind == OUT_UNSET)
         open_output();
+    if (acc.fd >= 0 && !acc.have_signal && uv_signal_init(loop, &acc.sigusr1) == 0) {
+        acc.have_signal = 1;
+        uv_signal_start(&acc.sigusr1, on_sigusr1, SIGUSR1);
+        uv_unref((uv_handle_t *)&acc.sigusr1);
+    }
     if (out.have_poll || out.kind == OUT_PLAIN)
         return;
     if (uv_poll_init(loop, &out.poll, out.fd) != 0)
@@ -207,6 +297,10 @@ void ws_log_start(struct uv_loop_s *loop)
 
 void ws_log_stop(void)
 {
+    if (acc.have_signal) {
+        acc.have_signal = 0;
+        uv_close((uv_handle_t *)&acc.sigusr1, NULL);
+    }
     if (!out.have_poll)
         return;
     out.have_poll = out.polling = 0;
@@ -241,7 +335,8 @@ static void put_fields(ws_buf_t *b, int as_json, const ws_log_field_t *f, size_t
     }
 }
 
-static void record(ws_log_level_t level, const char *msg, const ws_log_field_t *f, size_t n)
+static void record(ws_log_level_t level, const char *msg, const ws_log_field_t *f, size_t n,
+                   int access)
 {
     ws_buf_t b;
     ws_buf_init(&b);
@@ -302,14 +397,14 @@ static void record(ws_log_level_t level, const char *msg, const ws_log_field_t *
     }
     /* One write per record: a worker's stderr is a datagram socket to its
      * supervisor, which passes each record on whole. */
-    emit((const char *)b.data, b.len);
+    if (access && acc.fd >= 0)
+        write_access(b.data, b.len);
+    else
+        emit((const char *)b.data, b.len);
     ws_buf_free(&b);
 }
 
-void ws_log_fields(ws_log_level_t level, const char *msg, const ws_log_field_t *f, size_t n)
-{
-    record(level, msg, f, n);
-}
+void ws_log_access(const ws_log_field_t *f, size_t n) { record(WS_LOG_INFO, "access", f, n, 1); }
 
 void ws_log(ws_log_level_t level, const char *fmt, ...)
 {
@@ -333,7 +428,7 @@ void ws_log(ws_log_level_t level, const char *fmt, ...)
                 snprintf(msg + MSG_MAX, 64, " [cut: %d bytes in all]", n);
         }
     }
-    record(level, msg, NULL, 0);
+    record(level, msg, NULL, 0, 0);
     if (msg != small)
         free(msg);
 }

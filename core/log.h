@@ -42,7 +42,9 @@ void ws_log_set_worker(unsigned id);
 
 void ws_log(ws_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* A named value of a structured record (an access record). */
+/* A named value of a structured record (an access record). Text: msg
+ * key=value..., strings quoted and escaped as in JSON; JSON: the fields are
+ * members of the record's object. */
 typedef struct {
     const char *key;
     const char *str; /* a string of len bytes, or NULL for the number */
@@ -55,10 +57,18 @@ typedef struct {
 #define WS_LOG_INT(k, v) ((ws_log_field_t){.key = (k), .num = (double)(v)})
 #define WS_LOG_NUM(k, v, f) ((ws_log_field_t){.key = (k), .num = (v), .frac = (f)})
 
-/* A record made of msg and fields, whatever the level filter says (the
- * access log was asked for). Text: msg key=value..., strings quoted and
- * escaped as in JSON; JSON: the fields are members of the object. */
-void ws_log_fields(ws_log_level_t level, const char *msg, const ws_log_field_t *f, size_t n);
+/* --access-log: path "-" sends access records to the log; any other path is
+ * a file they are appended to (created 0640), refused when it is a pipe or a
+ * socket (a reader that stalls would stall the loop; use "-" and the log's
+ * own queue for those). 0, or -1 with a one-line message in err. SIGUSR1
+ * (watched from ws_log_start on) opens the file again, for log rotation;
+ * until then SIGUSR1 is ignored. */
+int ws_log_access_open(const char *path, char *err, size_t errlen);
+/* What SIGUSR1 also does once the file is open again (the supervisor passes
+ * it on to its workers). */
+void ws_log_on_reopen(void (*fn)(void *ud), void *ud);
+/* An access record: "access" and fields, at info whatever the level. */
+void ws_log_access(const ws_log_field_t *f, size_t n);
 
 /* A record formatted by another process (a worker's, relayed by its
  * supervisor): out as it is, whole, through the same queue. */

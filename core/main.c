@@ -431,6 +431,10 @@ int main(int argc, char **argv)
     const char *role = getenv("WSPUSH_ROLE");
     if (app.cfg.check || (role && strcmp(role, "check") == 0))
         return check(&app);
+    if (app.cfg.access_log && ws_log_access_open(app.cfg.access_log, err, sizeof err) != 0) {
+        fprintf(stderr, "wspush: %s\n", err);
+        return 1;
+    }
     app.is_worker = ws_worker_from_env(&app.worker, err, sizeof err);
     if (app.is_worker < 0) {
         fprintf(stderr, "wspush: %s\n", err);

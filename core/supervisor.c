@@ -593,6 +593,15 @@ static int make_mailboxes(sup_t *s, char *err, size_t errlen)
 
 static void on_signal(uv_signal_t *h, int signum);
 
+/* SIGUSR1 reopened our access log: each worker reopens its own. */
+static void reopen_workers(void *ud)
+{
+    sup_t *s = ud;
+    for (unsigned i = 0; i < s->n; i++)
+        if (s->w[i].running)
+            uv_process_kill(&s->w[i].proc, SIGUSR1);
+}
+
 static void start_workers(sup_t *s)
 {
     const ws_config_t *cfg = s->cfg;
@@ -701,6 +710,7 @@ int ws_supervisor_run(const ws_config_t *cfg, unsigned n, int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     ws_log_start(s->loop);
+    ws_log_on_reopen(reopen_workers, s);
     /* The node's id for the broker, the same in every worker (they skip
      * what their own node published). */
     uint64_t node;

@@ -111,3 +111,100 @@ def test_json_log_every_line_parses_and_strings_are_escaped(spawn, workers):
         assert all("worker" not in r for r in recs if "workers stopped" in r["msg"])
     else:
         assert all("worker" not in r for r in recs)
+
+
+# ---- --access-log ----
+
+def access_records(srv, n, since=0, timeout=10):
+    """Wait for n access records in the (JSON) log after mark since; return them."""
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        recs = [json.loads(l) for l in srv.log.splitlines()[since:]]
+        acc = [r for r in recs if r["msg"] == "access"]
+        if len(acc) >= n or time.monotonic() > deadline:
+            assert len(acc) == n, acc
+            return acc
+        time.sleep(0.02)
+
+
+def without_time(rec, port):
+    """The record's fields, its remote checked and the timing fields set aside."""
+    rec = dict(rec)
+    assert rec.pop("remote") == "127.0.0.1:%d" % port, rec
+    d = rec.pop("duration_ms")
+    assert isinstance(d, int) and 0 <= d < scaled(5000), rec
+    for k in ("ts", "level", "msg"):
+        rec.pop(k)
+    return rec
+
+
+def test_access_log_http_requests_and_refused_upgrades(spawn):
+    srv = spawn(APP, "--access-log", "-", "--log-format", "json")
+    mark = srv.log_mark()
+    ports = []
+    for method, target in [("GET", "/index?token=secret"), ("HEAD", "/nowhere")]:
+        with rawws.Conn(srv.port) as c:
+            ports.append(c.local_port)
+            c.send(("%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                    % (method, target)).encode())
+            c.read_response(head_only=method == "HEAD")
+    with rawws.Conn(srv.port) as c:  # a cross-origin upgrade: check_origin says no
+        ports.append(c.local_port)
+        assert c.handshake("/ws?x=1", headers={"Origin": "http://evil.example"}).status == 403
+    with rawws.Conn(srv.port) as c:  # a bad handshake: no key
+        ports.append(c.local_port)
+        assert c.handshake("/ws", headers={"Sec-WebSocket-Key": None}).status == 400
+    with rawws.Conn(srv.port) as c:  # not HTTP at all: no method, no path
+        ports.append(c.local_port)
+        assert c.request("\x01\x02 nonsense\r\n\r\n").status == 400
+    recs = access_records(srv, 5, since=mark)
+    got = [without_time(r, p) for r, p in zip(recs, ports)]
+    assert got[0] == {"kind": "http", "method": "GET", "path": "/index", "status": 200}
+    assert got[1] == {"kind": "http", "method": "HEAD", "path": "/nowhere", "status": 404}
+    assert got[2] == {"kind": "upgrade", "method": "GET", "path": "/ws", "status": 403,
+                      "reason": "cross-origin request refused"}, got[2]
+    assert got[3] == {"kind": "upgrade", "method": "GET", "path": "/ws", "status": 400,
+                      "reason": "missing Sec-WebSocket-Key"}, got[3]
+    assert got[4]["kind"] == "http" and got[4]["status"] == 400, got[4]
+    assert "method" not in got[4] and "path" not in got[4], got[4]
+    # The query (where tokens travel) is never in the log.
+    assert "secret" not in srv.log
+
+
+def test_access_log_a_closed_websocket_with_its_code_bytes_and_messages(spawn):
+    srv = spawn(APP, "--access-log", "-", "--log-format", "json")
+    mark = srv.log_mark()
+    with rawws.upgrade(srv.port, "/ws?token=t") as c:
+        port = c.local_port
+        for msg in ("hello", "there"):
+            c.send_text(msg)
+            assert c.recv_text() == msg
+        c.send_close(4001, b"done")
+        assert c.recv_close()[0].close_code == 4001
+    rec, = access_records(srv, 1, since=mark)
+    # In: two text frames of 5 bytes (2 + 4 mask + 5) and the close (2 + 4 + 2 + 4);
+    # out: the two echoes (2 + 5) and the close echoed (2 + 2).
+    assert without_time(rec, port) == {
+        "kind": "ws", "path": "/ws", "code": 4001, "reason": "done",
+        "bytes_in": 2 * 11 + 12, "bytes_out": 2 * 7 + 4, "msgs_in": 2, "msgs_out": 2}
+
+
+def test_access_log_text_lines_are_key_values_with_quoted_strings(spawn):
+    srv = spawn(APP, "--access-log", "-")
+    with rawws.Conn(srv.port) as c:
+        port = c.local_port
+        assert c.request("GET /index HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status == 200
+    m = srv.wait_log(r"\[info\] access (.*)\n")
+    assert re.fullmatch(r'kind="http" method="GET" path="/index" status=200 remote="127\.0\.0\.1:%d" '
+                        r'duration_ms=\d+' % port, m.group(1)), m.group(1)
+
+
+def test_no_access_records_without_the_option(spawn):
+    srv = spawn(APP)
+    assert srv.http("/index").status == 200
+    with rawws.upgrade(srv.port) as c:
+        c.send_close(1000)
+        c.recv_close()
+    srv.terminate()
+    srv.wait_exit(10)
+    assert " access " not in srv.log
