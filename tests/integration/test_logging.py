@@ -1,13 +1,16 @@
 """The log: never blocks the loop (a stalled stderr costs records, counted,
 not service), --log-format json, --access-log."""
 import json
+import os
 import re
+import signal
+import subprocess
 import time
 
 import pytest
 
 import rawws
-from conftest import SCRIPTS, scaled
+from conftest import BIN, SCRIPTS, scaled
 
 APP = SCRIPTS / "logs_app.lua"
 TEXT_LINE_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[(error|warn|info|debug)\] ")
@@ -207,4 +210,50 @@ def test_no_access_records_without_the_option(spawn):
         c.recv_close()
     srv.terminate()
     srv.wait_exit(10)
-    assert " access " not in srv.log
+    assert "access kind=" not in srv.log
+
+
+def wait_lines(path, n, timeout=10):
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= n or time.monotonic() > deadline:
+            assert len(lines) == n, lines
+            return lines
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_access_log_file_is_reopened_on_sigusr1_for_rotation(spawn, tmp_path, workers):
+    path = tmp_path / "access.log"
+    srv = spawn(APP, "--access-log", str(path), "--workers", str(workers))
+    for i in range(4):
+        assert srv.http("/index?n=%d" % i).status == 200
+    before = wait_lines(path, 4)
+    # What logrotate does: move the file away, then signal the server.
+    os.rename(path, tmp_path / "access.log.1")
+    srv.proc.send_signal(signal.SIGUSR1)
+    # The supervisor and every worker reopen their descriptor.
+    deadline = time.monotonic() + scaled(10)
+    while srv.log.count("reopened the access log") < (workers + 1 if workers > 1 else 1):
+        assert time.monotonic() < deadline, srv.log
+        time.sleep(0.02)
+    for i in range(4):
+        assert srv.http("/nowhere").status == 404
+    after = wait_lines(path, 4)
+    assert (tmp_path / "access.log.1").read_text().splitlines() == before
+    line_re = re.compile(r'^\S+Z \[info\] (?:\[worker \d\] )?access kind="http" method="GET" '
+                         r'path="/(index|nowhere)" status=(200|404) remote="127\.0\.0\.1:\d+" '
+                         r'duration_ms=\d+$')
+    assert all(line_re.match(l) and "index" in l for l in before), before
+    assert all(line_re.match(l) and "nowhere" in l for l in after), after
+    # The records went to the file, not to the log.
+    assert "access kind=" not in srv.log
+
+
+def test_access_log_file_that_cannot_be_opened_stops_the_start(tmp_path):
+    bad = tmp_path / "no-such-dir" / "access.log"
+    p = subprocess.run([str(BIN), "--port", "0", "--access-log", str(bad), str(APP)],
+                       capture_output=True, text=True, timeout=scaled(10))
+    assert p.returncode == 1
+    assert p.stderr == "wspush: --access-log %s: No such file or directory\n" % bad
