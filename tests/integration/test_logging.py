@@ -141,6 +141,7 @@ def without_time(rec, port):
     return rec
 
 
+@pytest.mark.valgrind
 def test_access_log_http_requests_and_refused_upgrades(spawn):
     srv = spawn(APP, "--access-log", "-", "--log-format", "json")
     mark = srv.log_mark()
@@ -174,6 +175,7 @@ def test_access_log_http_requests_and_refused_upgrades(spawn):
     assert "secret" not in srv.log
 
 
+@pytest.mark.valgrind
 def test_access_log_a_closed_websocket_with_its_code_bytes_and_messages(spawn):
     srv = spawn(APP, "--access-log", "-", "--log-format", "json")
     mark = srv.log_mark()
