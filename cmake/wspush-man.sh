@@ -57,6 +57,10 @@ Stop gracefully: close every WebSocket with 1001, run the script's
 .TP
 .B SIGHUP
 Reload the script (and the TLS certificate).
+.TP
+.B SIGUSR1
+With \fB\-\-access\-log\fR \fIFILE\fR: open FILE again (after log rotation
+moved it away); the supervisor passes it on to its workers.
 .SH ENVIRONMENT
 .TP
 .B WSPUSH_BROKER

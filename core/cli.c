@@ -56,6 +56,11 @@ static const opt_t opts[] = {
      "Redis channel of a topic: PREFIX followed by the topic"},
     {"log-level", 0, OPT_LOG_LEVEL, FIELD(log_level), 0, 0, "info", "LEVEL",
      "error, warn, info or debug"},
+    {"log-format", 0, OPT_CHOICE, FIELD(log_format), 0, 0, "text", "text|json",
+     "log lines as text, or as one JSON object per line"},
+    {"access-log", 0, OPT_STRING, FIELD(access_log), 0, 0, NULL, "FILE|-",
+     "a line for every HTTP request, refused upgrade and closed WebSocket, appended to FILE "
+     "(reopened on SIGUSR1, for log rotation) or, with -, in the log"},
     {"max-message", 0, OPT_SIZE, FIELD(max_message), 1, 0, "16m", "BYTES",
      "largest WebSocket message (1009 above)"},
     {"max-header", 0, OPT_SIZE, FIELD(max_header), 1, 0, "16k", "BYTES",

@@ -21,6 +21,8 @@ typedef struct {
     int port;                /* --port N (0..65535; 0 = any free port), default 8000 */
     const char *script;      /* the positional SCRIPT.lua (required) */
     ws_log_level_t log_level;/* --log-level error|warn|info|debug, default info */
+    int log_format;          /* --log-format text|json: 0 = text, 1 = json */
+    const char *access_log;  /* --access-log FILE|-: access records to FILE, or the log; NULL: none */
     size_t max_message;      /* --max-message BYTES (suffixes k, m, g), default 16 MiB */
     size_t max_header;       /* --max-header BYTES, default 16 KiB (431 above) */
     size_t max_body;         /* --max-body BYTES, default 1 MiB (413 above) */

@@ -10,6 +10,7 @@
 #include "conn_int.h"
 #include "error.h"
 #include "frame.h"
+#include "handshake.h"
 #include "log.h"
 #include "stats.h"
 
@@ -191,6 +192,7 @@ void ws__conn_on_close(void *ud)
         ws_deflate_close(c->deflate);
         free(c->deflate);
     }
+    free(c->acc);
     free(c->close_reason);
     free(c);
     if (h->gone)
@@ -215,6 +217,8 @@ void ws__conn_finish(ws_conn_t *c)
         ws_stats_close(c->close_code);
         ws_hub_count_open(h, -1);
         ws_pubsub_leave_all(&h->pubsub, &c->subs);
+        if (c->acc)
+            ws__conn_access_close(c);
         h->host->closed(h->host_ud, c, c->close_code, c->close_reason ? c->close_reason : "");
     }
     ws_transport_close(c->t);
@@ -249,6 +253,8 @@ void ws__conn_http_error(ws_conn_t *c, int status, const char *reason, const cha
         ws_conn_ip(c, ip, sizeof ip);
         ws_refusals_note(&c->hub->refusals, ws_hub_now(c->hub), status, reason, ip);
     }
+    if (c->hub->cfg.access_log)
+        ws__conn_access_http(c, status, reason);
     char head[256];
     size_t rlen = strlen(reason);
     /* The host's extra headers go as they are: they may be longer than head. */
@@ -458,6 +464,8 @@ int ws_conn_send(ws_conn_t *c, unsigned op, const void *data, size_t len, unsign
         ws_stats_inc(WS_STAT_MSGS_OUT);
         ws_stats_add(WS_STAT_BYTES_OUT, len);
         c->t_msg = now_ms(c);
+        if (c->acc)
+            c->acc->msgs_out++;
         if (c->deflate && !(flags & WS_SEND_PLAIN) && ws_deflate_should_compress(c->deflate, len)) {
             ws_buf_t *z = &c->hub->zout;
             z->len = 0;
@@ -483,6 +491,8 @@ int ws_conn_send_chunk(ws_conn_t *c, ws_chunk_t *frame)
     if (r)
         return r;
     c->t_msg = now_ms(c);
+    if (c->acc)
+        c->acc->msgs_out++;
     ws_outq_push(&c->out, ws_chunk_ref(frame));
     ws__conn_mark_dirty(c);
     return 0;
@@ -579,8 +589,80 @@ void ws_conn_flush(ws_conn_t *c)
     }
     ws_write_t *w = ws_outq_take(&c->out, on_written, c);
     c->t_drain = (uint32_t)now_ms(c);
+    if (c->acc)
+        c->acc->bytes_out += (int64_t)w->unsent;
     if (ws_transport_write(c->t, w) < 0) {
         ws_outq_written(&c->out, w);
         ws__conn_finish(c);
     }
+}
+
+/* --- the access log (--access-log) ---
+ *
+ * One record for every HTTP answer (a refused upgrade included) and one for
+ * every WebSocket that ends. Nothing here runs when the access log is off;
+ * the hot path only counts for a connection that has a record (c->acc). */
+
+/* The path without its query: a WebSocket URL often carries a token there
+ * (browsers cannot set headers on a WebSocket), and a log is read by more
+ * people than the secrets are meant for. */
+static size_t path_len(const char *url, size_t n)
+{
+    const char *q = memchr(url, '?', n);
+    return q ? (size_t)(q - url) : n;
+}
+
+void ws__conn_access_http(ws_conn_t *c, int status, const char *reason)
+{
+    const ws_pending_t *p = c->is_ws ? NULL : c->pending;
+    char remote[WS_REMOTE_MAX];
+    ws_conn_remote(c, remote, sizeof remote);
+    ws_log_field_t f[7];
+    size_t n = 0;
+    int upgrade = p && ws_handshake_is_upgrade(&p->hs);
+    f[n++] = upgrade ? WS_LOG_STR("kind", "upgrade", 7) : WS_LOG_STR("kind", "http", 4);
+    /* A request that did not parse has neither. */
+    if (p) {
+        f[n++] = WS_LOG_STR("method", p->hs.method, p->hs.method_len);
+        f[n++] = WS_LOG_STR("path", p->req.url, path_len(p->req.url, p->req.url_len));
+    }
+    f[n++] = WS_LOG_INT("status", status);
+    if (reason)
+        f[n++] = WS_LOG_STR("reason", reason, strlen(reason));
+    f[n++] = WS_LOG_STR("remote", remote, strlen(remote));
+    f[n++] = WS_LOG_INT("duration_ms", p && p->t0 ? ws_hub_now(c->hub) - p->t0 : 0);
+    ws_log_access(f, n);
+}
+
+void ws__conn_access_open(ws_conn_t *c, const ws_pending_t *p)
+{
+    size_t len = path_len(p->req.url, p->req.url_len);
+    ws_conn_access_t *a = ws_calloc(1, sizeof *a + len + 1);
+    memcpy(a->path, p->req.url, len);
+    a->t0 = ws_hub_now(c->hub);
+    /* What is queued now is HTTP (the 101, answers before it), not WebSocket. */
+    a->bytes_out = -(int64_t)c->out.queued;
+    c->acc = a;
+}
+
+void ws__conn_access_close(ws_conn_t *c)
+{
+    const ws_conn_access_t *a = c->acc;
+    char remote[WS_REMOTE_MAX];
+    ws_conn_remote(c, remote, sizeof remote);
+    const char *why = c->close_reason ? c->close_reason : "";
+    ws_log_field_t f[10];
+    size_t n = 0;
+    f[n++] = WS_LOG_STR("kind", "ws", 2);
+    f[n++] = WS_LOG_STR("path", a->path, strlen(a->path));
+    f[n++] = WS_LOG_INT("code", c->close_code);
+    if (*why)
+        f[n++] = WS_LOG_STR("reason", why, strlen(why));
+    f[n++] = WS_LOG_STR("remote", remote, strlen(remote));
+    f[n++] = WS_LOG_INT("duration_ms", ws_hub_now(c->hub) - a->t0);
+    f[n++] = WS_LOG_INT("bytes_in", a->bytes_in);
+    f[n++] = WS_LOG_INT("bytes_out", a->bytes_out > 0 ? a->bytes_out : 0);
+    f[n++] = WS_LOG_INT("msgs_in", a->msgs_in);
+    f[n++] = WS_LOG_INT("msgs_out", a->msgs_out);
+    ws_log_access(f, n);
 }

@@ -1,7 +1,7 @@
 /*
  * conn_int.h: the connection's struct and the functions its two files share:
- * conn.c (life, output, close, sweeps) and conn_recv.c (what arrives: HTTP,
- * the upgrade, WebSocket frames). Include nowhere else.
+ * conn.c (life, output, close, sweeps, access records) and conn_recv.c (what
+ * arrives: HTTP, the upgrade, WebSocket frames). Include nowhere else.
  *
  * conn_recv.c calls into conn.c, never the reverse: conn.c reaches the
  * reading side only through the transport's callbacks.
@@ -23,10 +23,21 @@ typedef struct {
     ws_hs_result_t check;   /* the upgrade's protocol checks (accept key, offers) */
     int upgrade;            /* 1: up is being decided; 0: res is being answered */
     int done;               /* the host answered (maybe from inside its call) */
+    uint64_t t0;            /* when it arrived whole (ms), with --access-log */
     ws_response_t res;
     ws_upgrade_t up;
     ws_header_t hdrs[WS_HTTP_MAX_HEADERS];
 } ws_pending_t;
+
+/* What a WebSocket's access record tells at its close (--access-log only). */
+typedef struct {
+    uint64_t t0;        /* opened (ms) */
+    uint64_t bytes_in;  /* read from the peer after the upgrade */
+    int64_t bytes_out;  /* handed to the transport after the 101 (starts below 0 by
+                           the HTTP bytes still queued at the upgrade) */
+    uint64_t msgs_in, msgs_out;
+    char path[];        /* the request's path, without its query */
+} ws_conn_access_t;
 
 /* Every connection has one, idle ones included: keep it small. */
 struct ws_conn_s {
@@ -85,6 +96,7 @@ struct ws_conn_s {
     uint64_t deadline;           /* clock time (ms) by which the close must happen; 0 = none */
 
     ws_pubsub_member_t subs;     /* topic memberships */
+    ws_conn_access_t *acc;       /* an open WebSocket's, with --access-log; else NULL */
 };
 
 /* Reading stops (WS_PAUSE_BACKPRESSURE) once the outbound queue reaches half
@@ -121,6 +133,13 @@ void ws__conn_send_close_frame(ws_conn_t *c, unsigned code, const char *reason, 
 /* Close the transport now; the host hears of an open connection's end here. */
 void ws__conn_finish(ws_conn_t *c);
 void ws__conn_pending_free(ws_pending_t *p);
+/* The access records (conn.c), called only with --access-log. An
+ * HTTP answer of status (reason: why it was refused, or NULL), for the
+ * request c->pending while it is answered; a WebSocket's end; its record
+ * started at the upgrade from the request p. */
+void ws__conn_access_http(ws_conn_t *c, int status, const char *reason);
+void ws__conn_access_close(ws_conn_t *c);
+void ws__conn_access_open(ws_conn_t *c, const ws_pending_t *p);
 /* Transport callbacks (conn_recv.c holds the table). */
 void ws__conn_on_end(void *ud, int err);
 void ws__conn_on_shutdown(void *ud, int status);

@@ -130,6 +130,8 @@ static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t
             break;
         }
         c->t_msg = now_ms(c);
+        if (c->acc)
+            c->acc->msgs_in++;
         if (flags & WS_MSG_COMPRESSED) {
             /* The size limit holds for the inflated message, enforced while inflating. */
             ws_buf_t *z = &c->hub->zin;
@@ -207,6 +209,8 @@ static void respond(ws_conn_t *c, ws_pending_t *p)
     if (!head)
         ws_outq_raw(&c->out, r->body.data, r->body.len);
     ws__conn_mark_dirty(c);
+    if (c->hub->cfg.access_log)
+        ws__conn_access_http(c, status, NULL);
     c->requests++;
     if (!p->req.keep_alive) {
         c->end_after_write = 1;
@@ -331,6 +335,9 @@ static void upgraded(ws_conn_t *c, ws_pending_t *p)
      * backpressure policy may drop it. */
     c->out.keep = c->out.queued;
     ws__conn_mark_dirty(c);
+    /* Before the parser goes: the path points into its buffer. */
+    if (h->cfg.access_log)
+        ws__conn_access_open(c, p);
     /* The reader takes the place of the parser (a union): is_ws says which. */
     ws__conn_http_release(c->http);
     c->is_ws = 1;
@@ -384,11 +391,14 @@ static void pending_done(ws_pending_t *p)
 static void answered(ws_conn_t *c)
 {
     ws_pending_t *p = c->pending;
-    c->pending = NULL; /* an accepted upgrade puts the reader in its place */
+    /* c->pending names the request while its answer is made (for the access
+     * record); an accepted upgrade puts the reader in its place. */
     if (p->upgrade)
         upgraded(c, p);
     else
         respond(c, p);
+    if (!c->is_ws)
+        c->pending = NULL;
     pending_done(p);
     if (c->state == WS_CONN_HTTP)
         ws_http_next(c->http);
@@ -402,6 +412,8 @@ static void request(ws_conn_t *c)
     p->req.hs = &p->hs;
     p->req.url = ws_http_url(c->http, &p->req.url_len);
     p->req.body = ws_http_body(c->http, &p->req.body_len);
+    if (h->cfg.access_log)
+        p->t0 = now_ms(c);
     c->pending = p;
     ws_stats_inc(WS_STAT_HTTP_REQUESTS);
     int r;
@@ -527,5 +539,7 @@ static void on_read(void *ud, uint8_t *data, size_t len)
     if (c->state == WS_CONN_CLOSED)
         return;
     c->t_rx = now_ms(c);
+    if (c->acc)
+        c->acc->bytes_in += len;
     process(c, data, len);
 }

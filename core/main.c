@@ -475,6 +475,7 @@ int main(int argc, char **argv)
         return 2;
     }
     ws_log_set_level(app.cfg.log_level);
+    ws_log_set_json(app.cfg.log_format == 1);
     if (app.cfg.reload) {
         char msg[1024];
         int rc = ws_control_ask(app.cfg.reload, "reload", 60000, msg, sizeof msg);
@@ -484,6 +485,10 @@ int main(int argc, char **argv)
     const char *role = getenv("WSPUSH_ROLE");
     if (app.cfg.check || (role && strcmp(role, "check") == 0))
         return check(&app);
+    if (app.cfg.access_log && ws_log_access_open(app.cfg.access_log, err, sizeof err) != 0) {
+        fprintf(stderr, "wspush: %s\n", err);
+        return 1;
+    }
     app.is_worker = ws_worker_from_env(&app.worker, err, sizeof err);
     if (app.is_worker < 0) {
         fprintf(stderr, "wspush: %s\n", err);
@@ -498,9 +503,7 @@ int main(int argc, char **argv)
         if (n > 1)
             return ws_supervisor_run(&app.cfg, n, argc, argv);
     } else {
-        char name[32];
-        snprintf(name, sizeof name, "[worker %u]", app.worker.id);
-        ws_log_set_name(name);
+        ws_log_set_worker(app.worker.id);
     }
     /* A peer that resets while we write must cost one connection (EPIPE),
      * not the process: libuv writes with plain write(2). */
@@ -515,7 +518,9 @@ int main(int argc, char **argv)
 #endif
 
     uv_loop_t *loop = uv_default_loop();
+    ws_log_start(loop);
     if (start(&app, loop, err, sizeof err) != 0) {
+        ws_log_stop();
         fprintf(stderr, "wspush: %s\n", err);
         uv_run(loop, UV_RUN_NOWAIT);
         uv_loop_close(loop);
@@ -533,6 +538,7 @@ int main(int argc, char **argv)
         ws_notify_serving(loop, status_line, &app);
     uv_run(loop, UV_RUN_DEFAULT);
     finish(&app);
+    ws_log_stop();
     /* Handles closed by finish need one more turn for their close callbacks. */
     uv_run(loop, UV_RUN_NOWAIT);
     if (uv_loop_close(loop) != 0)

@@ -461,19 +461,6 @@ static void on_message(wk_t *w, char *msg)
     }
 }
 
-static void write_all(const char *p, size_t n)
-{
-    while (n) {
-        ssize_t r = write(2, p, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return;
-        p += r;
-        n -= (size_t)r;
-    }
-}
-
 static void on_chan(uv_poll_t *h, int status, int events)
 {
     chan_t *c = h->data;
@@ -490,8 +477,9 @@ static void on_chan(uv_poll_t *h, int status, int events)
         }
         if (c->is_log) {
             /* One record per datagram: written whole, never mixed with
-             * another worker's lines. */
-            write_all(buf, (size_t)n);
+             * another worker's lines, and never waited for (a stalled
+             * stderr must not stall the workers' logs nor this loop). */
+            ws_log_relay(buf, (size_t)n);
         } else {
             buf[n] = '\0';
             on_message(w, buf);
@@ -651,6 +639,15 @@ static int make_mailboxes(sup_t *s, char *err, size_t errlen)
 
 static void on_signal(uv_signal_t *h, int signum);
 
+/* SIGUSR1 reopened our access log: each worker reopens its own. */
+static void reopen_workers(void *ud)
+{
+    sup_t *s = ud;
+    for (unsigned i = 0; i < s->n; i++)
+        if (s->w[i].running)
+            uv_process_kill(&s->w[i].proc, SIGUSR1);
+}
+
 static void start_workers(sup_t *s)
 {
     const ws_config_t *cfg = s->cfg;
@@ -768,6 +765,8 @@ int ws_supervisor_run(const ws_config_t *cfg, unsigned n, int argc, char **argv)
         s->mb_rx[i] = s->mb_tx[i] = -1;
     }
     signal(SIGPIPE, SIG_IGN);
+    ws_log_start(s->loop);
+    ws_log_on_reopen(reopen_workers, s);
     /* The node's id for the broker, the same in every worker (they skip
      * what their own node published). */
     uint64_t node;
@@ -799,6 +798,7 @@ int ws_supervisor_run(const ws_config_t *cfg, unsigned n, int argc, char **argv)
         if (s->watching)
             ws_reload_close(&s->reload);
         ws_control_close(&s->ctl);
+        ws_log_stop();
         uv_run(s->loop, UV_RUN_DEFAULT);
         uv_loop_close(s->loop);
         return s->rc ? s->rc : 0;
@@ -816,6 +816,8 @@ int ws_supervisor_run(const ws_config_t *cfg, unsigned n, int argc, char **argv)
     if (s->tally_fd >= 0)
         close(s->tally_fd);
     free_files(s);
+    ws_log_stop();
+    uv_run(s->loop, UV_RUN_NOWAIT);
     if (uv_loop_close(s->loop) != 0)
         ws_log_warn("supervisor: event loop closed with live handles");
     if (!s->rc)

@@ -101,6 +101,8 @@ class Server:
         self._lines = []
         self._cond = threading.Condition()
         self._eof = False
+        self._flowing = threading.Event()  # cleared: stderr is not read (a stalled consumer)
+        self._flowing.set()
         self.sent_signal = None
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, cwd=str(REPO))
@@ -117,13 +119,25 @@ class Server:
 
     # -- stderr ---------------------------------------------------------------
     def _drain(self):
-        for raw in iter(self.proc.stderr.readline, b""):
+        while True:
+            self._flowing.wait()
+            raw = self.proc.stderr.readline()
+            if not raw:
+                break
             with self._cond:
                 self._lines.append(raw.decode("utf-8", "replace"))
                 self._cond.notify_all()
         with self._cond:
             self._eof = True
             self._cond.notify_all()
+
+    def stall_log(self):
+        """Stop reading the server's stderr: once the pipe is full, the server
+        finds its log stalled (what journald does when it cannot keep up)."""
+        self._flowing.clear()
+
+    def resume_log(self):
+        self._flowing.set()
 
     @property
     def log(self):
@@ -206,6 +220,7 @@ class Server:
 
     def stop(self):
         """SIGTERM, wait up to 5s, SIGKILL. Returns a list of problems found."""
+        self.resume_log()
         problems = []
         rc = self.proc.poll()
         if rc is not None and self.sent_signal is None:
