@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "log.h"
 #include "mem.h"
 #include "stats.h"
 
@@ -40,6 +41,14 @@ void ws_gauges_sample(ws_hub_t *h)
     v[WS_STAT_MEM_BYTES] = ws_mem_total();
     v[WS_STAT_RSS_BYTES] = rss();
     v[WS_STAT_IDLE_NS] = h->loop ? uv_metrics_idle_time(h->loop) : 0;
+    v[WS_STAT_LOG_DROPPED] = ws_log_dropped();
+    v[WS_STAT_WORKERS] = 1;
+    if (h->tally) {
+        ws_tally_figures_t f;
+        ws_tally_figures(h->tally, ws_tally_worker(h->tally), &f);
+        v[WS_STAT_RELAYED] = f.relayed;
+        v[WS_STAT_RELAY_DROPPED] = f.dropped;
+    }
     if (h->broker) {
         ws_broker_stats_t b;
         ws_broker_stats(h->broker, &b);

@@ -74,6 +74,11 @@ static const row_t rows[] = {
     C(WS_STAT_BROKER_GAPS, "wspush_broker_gaps_total", "Gaps seen in the broker's sequence."),
     C(WS_STAT_BROKER_RECONNECTS, "wspush_broker_reconnects_total",
       "Broker connections made again after one was lost."),
+    C(WS_STAT_LOG_DROPPED, "wspush_log_records_dropped_total",
+      "Log records dropped because the log (stderr) could not keep up."),
+    C(WS_STAT_RELAYED, "wspush_worker_relayed_total", "Publishes sent to the other workers."),
+    C(WS_STAT_RELAY_DROPPED, "wspush_worker_relay_dropped_total",
+      "Publishes to another worker dropped because it fell behind."),
     C(WS_STAT_OPEN, "wspush_connections_open", "WebSocket connections open."),
     C(WS_STAT_CONNS, "wspush_connections", "Connections: HTTP, WebSocket and closing."),
     C(WS_STAT_LUA_BYTES, "wspush_lua_heap_bytes", "Bytes the Lua heaps hold."),
@@ -83,6 +88,7 @@ static const row_t rows[] = {
     C(WS_STAT_BROKER_SHARDS, "wspush_broker_shards", "Broker shards configured (per worker, summed)."),
     C(WS_STAT_BROKER_UP, "wspush_broker_shards_connected",
       "Broker shard connections up (per worker, summed)."),
+    C(WS_STAT_WORKERS, "wspush_workers", "Processes serving (1 without --workers)."),
 };
 
 void ws_stats_value(ws_buf_t *out, double v)

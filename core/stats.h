@@ -56,6 +56,9 @@ typedef enum {
     WS_STAT_BROKER_RECEIVED,
     WS_STAT_BROKER_GAPS,
     WS_STAT_BROKER_RECONNECTS,
+    WS_STAT_LOG_DROPPED,     /* log records dropped: the log could not keep up */
+    WS_STAT_RELAYED,         /* publishes sent to the other workers */
+    WS_STAT_RELAY_DROPPED,   /* of those, dropped: that worker fell behind */
     WS_STAT_COUNTERS,        /* the gauges follow */
     WS_STAT_OPEN = WS_STAT_COUNTERS, /* WebSocket connections open */
     WS_STAT_CONNS,           /* connections: HTTP, WebSocket, closing */
@@ -64,6 +67,7 @@ typedef enum {
     WS_STAT_RSS_BYTES,       /* resident memory of the process */
     WS_STAT_BROKER_SHARDS,   /* broker shards configured */
     WS_STAT_BROKER_UP,       /* those connected */
+    WS_STAT_WORKERS,         /* 1 per serving process: their sum is the workers serving */
     WS_STAT_COUNT
 } ws_stat_t;
 

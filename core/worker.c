@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "publish.h"
+#include "stats.h"
 
 /* Queued for one slow worker before its publishes are dropped. */
 #define MAILBOX_PENDING (16u << 20)
@@ -143,7 +144,13 @@ void ws_worker_start(ws_worker_t *w, uv_loop_t *loop, const ws_worker_ops_t *ops
     w->started = 1;
 }
 
-void ws_worker_ready(ws_worker_t *w, uint64_t digest) { say(w, "ready %016" PRIx64, digest); }
+void ws_worker_ready(ws_worker_t *w, uint64_t digest)
+{
+    /* Counted from the moment it serves, not from its first sampling a
+     * second later: a scrape then sees every worker that serves. */
+    ws_stats->v[WS_STAT_WORKERS] = 1;
+    say(w, "ready %016" PRIx64, digest);
+}
 
 void ws_worker_close(ws_worker_t *w)
 {

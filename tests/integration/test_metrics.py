@@ -174,6 +174,8 @@ def test_figures_move_by_what_happened(spawn):
     assert promtext.value(after, "wspush_connections_open") == 0
     assert promtext.value(after, "wspush_lua_heap_bytes") > 0
     assert promtext.value(after, "wspush_resident_memory_bytes") > 1 << 20
+    assert promtext.value(after, "wspush_workers") == 1
+    assert delta(before, after, "wspush_worker_relayed_total") == 0
 
 
 def delta(before, after, name, **labels):
@@ -242,6 +244,11 @@ def test_workers_show_the_whole_server(spawn):
         for name in ("wspush_connections_accepted_total", "wspush_http_requests_total"):
             d = promtext.value(fams, name) - promtext.value(before, name)
             assert d == REQUESTS + hits + count - first, (w, name, d)
+        assert promtext.value(fams, "wspush_workers") == 2, w
+    # the scenario's one publish went to the one other worker (sampled once a
+    # second by a worker that does not answer the scrape)
+    wait_for(lambda: delta(before, s.scrape()[0], "wspush_worker_relayed_total") == 1,
+             desc="the publish relayed once")
 
 
 def children(pid):
