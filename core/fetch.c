@@ -310,7 +310,10 @@ static void finish(ws_fetch_t *x, const char *error)
 
 static void fail_fmt(ws_fetch_t *x, const char *prefix, const char *why)
 {
-    snprintf(x->errbuf, sizeof x->errbuf, "%s%s", prefix, why);
+    /* A long reason is cut: the message stays readable (the return value is
+     * looked at so that -Wformat-truncation knows the cut is meant). */
+    if (snprintf(x->errbuf, sizeof x->errbuf, "%s%s", prefix, why) >= (int)sizeof x->errbuf)
+        x->errbuf[sizeof x->errbuf - 1] = 0;
     finish(x, x->errbuf);
 }
 
