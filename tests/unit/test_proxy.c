@@ -1,0 +1,185 @@
+/* The client behind trusted proxies: ranges, and the X-Forwarded-For walk. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "proxy.h"
+
+static ws_proxy_t trusting(const char *const *cidrs)
+{
+    ws_proxy_t p;
+    ws_proxy_init(&p);
+    char err[128];
+    for (; *cidrs; cidrs++)
+        assert_int_equal(ws_proxy_add(&p, *cidrs, err, sizeof err), 0);
+    return p;
+}
+
+/* The client that headers name[i]: value[i] give behind p, as text, or "peer"
+ * when the walk gives no answer. */
+static const char *walk(const ws_proxy_t *p, const char *const *hv, char *out, size_t len)
+{
+    ws_header_t h[8];
+    size_t n = 0;
+    for (; hv[0]; hv += 2, n++)
+        h[n] = (ws_header_t){hv[0], strlen(hv[0]), hv[1], strlen(hv[1])};
+    ws_ipaddr_t a;
+    if (!ws_proxy_client(p, h, n, &a))
+        return "peer";
+    return ws_ipaddr_format(&a, out, len);
+}
+
+#define WALK(p, ...) walk(p, (const char *const[]){__VA_ARGS__, NULL}, buf, sizeof buf)
+
+static void test_proxy_takes_the_rightmost_untrusted_address(void **state)
+{
+    (void)state;
+    ws_proxy_t p = trusting((const char *const[]){"127.0.0.1", "10.0.0.0/8", NULL});
+    char buf[WS_IPADDR_MAX];
+    assert_string_equal(WALK(&p, "X-Forwarded-For", "1.2.3.4"), "1.2.3.4");
+    assert_string_equal(WALK(&p, "X-Forwarded-For", "1.2.3.4, 10.0.0.2"), "1.2.3.4");
+    /* the leftmost is whatever the client sent: never believed past an untrusted hop */
+    assert_string_equal(WALK(&p, "x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.2"), "1.2.3.4");
+    assert_string_equal(WALK(&p, "X-FORWARDED-FOR", "6.6.6.6,1.2.3.4"), "1.2.3.4");
+    ws_proxy_free(&p);
+}
+
+static void test_proxy_combines_every_header_in_order(void **state)
+{
+    (void)state;
+    ws_proxy_t p = trusting((const char *const[]){"10.0.0.0/8", NULL});
+    char buf[WS_IPADDR_MAX];
+    /* the second header continues the list: 10.0.0.3 is its last element */
+    assert_string_equal(WALK(&p, "X-Forwarded-For", "9.9.9.9, 1.2.3.4", "Host", "x",
+                             "X-Forwarded-For", "10.0.0.3"),
+                        "1.2.3.4");
+    assert_string_equal(WALK(&p, "X-Forwarded-For", "10.0.0.1", "X-Forwarded-For", "5.6.7.8"),
+                        "5.6.7.8");
+    ws_proxy_free(&p);
+}
+
+static void test_proxy_takes_the_leftmost_when_every_hop_is_trusted(void **state)
+{
+    (void)state;
+    ws_proxy_t p = trusting((const char *const[]){"10.0.0.0/8", NULL});
+    char buf[WS_IPADDR_MAX];
+    assert_string_equal(WALK(&p, "X-Forwarded-For", "10.0.0.7, 10.0.0.2"), "10.0.0.7");
+    assert_string_equal(WALK(&p, "X-Forwarded-For", "10.1.1.1"), "10.1.1.1");
+    ws_proxy_free(&p);
+}
+
+static void test_proxy_without_a_header_or_element_keeps_the_peer(void **state)
+{
+    (void)state;
+    ws_proxy_t p = trusting((const char *const[]){"10.0.0.0/8", NULL});
+    char buf[WS_IPADDR_MAX];
+    assert_string_equal(WALK(&p, "Host", "example.com"), "peer");
+    assert_string_equal(WALK(&p, "X-Forwarded-For", ""), "peer");
+    assert_string_equal(WALK(&p, "X-Forwarded-For", " , ,\t"), "peer");
+    /* a header of another name that starts the same way */
+    assert_string_equal(WALK(&p, "X-Forwarded-Fort", "1.2.3.4"), "peer");
+    /* empty elements are ignored (RFC 9110 5.6.1), not taken for garbage */
+    assert_string_equal(WALK(&p, "X-Forwarded-For", ",1.2.3.4,, 10.0.0.2,"), "1.2.3.4");
+    ws_proxy_free(&p);
+}
+
+static void test_proxy_stops_at_an_element_that_is_not_an_address(void **state)
+{
+    (void)state;
+    ws_proxy_t p = trusting((const char *const[]){"10.0.0.0/8", NULL});
+    char buf[WS_IPADDR_MAX];
+    static const char *const bad[] = {
+        "unknown", "1.2.3.4:5678", "[::1]:80", "1.2.3", "01.2.3.4", "1.2.3.256", "::1%eth0",
+        "[1.2.3.4]", "[]", "1.2.3.4 5.6.7.8", "_hidden", "example.com", "1.2.3.4;x",
+        "fe80::1::2", "0x7f.0.0.1",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char v[64];
+        snprintf(v, sizeof v, "%s, 10.0.0.2", bad[i]);
+        assert_string_equal(WALK(&p, "X-Forwarded-For", v), "peer");
+        assert_string_equal(WALK(&p, "X-Forwarded-For", bad[i]), "peer");
+    }
+    /* garbage left of the client is never reached: the client is found first */
+    assert_string_equal(WALK(&p, "X-Forwarded-For", "unknown, 1.2.3.4, 10.0.0.2"), "1.2.3.4");
+    /* a NUL inside an element is not an address either */
+    ws_header_t h = {"X-Forwarded-For", 15, "1.2.3.4\0", 8};
+    ws_ipaddr_t a;
+    assert_int_equal(ws_proxy_client(&p, &h, 1, &a), 0);
+    ws_proxy_free(&p);
+}
+
+static void test_proxy_reads_ipv6_elements(void **state)
+{
+    (void)state;
+    ws_proxy_t p = trusting((const char *const[]){"::1", "fd00::/8", NULL});
+    char buf[WS_IPADDR_MAX];
+    assert_string_equal(WALK(&p, "X-Forwarded-For", "2001:db8::7, fd00::2"), "2001:db8::7");
+    assert_string_equal(WALK(&p, "X-Forwarded-For", "[2001:DB8::8]"), "2001:db8::8");
+    assert_string_equal(WALK(&p, "X-Forwarded-For", "1.2.3.4, ::1"), "1.2.3.4");
+    /* an IPv4-mapped address is the IPv4 client it names */
+    assert_string_equal(WALK(&p, "X-Forwarded-For", "::ffff:1.2.3.4"), "1.2.3.4");
+    ws_proxy_free(&p);
+}
+
+static void test_proxy_trusts_its_ranges_only(void **state)
+{
+    (void)state;
+    ws_proxy_t p = trusting((const char *const[]){"127.0.0.1/32", "10.0.0.0/8", "fd00::/8", NULL});
+    ws_ipaddr_t a;
+    assert_int_equal(ws_ipaddr_parse(&a, "127.0.0.1", 9), 0);
+    assert_true(ws_proxy_trusts(&p, &a));
+    assert_int_equal(ws_ipaddr_parse(&a, "127.0.0.2", 9), 0);
+    assert_false(ws_proxy_trusts(&p, &a));
+    assert_int_equal(ws_ipaddr_parse(&a, "10.255.0.1", 10), 0);
+    assert_true(ws_proxy_trusts(&p, &a));
+    assert_int_equal(ws_ipaddr_parse(&a, "fd12::1", 7), 0);
+    assert_true(ws_proxy_trusts(&p, &a));
+    assert_int_equal(ws_ipaddr_parse(&a, "fe00::1", 7), 0);
+    assert_false(ws_proxy_trusts(&p, &a));
+    /* the mapped form of a trusted IPv4 address, as a dual-stack socket reports it */
+    memset(&a, 0, sizeof a);
+    a.v6 = 1;
+    memcpy(a.addr, (const uint8_t[]){0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3}, 16);
+    assert_true(ws_proxy_trusts(&p, &a));
+    ws_proxy_free(&p);
+    /* an empty list trusts nobody */
+    assert_int_equal(ws_ipaddr_parse(&a, "127.0.0.1", 9), 0);
+    assert_false(ws_proxy_trusts(&p, &a));
+}
+
+static void test_proxy_refuses_bad_ranges_with_a_reason(void **state)
+{
+    (void)state;
+    ws_proxy_t p;
+    ws_proxy_init(&p);
+    char err[128];
+    static const char *const bad[] = {"", "10.0.0.0/33", "::/129", "localhost", "10.0.0.0/", "1.2.3.4/x"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = '\0';
+        assert_int_equal(ws_proxy_add(&p, bad[i], err, sizeof err), -1);
+        assert_true(strlen(err) > 0);
+    }
+    assert_int_equal(p.n, 0);
+    assert_int_equal(ws_proxy_add(&p, "10.0.0.0/33", err, sizeof err), -1);
+    assert_string_equal(err, "prefix length over 32 in '10.0.0.0/33'");
+    ws_proxy_free(&p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_proxy_takes_the_rightmost_untrusted_address),
+        cmocka_unit_test(test_proxy_combines_every_header_in_order),
+        cmocka_unit_test(test_proxy_takes_the_leftmost_when_every_hop_is_trusted),
+        cmocka_unit_test(test_proxy_without_a_header_or_element_keeps_the_peer),
+        cmocka_unit_test(test_proxy_stops_at_an_element_that_is_not_an_address),
+        cmocka_unit_test(test_proxy_reads_ipv6_elements),
+        cmocka_unit_test(test_proxy_trusts_its_ranges_only),
+        cmocka_unit_test(test_proxy_refuses_bad_ranges_with_a_reason),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
