@@ -85,6 +85,9 @@ struct ws_conn_s {
     uint64_t deadline;           /* clock time (ms) by which the close must happen; 0 = none */
 
     ws_pubsub_member_t subs;     /* topic memberships */
+    /* The client behind a trusted proxy (hub->proxies), as the latest
+     * request's X-Forwarded-For says; NULL: the TCP peer is the client. */
+    ws_ipaddr_t *client;
 };
 
 /* Reading stops (WS_PAUSE_BACKPRESSURE) once the outbound queue reaches half
