@@ -11,6 +11,8 @@ end
 function ws.on_message(conn, msg)
   if msg == "remote" then
     conn:send("remote " .. conn.remote)
+  elseif msg == "proto" then
+    conn:send("proto " .. tostring(conn.headers["x-forwarded-proto"]))
   else
     conn:send("new message :" .. msg)
   end
