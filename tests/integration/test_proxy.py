@@ -164,3 +164,10 @@ def test_a_bad_trusted_proxy_is_a_one_line_error_naming_the_option(tmp_path):
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("wspush: --trusted-proxy " + bad + ": "), p
         assert why in lines[0], p
+
+
+def test_over_tls_the_forwarded_address_is_read_the_same(spawn, pki):
+    s = behind(spawn, "--tls-cert", pki.fullchain, "--tls-key", pki.server_key)
+    s.use_tls(pki.client_context())
+    assert ws_remote(s, "1.2.3.4, 10.0.0.2") == "1.2.3.4"
+    assert http_remote(s, "6.6.6.6, 1.2.3.4") == "1.2.3.4"
