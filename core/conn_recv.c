@@ -2,6 +2,7 @@
  * later), the upgrade (decided by the host, maybe later), then WebSocket
  * frames handed to the host. Also the making of a connection, since the
  * transport's callbacks start here. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -387,7 +388,11 @@ static void answered(ws_conn_t *c)
         respond(c, p);
     pending_done(p);
     if (c->state == WS_CONN_HTTP) {
-        forget_client(c); /* a bad next request is the proxy's until it names its client */
+        /* A bad next request is the proxy's until it names its client. A
+         * connection that ends here keeps its client: an address counted
+         * (--max-per-ip, a refused upgrade) is released under that name. */
+        if (!c->end_after_write)
+            forget_client(c);
         ws_http_next(c->http);
     }
 }
@@ -397,6 +402,8 @@ static void answered(ws_conn_t *c)
  * requests of many clients. */
 static void find_client(ws_conn_t *c, const ws_hs_request_t *hs)
 {
+    /* A counted address is released under the name it was counted under. */
+    assert(!c->ip_counted);
     const ws_proxy_t *px = c->hub->proxies;
     ws_transport_t *t = c->t;
     ws_ipaddr_t peer = {.v6 = t->peer_v6}, client;

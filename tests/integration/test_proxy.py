@@ -171,3 +171,27 @@ def test_over_tls_the_forwarded_address_is_read_the_same(spawn, pki):
     s.use_tls(pki.client_context())
     assert ws_remote(s, "1.2.3.4, 10.0.0.2") == "1.2.3.4"
     assert http_remote(s, "6.6.6.6, 1.2.3.4") == "1.2.3.4"
+
+
+def test_an_upgrade_refused_after_a_wait_releases_the_forwarded_address(spawn):
+    """The limit is checked again when a waiting upgrade(req) decides: that
+    refusal has counted the forwarded address, and must release it under the
+    same name, or the address would stay blocked."""
+    s = behind(spawn, "--max-per-ip", "1")
+    xff = {"X-Forwarded-For": "1.2.3.4"}
+    slow = rawws.Conn(s.port, timeout=scaled(10))
+    try:
+        slow.send(("GET /slow?wait=%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+                   "X-Forwarded-For: 1.2.3.4\r\n\r\n" % (scaled(2), s.port, rawws.new_key()))
+                  .encode())
+        with rawws.upgrade(s.port, "/ws", headers=xff):
+            r = slow.read_response(timeout=scaled(10))
+            assert r.status == 503, "the place was taken while /slow waited: %r" % r
+    finally:
+        slow.close()
+
+    def admitted():
+        with rawws.Conn(s.port) as c:
+            return c.handshake("/ws", headers=xff).status == 101
+    wait_for(admitted, timeout=scaled(5), desc="1.2.3.4 admitted once both connections closed")

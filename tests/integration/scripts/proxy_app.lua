@@ -18,7 +18,15 @@ function ws.on_message(conn, msg)
   end
 end
 
+-- /slow: the same, with an upgrade that waits ?wait= seconds first.
+local slow = { open = ws.open, on_message = ws.on_message }
+function slow.upgrade(req)
+  wspush.sleep(tonumber(req.query.wait) or 0)
+  return true
+end
+
 return {
+  ["/slow"] = slow,
   ["/"] = function() return "the page" end,
   ["/ws"] = ws,
   ["/index"] = function() return "Hello world" end,
