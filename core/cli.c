@@ -147,6 +147,9 @@ static const opt_t opts[] = {
      "let wspush.fetch reach this range though it is link-local (repeatable)"},
     {"fetch-deny", 0, OPT_LIST, FIELD(fetch_deny), 0, 0, NULL, "CIDR",
      "refuse wspush.fetch this range too (repeatable; link-local is refused already)"},
+    {"trusted-proxy", 0, OPT_LIST, FIELD(trusted_proxy), 0, 0, NULL, "CIDR",
+     "a reverse proxy's address or range: from there the client's address is read from "
+     "X-Forwarded-For (repeatable; a bare address is /32 or /128)"},
     {"tls-cert", 0, OPT_STRING, FIELD(tls_cert), 0, 0, NULL, "FILE",
      "serve wss:// and https:// with this PEM certificate (its chain may follow it); "
      "reloaded on change and on SIGHUP"},

@@ -51,6 +51,7 @@ typedef struct {
     int max_outbound;        /* --max-outbound N, default 256: wspush.fetch's connections */
     ws_cli_list_t fetch_allow; /* --fetch-allow CIDR (repeatable): allowed though link-local */
     ws_cli_list_t fetch_deny;  /* --fetch-deny CIDR (repeatable): refused to wspush.fetch */
+    ws_cli_list_t trusted_proxy; /* --trusted-proxy CIDR (repeatable): X-Forwarded-For is believed from there */
     double lua_timeout;      /* --lua-timeout SECONDS, default 5: budget of one Lua callback */
     size_t lua_max_memory;   /* --lua-max-memory BYTES, default 512 MiB: cap on the Lua heap */
     int compression;         /* --compression / --no-compression, default on */

@@ -74,8 +74,22 @@ void ws_conn_shed(ws_conn_t *c, uint64_t now)
     ws_conn_close(c, WS_CLOSE_TRY_AGAIN, msg, sizeof msg - 1);
 }
 void ws_conn_want_drain(ws_conn_t *c) { c->want_drain = 1; }
-void ws_conn_ip(const ws_conn_t *c, char *out, size_t len) { ws_transport_ip(c->t, out, len); }
-void ws_conn_remote(const ws_conn_t *c, char *out, size_t len) { ws_transport_peer(c->t, out, len); }
+/* The client's address, which everyone reads (limits, logs, Lua): behind a
+ * trusted proxy the forwarded one, which has no port. */
+void ws_conn_ip(const ws_conn_t *c, char *out, size_t len)
+{
+    if (c->client)
+        ws_ipaddr_format(c->client, out, len);
+    else
+        ws_transport_ip(c->t, out, len);
+}
+void ws_conn_remote(const ws_conn_t *c, char *out, size_t len)
+{
+    if (c->client)
+        ws_ipaddr_format(c->client, out, len);
+    else
+        ws_transport_peer(c->t, out, len);
+}
 
 /* --- lifecycle --- */
 
@@ -177,7 +191,7 @@ void ws__conn_on_close(void *ud)
     h->nconns--;
     if (c->tcp_counted) {
         char ip[WS_REMOTE_MAX];
-        ws_conn_ip(c, ip, sizeof ip);
+        ws_transport_ip(c->t, ip, sizeof ip); /* counted before any header was read */
         ws_hub_ip_dec(h, WS_TALLY_IP_TCP, ip);
     }
     ws_outq_free(&c->out);
@@ -194,6 +208,7 @@ void ws__conn_on_close(void *ud)
     }
     free(c->acc);
     free(c->close_reason);
+    free(c->client);
     free(c);
     if (h->gone)
         h->gone(h->gone_ud);

@@ -97,6 +97,9 @@ struct ws_conn_s {
 
     ws_pubsub_member_t subs;     /* topic memberships */
     ws_conn_access_t *acc;       /* an open WebSocket's, with --access-log; else NULL */
+    /* The client behind a trusted proxy (hub->proxies), as the latest
+     * request's X-Forwarded-For says; NULL: the TCP peer is the client. */
+    ws_ipaddr_t *client;
 };
 
 /* Reading stops (WS_PAUSE_BACKPRESSURE) once the outbound queue reaches half

@@ -2,6 +2,7 @@
  * later), the upgrade (decided by the host, maybe later), then WebSocket
  * frames handed to the host. Also the making of a connection, since the
  * transport's callbacks start here. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,7 @@ static void admit(ws_conn_t *c)
     ws_hub_t *h = c->hub;
     const ws_config_t *cfg = &h->cfg;
     char ip[WS_REMOTE_MAX];
-    ws_conn_ip(c, ip, sizeof ip);
+    ws_transport_ip(c->t, ip, sizeof ip); /* no header read yet: the peer's, proxy or not */
     if (cfg->accept_rate > 0) {
         uint64_t now = now_ms(c);
         if (now - h->accepts_since >= 1000) {
@@ -360,6 +361,12 @@ static void upgraded(ws_conn_t *c, ws_pending_t *p)
 
 /* --- requests --- */
 
+static void forget_client(ws_conn_t *c)
+{
+    free(c->client);
+    c->client = NULL;
+}
+
 /* A one-element cache: requests answered at once need no allocation. */
 static ws_pending_t *spare;
 
@@ -400,8 +407,35 @@ static void answered(ws_conn_t *c)
     if (!c->is_ws)
         c->pending = NULL;
     pending_done(p);
-    if (c->state == WS_CONN_HTTP)
+    if (c->state == WS_CONN_HTTP) {
+        /* A bad next request is the proxy's until it names its client. A
+         * connection that ends here keeps its client: an address counted
+         * (--max-per-ip, a refused upgrade) is released under that name. */
+        if (!c->end_after_write)
+            forget_client(c);
         ws_http_next(c->http);
+    }
+}
+
+/* Behind a trusted proxy the client is who X-Forwarded-For says (proxy.h).
+ * Each request says it anew: a proxy's keep-alive connection carries the
+ * requests of many clients. */
+static void find_client(ws_conn_t *c, const ws_hs_request_t *hs)
+{
+    /* A counted address is released under the name it was counted under. */
+    assert(!c->ip_counted);
+    const ws_proxy_t *px = c->hub->proxies;
+    ws_transport_t *t = c->t;
+    ws_ipaddr_t peer = {.v6 = t->peer_v6}, client;
+    memcpy(peer.addr, t->peer_addr, sizeof peer.addr);
+    if (t->peer_known && ws_proxy_trusts(px, &peer) &&
+        ws_proxy_client(px, hs->headers, hs->nheaders, &client)) {
+        if (!c->client)
+            c->client = ws_malloc(sizeof *c->client);
+        *c->client = client;
+    } else {
+        forget_client(c);
+    }
 }
 
 static void request(ws_conn_t *c)
@@ -409,6 +443,8 @@ static void request(ws_conn_t *c)
     ws_hub_t *h = c->hub;
     ws_pending_t *p = pending_new();
     ws_http_request(c->http, &p->hs, p->hdrs);
+    if (h->proxies)
+        find_client(c, &p->hs);
     p->req.hs = &p->hs;
     p->req.url = ws_http_url(c->http, &p->req.url_len);
     p->req.body = ws_http_body(c->http, &p->req.body_len);

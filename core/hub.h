@@ -21,6 +21,7 @@
 #include "deflate.h"
 #include "host.h"
 #include "iptab.h"
+#include "proxy.h"
 #include "pubsub.h"
 #include "refusals.h"
 #include "tally.h"
@@ -75,6 +76,9 @@ typedef struct ws_hub_s {
     int refusing;       /* upgrades refused since the total neared the budget */
     size_t shed, shed_bytes; /* connections shed in this episode, and what they held */
     ws_refusals_t refusals; /* refusals (403, 413, 429, 503...): logged once per episode */
+    /* --trusted-proxy: peers whose X-Forwarded-For names the client, or NULL
+     * (set by the driver; X-Forwarded-For is then never read). */
+    const ws_proxy_t *proxies;
 } ws_hub_t;
 
 /* Set up a hub over io with the server's settings cfg (copied). The host is

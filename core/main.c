@@ -46,6 +46,7 @@ typedef struct {
     ws_worker_t worker;  /* with --workers: this process is worker.id of worker.count */
     int is_worker;
     ws_broker_t *broker; /* --broker, or NULL */
+    ws_proxy_t proxies;  /* --trusted-proxy */
 } app_t;
 
 static void apply_tls(void *ud, ws_tls_ctx_t *ctx)
@@ -321,11 +322,27 @@ static int start_fetcher(app_t *a, char *err, size_t errlen)
     return 0;
 }
 
+/* --trusted-proxy's ranges, read before anything starts (the supervisor's
+ * workers read them again from the same command line). 0, or -1 with a
+ * one-line message in err. */
+static int trusted_proxies(app_t *a, char *err, size_t errlen)
+{
+    char why[256];
+    for (unsigned i = 0; i < a->cfg.trusted_proxy.n; i++) {
+        if (ws_proxy_add(&a->proxies, a->cfg.trusted_proxy.v[i], why, sizeof why) != 0) {
+            snprintf(err, errlen, "--trusted-proxy %s: %s", a->cfg.trusted_proxy.v[i], why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Build the layers bottom up; on failure a one-line message in err. */
 static int start(app_t *a, uv_loop_t *loop, char *err, size_t errlen)
 {
     ws_io_init(&a->io, loop);
     ws_hub_init(&a->hub, &a->io, &a->cfg);
+    a->hub.proxies = a->proxies.n ? &a->proxies : NULL;
     ws_deflate_set_mem_limit(a->cfg.compression_max_memory);
     if (a->is_worker && ws_worker_attach(&a->worker, &a->hub, err, errlen) != 0)
         goto fail;
@@ -481,6 +498,10 @@ int main(int argc, char **argv)
         int rc = ws_control_ask(app.cfg.reload, "reload", 60000, msg, sizeof msg);
         fprintf(rc ? stderr : stdout, "%s%s\n", rc ? "wspush: " : "", msg);
         return rc;
+    }
+    if (trusted_proxies(&app, err, sizeof err) != 0) {
+        fprintf(stderr, "wspush: %s\n", err);
+        return 1;
     }
     const char *role = getenv("WSPUSH_ROLE");
     if (app.cfg.check || (role && strcmp(role, "check") == 0))

@@ -9,7 +9,7 @@ pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev liburing-
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(libcmocka-dev lua-busted python3 python3-websockets python3-pytest nodejs node-ws
          chromium procps curl valgrind clang libclang-rt-14-dev redis-server lua-check
-         python3-prometheus-client dpkg-dev file)
+         python3-prometheus-client dpkg-dev file nginx)
 fi
 if [ "${1:-}" = "--list" ]; then
   printf '%s\n' "${pkgs[@]}"
@@ -23,5 +23,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -q
+  # A package's postinst would start its daemon (nginx on port 80); the tests
+  # run their own on free ports. policy-rc.d answering 101 tells invoke-rc.d
+  # to start nothing: made for this install only, unless one is there already.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

@@ -10,7 +10,7 @@
 ---@field query table<string, string> decoded query
 ---@field params table<string, string> route captures
 ---@field headers table<string, string> request headers, case-insensitive
----@field remote string peer address, "127.0.0.1:50412"
+---@field remote string the client's address, "127.0.0.1:50412"; behind a --trusted-proxy the forwarded one, without a port ("203.0.113.7")
 ---@field subprotocol string|nil the negotiated subprotocol
 ---@field data table your own per-connection state
 local Conn = {}
@@ -66,7 +66,7 @@ function Conn:is_open() end
 ---@field body string
 ---@field json any the decoded body, when it is JSON
 ---@field form table<string, string>|nil the decoded body, when it is a form
----@field remote string peer address
+---@field remote string the client's address, as conn.remote (behind a --trusted-proxy, this request's forwarded one)
 
 ---@class wspush.Timer
 local Timer = {}

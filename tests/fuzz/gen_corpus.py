@@ -300,3 +300,17 @@ URLS = {
 for name, (base, ref) in URLS.items():
     n = len(base)
     write("url", name, bytes([n >> 8, n & 255]) + base + ref)
+
+# proxy: lines of X-Forwarded-For values ('#' starts a header of another
+# name; fuzz_proxy.c), behind 10.0.0.0/8, 127.0.0.1, fd00::/8 and
+# ::ffff:192.168.0.0/112.
+PROXY = {
+    "chain": b"1.2.3.4, 10.0.0.2",
+    "two_headers": b"6.6.6.6, 1.2.3.4\n#x\n10.0.0.3",
+    "garbage": b"unknown, 10.0.0.2",
+    "ipv6": b"2001:db8::7, [fd00::2]\n::ffff:192.168.1.1",
+    "all_trusted": b"10.0.0.7,,127.0.0.1, ",
+    "port": b"1.2.3.4:80",
+}
+for name, data in PROXY.items():
+    write("proxy", name, data)

@@ -11,7 +11,7 @@ set -eu
 SECS=${1:-60}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-$ROOT/build-fuzz}
-TARGETS=${TARGETS:-"frame message utf8 http tokens deflate route host httpc url tls"}
+TARGETS=${TARGETS:-"frame message utf8 http tokens deflate route host httpc url tls proxy"}
 JOBS=${JOBS:-1}
 
 if [ ! -x "$BUILD/fuzz_frame" ]; then

@@ -138,9 +138,10 @@ class Conn:
     Over TLS when `tls` (an ssl.SSLContext) is given or the port is a TLSPort."""
 
     def __init__(self, port, host="127.0.0.1", timeout=DEFAULT_TIMEOUT, tls=None,
-                 server_hostname=None, suppress_ragged_eofs=True):
+                 server_hostname=None, suppress_ragged_eofs=True, source=None):
         self.timeout = timeout
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tls = tls or getattr(port, "tls", None)
         if tls is not None:

@@ -415,6 +415,7 @@ static const opt_case_t cases[] = {
     {"fetch-allow", K_LIST, F(fetch_allow), "169.254.169.254/32", 0, 0, "169.254.169.254/32", NULL,
      NULL},
     {"fetch-deny", K_LIST, F(fetch_deny), "10.0.0.0/8", 0, 0, "10.0.0.0/8", NULL, NULL},
+    {"trusted-proxy", K_LIST, F(trusted_proxy), "::1", 0, 0, "::1", NULL, NULL},
     {"tls-cert", K_STR, F(tls_cert), "c.pem", 0, 0, "c.pem", NULL, NULL},
     {"broker", K_STR, F(broker), "redis://r:6379", 0, 0, "redis://r:6379", NULL, NULL},
     {"broker-file", K_STR, F(broker_file), "/etc/b", 0, 0, "/etc/b", NULL, NULL},
