@@ -3,6 +3,7 @@ one X-Forwarded-For names (the rightmost address that is not itself a trusted
 hop), for conn.remote, req.remote, the refusal log and --max-per-ip; from any
 other peer the header means nothing. The proxy here is the test itself,
 connecting from 127.0.0.1."""
+import json
 import re
 import subprocess
 
@@ -195,3 +196,18 @@ def test_an_upgrade_refused_after_a_wait_releases_the_forwarded_address(spawn):
         with rawws.Conn(s.port) as c:
             return c.handshake("/ws", headers=xff).status == 101
     wait_for(admitted, timeout=scaled(5), desc="1.2.3.4 admitted once both connections closed")
+
+
+def test_the_access_log_names_the_forwarded_client(spawn):
+    """An HTTP request's record and a closed WebSocket's record name the
+    client the proxy forwarded for, not the proxy."""
+    s = behind(spawn, "--access-log", "-", "--log-format", "json")
+    assert http_remote(s, "1.2.3.4, 10.0.0.2") == "1.2.3.4"
+    assert ws_remote(s, "5.6.7.8") == "5.6.7.8"
+
+    def records():
+        recs = [json.loads(line) for line in s.log.splitlines()]
+        return [r for r in recs if r["msg"] == "access"]
+    recs = wait_for(lambda: (lambda a: len(a) == 2 and a)(records()),
+                    desc="the request's and the WebSocket's access records")
+    assert [(r["kind"], r["remote"]) for r in recs] == [("http", "1.2.3.4"), ("ws", "5.6.7.8")], recs
