@@ -55,6 +55,10 @@ typedef struct ws_hub_s {
     size_t nconns;      /* entries in conns and open */
     size_t nopen;       /* WebSocket connections in state OPEN */
     uint64_t next_id;
+    /* Connections, requests and messages handed to the host: while it does
+     * not move the server is quiet (pings and pongs alone do not count: a
+     * server of idle connections that pings them is quiet). */
+    uint64_t work;
     /* With workers: the counts the server's workers share (ids, open
      * connections, memory, addresses), so limits hold for the whole server.
      * NULL in a lone process. */

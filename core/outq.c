@@ -30,13 +30,17 @@ typedef struct wreq_s {
 #define WREQ_POOL_MAX 16384
 static wreq_t *wreq_pool;
 static size_t wreq_npool;
+/* The fewest pooled since the last ws_outq_trim_pool: that many were not
+ * needed for a whole period. */
+static size_t wreq_low;
 
 static wreq_t *wreq_new(size_t n)
 {
     wreq_t *r = wreq_pool;
     if (n <= WREQ_SMALL && r) {
         wreq_pool = r->next_free;
-        wreq_npool--;
+        if (--wreq_npool < wreq_low)
+            wreq_low = wreq_npool;
     } else {
         uint32_t cap = n <= WREQ_SMALL ? WREQ_SMALL : (uint32_t)n;
         r = ws_malloc(sizeof *r + cap * (sizeof *r->iov + sizeof *r->chunks));
@@ -61,7 +65,17 @@ void ws_outq_release_pool(void)
         wreq_pool = r->next_free;
         wreq_free(r);
     }
-    wreq_npool = 0;
+    wreq_npool = wreq_low = 0;
+}
+
+void ws_outq_trim_pool(void)
+{
+    for (; wreq_low > 0 && wreq_pool; wreq_low--, wreq_npool--) {
+        wreq_t *r = wreq_pool;
+        wreq_pool = r->next_free;
+        wreq_free(r);
+    }
+    wreq_low = wreq_npool;
 }
 
 void ws_outq_push(ws_outq_t *q, ws_chunk_t *k)
@@ -79,12 +93,14 @@ void ws_outq_push(ws_outq_t *q, ws_chunk_t *k)
 }
 
 /* Room for n private bytes at the end of the queue. Appending to the last
- * chunk when we are its only owner coalesces small frames into one write. */
-static uint8_t *reserve(ws_outq_t *q, size_t n)
+ * chunk when we are its only owner coalesces small frames into one write.
+ * Otherwise a standard chunk, for the frames that may follow; or, when exact,
+ * one of n bytes. */
+static uint8_t *reserve(ws_outq_t *q, size_t n, int exact)
 {
     ws_chunk_t *t = q->qn ? q->q[q->qn - 1] : NULL;
     if (!t || t->refs != 1 || t->cap - t->len < n) {
-        t = ws_chunk_new(n);
+        t = exact ? ws_chunk_new_exact(n) : ws_chunk_new(n);
         ws_outq_push(q, t);
     }
     uint8_t *p = t->data + t->len;
@@ -96,17 +112,27 @@ static uint8_t *reserve(ws_outq_t *q, size_t n)
 void ws_outq_raw(ws_outq_t *q, const void *data, size_t len)
 {
     if (len)
-        memcpy(reserve(q, len), data, len);
+        memcpy(reserve(q, len, 0), data, len);
+}
+
+static void frame(ws_outq_t *q, unsigned op, const void *data, size_t len, int exact)
+{
+    uint8_t hdr[WS_FRAME_HDR_MAX];
+    size_t hl = ws_frame_write_header(hdr, WS_FRAME_FIN | op, len, NULL);
+    uint8_t *p = reserve(q, hl + len, exact);
+    memcpy(p, hdr, hl);
+    if (len)
+        memcpy(p + hl, data, len);
 }
 
 void ws_outq_frame(ws_outq_t *q, unsigned op, const void *data, size_t len)
 {
-    uint8_t hdr[WS_FRAME_HDR_MAX];
-    size_t hl = ws_frame_write_header(hdr, WS_FRAME_FIN | op, len, NULL);
-    uint8_t *p = reserve(q, hl + len);
-    memcpy(p, hdr, hl);
-    if (len)
-        memcpy(p + hl, data, len);
+    frame(q, op, data, len, 0);
+}
+
+void ws_outq_control(ws_outq_t *q, unsigned op, const void *data, size_t len)
+{
+    frame(q, op, data, len, 1);
 }
 
 /* Drop whole frames from a chunk only the queue holds, from offset off on,

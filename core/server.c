@@ -76,9 +76,10 @@ static void on_prepare(uv_prepare_t *h)
  * burst's peak. */
 static void give_back_memory(ws_server_t *s)
 {
-    uint64_t reads = s->hub->io->reads;
-    if (reads != s->reads_seen) {
-        s->reads_seen = reads;
+    ws_outq_trim_pool();
+    uint64_t work = s->hub->work;
+    if (work != s->work_seen) {
+        s->work_seen = work;
         s->mem_dirty = 1;
         return;
     }
