@@ -48,6 +48,8 @@ typedef struct ws_hub_s {
     ws_iptab_t accepts; /* connections accepted per address in this second (--accept-rate) */
     uint64_t accepts_since; /* clock time the accepts window began */
     ws_buf_t zin, zout; /* scratch for one inflated / compressed message at a time */
+    ws_chunk_t *ping;   /* our ping frame, shared by every queue it is in: the
+                           sweep pings every idle connection at once */
 
     ws_conn_t *conns;   /* live connections not OPEN: HTTP, closing (intrusive list) */
     ws_conn_t *open;    /* open WebSocket connections (intrusive list) */

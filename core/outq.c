@@ -25,24 +25,31 @@ typedef struct wreq_s {
     uv_buf_t iov[];              /* [cap] */
 } wreq_t;
 
-/* Most writes carry a few chunks (small frames coalesce into one). */
+/* Most writes carry one chunk (small frames coalesce into one; a ping to
+ * every idle connection is one each), the others a few. Pooled by these two
+ * capacities; longer ones are made to measure. */
+#define WREQ_ONE 1
 #define WREQ_SMALL 8
 #define WREQ_POOL_MAX 16384
-static wreq_t *wreq_pool;
-static size_t wreq_npool;
-/* The fewest pooled since the last ws_outq_trim_pool: that many were not
- * needed for a whole period. */
-static size_t wreq_low;
+static struct {
+    wreq_t *head;
+    size_t n;
+    size_t low; /* the fewest pooled since the last ws_outq_trim_pool: that
+                   many were not needed for a whole period */
+} pools[2];
+
+static int pool_of(uint32_t cap) { return cap == WREQ_ONE ? 0 : cap == WREQ_SMALL ? 1 : -1; }
 
 static wreq_t *wreq_new(size_t n)
 {
-    wreq_t *r = wreq_pool;
-    if (n <= WREQ_SMALL && r) {
-        wreq_pool = r->next_free;
-        if (--wreq_npool < wreq_low)
-            wreq_low = wreq_npool;
+    uint32_t cap = n <= WREQ_ONE ? WREQ_ONE : n <= WREQ_SMALL ? WREQ_SMALL : (uint32_t)n;
+    int k = pool_of(cap);
+    wreq_t *r = k >= 0 ? pools[k].head : NULL;
+    if (r) {
+        pools[k].head = r->next_free;
+        if (--pools[k].n < pools[k].low)
+            pools[k].low = pools[k].n;
     } else {
-        uint32_t cap = n <= WREQ_SMALL ? WREQ_SMALL : (uint32_t)n;
         r = ws_malloc(sizeof *r + cap * (sizeof *r->iov + sizeof *r->chunks));
         r->cap = cap;
         r->w._uv = NULL;
@@ -58,24 +65,29 @@ static void wreq_free(wreq_t *r)
     free(r);
 }
 
-void ws_outq_release_pool(void)
+/* Free up to n of pool k's requests. */
+static size_t pool_free(int k, size_t n)
 {
-    while (wreq_pool) {
-        wreq_t *r = wreq_pool;
-        wreq_pool = r->next_free;
+    size_t freed = 0;
+    for (; freed < n && pools[k].head; freed++) {
+        wreq_t *r = pools[k].head;
+        pools[k].head = r->next_free;
         wreq_free(r);
     }
-    wreq_npool = wreq_low = 0;
+    pools[k].n -= freed;
+    pools[k].low = pools[k].n;
+    return freed;
+}
+
+size_t ws_outq_release_pool(void)
+{
+    return pool_free(0, SIZE_MAX) + pool_free(1, SIZE_MAX);
 }
 
 void ws_outq_trim_pool(void)
 {
-    for (; wreq_low > 0 && wreq_pool; wreq_low--, wreq_npool--) {
-        wreq_t *r = wreq_pool;
-        wreq_pool = r->next_free;
-        wreq_free(r);
-    }
-    wreq_low = wreq_npool;
+    pool_free(0, pools[0].low);
+    pool_free(1, pools[1].low);
 }
 
 void ws_outq_push(ws_outq_t *q, ws_chunk_t *k)
@@ -230,10 +242,11 @@ void ws_outq_written(ws_outq_t *q, ws_write_t *w)
     }
     for (size_t i = 0; i < r->n; i++)
         ws_chunk_unref(r->chunks[i]);
-    if (r->cap == WREQ_SMALL && wreq_npool < WREQ_POOL_MAX) {
-        r->next_free = wreq_pool;
-        wreq_pool = r;
-        wreq_npool++;
+    int k = pool_of(r->cap);
+    if (k >= 0 && pools[k].n < WREQ_POOL_MAX) {
+        r->next_free = pools[k].head;
+        pools[k].head = r;
+        pools[k].n++;
     } else {
         wreq_free(r);
     }

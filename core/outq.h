@@ -70,8 +70,8 @@ void ws_outq_free(ws_outq_t *q);
 /* Release the queue's array when nothing is queued or being written.
  * Returns 1 if there was one to release. */
 int ws_outq_trim(ws_outq_t *q);
-/* Free the pool of write requests (the server is quiet). */
-void ws_outq_release_pool(void);
+/* Free the pool of write requests (the server is quiet); returns how many. */
+size_t ws_outq_release_pool(void);
 /* Free the pooled write requests that no write needed since the last call
  * (a sweep period): a burst's requests do not stay while the server is never
  * quiet (pings every few seconds). */

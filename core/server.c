@@ -83,8 +83,11 @@ static void give_back_memory(ws_server_t *s)
         s->mem_dirty = 1;
         return;
     }
-    if (s->mem_dirty && (!s->quiet || s->quiet(s->quiet_ud))) {
-        ws_outq_release_pool();
+    /* Quiet, but pings still go out: the requests they pooled go back too. */
+    size_t released = ws_outq_release_pool();
+    if (s->mem_dirty && s->quiet && !s->quiet(s->quiet_ud))
+        return;
+    if (s->mem_dirty || released) {
 #ifdef __GLIBC__
         malloc_trim(0);
 #endif
