@@ -43,9 +43,8 @@ static box_t *check_box(lua_State *L, int i)
 {
     box_t *b = lua_touserdata(L, i);
     if (b && lua_getmetatable(L, i)) {
-        /* Two tables: lua_rawequal compares their addresses (cheaper than
-         * two lua_topointer, which switch on the type). */
-        int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+        /* Table identity: lua_rawequal would go through the generic equality. */
+        int ok = lua_topointer(L, -1) == lua_topointer(L, lua_upvalueindex(1));
         lua_pop(L, 1);
         if (ok)
             return b;
