@@ -315,6 +315,7 @@ void ws_conn_sweep(ws_conn_t *c, uint64_t now)
             }
         } else if (now - c->t_rx >= (uint64_t)(cfg->ping_interval * 1000)) {
             ws_outq_push(&c->out, ws_chunk_ref(c->hub->ping));
+            c->hub->pings++;
             ws__conn_mark_dirty(c);
             c->t_ping = now;
         }

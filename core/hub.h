@@ -61,6 +61,7 @@ typedef struct ws_hub_s {
      * not move the server is quiet (pings and pongs alone do not count: a
      * server of idle connections that pings them is quiet). */
     uint64_t work;
+    uint64_t pings;     /* sent by the sweeps (a quiet server trims after a round) */
     /* With workers: the counts the server's workers share (ids, open
      * connections, memory, addresses), so limits hold for the whole server.
      * NULL in a lone process. */
