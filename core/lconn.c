@@ -397,6 +397,11 @@ void ws__lconn_push(ws_lhost_t *lh, lua_State *L, ws_conn_t *c)
     lua_replace(L, -2); /* cheaper than lua_remove's rotation: it runs per event */
 }
 
+void ws__lconn_push_in_task(lua_State *co, ws_conn_t *c)
+{
+    lua_rawgeti(co, WS_LTASK_CONNS_IDX, (lua_Integer)ws_conn_id(c));
+}
+
 void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c)
 {
     lua_State *L = lh->L;
