@@ -20,7 +20,9 @@ typedef struct wreq_s {
     ws_write_t w;                /* first: a ws_write_t is its wreq */
     struct wreq_s *next_free;
     size_t held;                 /* bytes of its chunks (sent or not: freed at completion) */
-    uint32_t n, cap;
+    uint32_t n;
+    uint16_t cap;                /* at most IOV_MAX_WRITE */
+    int16_t pool;                /* index in pools, or -1 when made to measure */
     ws_chunk_t **chunks;         /* [cap], after iov */
     uv_buf_t iov[];              /* [cap] */
 } wreq_t;
@@ -38,22 +40,21 @@ static struct {
                    many were not needed for a whole period */
 } pools[2];
 
-static int pool_of(uint32_t cap) { return cap == WREQ_ONE ? 0 : cap == WREQ_SMALL ? 1 : -1; }
-
 static wreq_t *wreq_new(size_t n)
 {
-    uint32_t cap = n <= WREQ_ONE ? WREQ_ONE : n <= WREQ_SMALL ? WREQ_SMALL : (uint32_t)n;
-    int k = pool_of(cap);
+    int k = n <= WREQ_ONE ? 0 : n <= WREQ_SMALL ? 1 : -1;
     wreq_t *r = k >= 0 ? pools[k].head : NULL;
     if (r) {
         pools[k].head = r->next_free;
         if (--pools[k].n < pools[k].low)
             pools[k].low = pools[k].n;
     } else {
-        r = ws_malloc(sizeof *r + cap * (sizeof *r->iov + sizeof *r->chunks));
-        r->cap = cap;
+        uint16_t room = k == 0 ? WREQ_ONE : k == 1 ? WREQ_SMALL : (uint16_t)n;
+        r = ws_malloc(sizeof *r + room * (sizeof *r->iov + sizeof *r->chunks));
+        r->cap = room;
+        r->pool = (int16_t)k;
         r->w._uv = NULL;
-        r->chunks = (ws_chunk_t **)(r->iov + cap);
+        r->chunks = (ws_chunk_t **)(r->iov + room);
     }
     r->n = 0;
     return r;
@@ -242,7 +243,7 @@ void ws_outq_written(ws_outq_t *q, ws_write_t *w)
     }
     for (size_t i = 0; i < r->n; i++)
         ws_chunk_unref(r->chunks[i]);
-    int k = pool_of(r->cap);
+    int k = r->pool;
     if (k >= 0 && pools[k].n < WREQ_POOL_MAX) {
         r->next_free = pools[k].head;
         pools[k].head = r;
