@@ -337,7 +337,8 @@ void ws_conn_sweep(ws_conn_t *c, uint64_t now)
                 return;
             }
         } else if (now - c->t_rx >= (uint64_t)(cfg->ping_interval * 1000)) {
-            ws_outq_frame(&c->out, WS_OP_PING, NULL, 0);
+            ws_outq_push(&c->out, ws_chunk_ref(c->hub->ping));
+            c->hub->pings++;
             ws__conn_mark_dirty(c);
             c->t_ping = now;
         }

@@ -77,6 +77,7 @@ ws_conn_t *ws_conn_new(ws_hub_t *h, ws_transport_t *t)
     c->hub = h;
     c->t = t;
     c->id = ws_hub_new_id(h);
+    h->work++;
     c->state = WS_CONN_HTTP;
     c->close_code = WS_CLOSE_ABNORMAL;
     c->max_buffered = cfg->max_buffered;
@@ -133,6 +134,7 @@ static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t
         c->t_msg = now_ms(c);
         if (c->acc)
             c->acc->msgs_in++;
+        c->hub->work++;
         if (flags & WS_MSG_COMPRESSED) {
             /* The size limit holds for the inflated message, enforced while inflating. */
             ws_buf_t *z = &c->hub->zin;
@@ -158,7 +160,7 @@ static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t
         break;
     case WS_OP_PING:
         if (c->state == WS_CONN_OPEN) {
-            ws_outq_frame(&c->out, WS_OP_PONG, data, len);
+            ws_outq_control(&c->out, WS_OP_PONG, data, len);
             ws__conn_mark_dirty(c);
             host->control(hud, c, op, data, len);
         }
@@ -442,6 +444,7 @@ static void request(ws_conn_t *c)
 {
     ws_hub_t *h = c->hub;
     ws_pending_t *p = pending_new();
+    h->work++;
     ws_http_request(c->http, &p->hs, p->hdrs);
     if (h->proxies)
         find_client(c, &p->hs);

@@ -113,9 +113,11 @@ void ws_frame_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t of
          * keeps the loads and stores legal at any alignment. */
         uint8_t kb[8];
         uint64_t k, w;
-        for (unsigned j = 0; j < 8; j++)
-            kb[j] = mask[(ph + j) & 3];
-        memcpy(&k, kb, 8);
+        memcpy(kb, mask, 4);
+        memcpy(kb + 4, mask, 4);
+        uint32_t k32;
+        memcpy(&k32, kb + ph, 4);
+        k = (uint64_t)k32 * UINT64_C(0x100000001); /* the 4 key bytes from the phase on, twice */
         for (; len - i >= 8; i += 8) {
             memcpy(&w, data + i, 8);
             w ^= k;

@@ -6,6 +6,7 @@
 
 #include "conn.h"
 #include "error.h"
+#include "frame.h"
 #include "log.h"
 #include "mem.h"
 
@@ -52,6 +53,8 @@ void ws_hub_init(ws_hub_t *h, ws_io_t *io, const ws_config_t *cfg)
     h->deflate_cfg.client_no_context_takeover = !cfg->compression_context;
     h->deflate_cfg.release_idle = !cfg->compression_context;
     h->slow_ms = slow_period(cfg);
+    h->ping = ws_chunk_new_exact(2);
+    h->ping->len = ws_frame_write_header(h->ping->data, WS_FRAME_FIN | WS_OP_PING, 0, NULL);
 }
 
 void ws_hub_set_host(ws_hub_t *h, const ws_host_ops_t *ops, void *ud)
@@ -69,6 +72,7 @@ void ws_hub_free(ws_hub_t *h)
     ws_iptab_free(&h->accepts);
     ws_buf_free(&h->zin);
     ws_buf_free(&h->zout);
+    ws_chunk_unref(h->ping);
 }
 
 /* Writes queued during one loop iteration leave in one system call per

@@ -49,6 +49,8 @@ typedef struct ws_hub_s {
     ws_iptab_t accepts; /* connections accepted per address in this second (--accept-rate) */
     uint64_t accepts_since; /* clock time the accepts window began */
     ws_buf_t zin, zout; /* scratch for one inflated / compressed message at a time */
+    ws_chunk_t *ping;   /* our ping frame, shared by every queue it is in: the
+                           sweep pings every idle connection at once */
 
     ws_conn_t *conns;   /* live connections not OPEN: HTTP, closing (intrusive list) */
     ws_conn_t *open;    /* open WebSocket connections (intrusive list) */
@@ -56,6 +58,11 @@ typedef struct ws_hub_s {
     size_t nconns;      /* entries in conns and open */
     size_t nopen;       /* WebSocket connections in state OPEN */
     uint64_t next_id;
+    /* Connections, requests and messages handed to the host: while it does
+     * not move the server is quiet (pings and pongs alone do not count: a
+     * server of idle connections that pings them is quiet). */
+    uint64_t work;
+    uint64_t pings;     /* sent by the sweeps (a quiet server trims after a round) */
     /* With workers: the counts the server's workers share (ids, open
      * connections, memory, addresses), so limits hold for the whole server.
      * NULL in a lone process. */

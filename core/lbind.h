@@ -153,6 +153,11 @@ struct ws_lwait_s {
     void (*cancel)(ws_lwait_t *w);
 };
 
+/* The host's connections table sits at the bottom of every task's stack,
+ * under the functions it runs: an event pushes its connection object from
+ * there (one table read instead of two and a move). */
+#define WS_LTASK_CONNS_IDX 1
+
 /* ws__ltask_run's answer when the task waits. */
 #define WS_LTASK_WAITING (-1)
 /* The status done hears when the host goes away under a waiting task
@@ -263,6 +268,8 @@ void ws__lconn_set_handler(lua_State *L, int *ref);
 void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req, const char *subprotocol);
 /* Push the Lua object of c (must exist) on L (a thread of lh's state). */
 void ws__lconn_push(ws_lhost_t *lh, lua_State *L, ws_conn_t *c);
+/* The same on a task's coroutine co (see WS_LTASK_CONNS_IDX). */
+void ws__lconn_push_in_task(lua_State *co, ws_conn_t *c);
 /* Make the object of c inert and remove it from the connection table. */
 void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c);
 /* conn.data of c's object = the value at index i (an upgrade's table). */

@@ -70,9 +70,14 @@ static int closed(lua_State *L)
 
 const char *ws__lmessage(lua_State *L, int i, size_t *len, unsigned *op)
 {
-    int binary = lua_toboolean(L, i + 1);
+    /* The arguments given are counted first: most calls pass the message alone. */
+    int top = lua_gettop(L);
+    int binary = top > i && lua_toboolean(L, i + 1);
     const char *data;
-    if (lua_type(L, i) == LUA_TTABLE) {
+    int t = lua_type(L, i);
+    if (t == LUA_TSTRING) {
+        data = lua_tolstring(L, i, len);
+    } else if (t == LUA_TTABLE) {
         ws__lconn_push_json(L);
         lua_pushvalue(L, i);
         /* A table that is not JSON is a programming error: raised at the
@@ -108,7 +113,7 @@ static int m_send(lua_State *L)
     if (!data)
         return ws__lbad_utf8(L);
     /* A third argument false sends the message uncompressed (already compressed data). */
-    unsigned flags = !lua_isnoneornil(L, 4) && !lua_toboolean(L, 4) ? WS_SEND_PLAIN : 0;
+    unsigned flags = lua_gettop(L) >= 4 && !lua_isnil(L, 4) && !lua_toboolean(L, 4) ? WS_SEND_PLAIN : 0;
     if (ws_conn_send(c, op, data, len, flags) != 0) {
         /* Backpressure: the policy dropped the message or is closing the connection. */
         ws_conn_want_drain(c);
@@ -390,6 +395,11 @@ void ws__lconn_push(ws_lhost_t *lh, lua_State *L, ws_conn_t *c)
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->conns_ref);
     lua_rawgeti(L, -1, (lua_Integer)ws_conn_id(c));
     lua_replace(L, -2); /* cheaper than lua_remove's rotation: it runs per event */
+}
+
+void ws__lconn_push_in_task(lua_State *co, ws_conn_t *c)
+{
+    lua_rawgeti(co, WS_LTASK_CONNS_IDX, (lua_Integer)ws_conn_id(c));
 }
 
 void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c)

@@ -130,8 +130,7 @@ static int push_event(ws_lhost_t *lh, lua_State *S, struct ws_route_s *r, ws_con
             ws_conn_close(c, WS_CLOSE_GOING_AWAY, msg, sizeof msg - 1);
         return 0;
     }
-    lua_rawgeti(S, LUA_REGISTRYINDEX, r->handler_ref);
-    if (lua_type(S, -1) != LUA_TTABLE) {
+    if (lua_rawgeti(S, LUA_REGISTRYINDEX, r->handler_ref) != LUA_TTABLE) {
         lua_pop(S, 1);
         return 0;
     }
@@ -157,7 +156,10 @@ static int push_event(ws_lhost_t *lh, lua_State *S, struct ws_route_s *r, ws_con
         lua_pop(S, 1);
         return 0;
     }
-    push_conn(lh, S, c, b);
+    if (b && b->box_ref != LUA_NOREF)
+        lua_rawgeti(S, LUA_REGISTRYINDEX, b->box_ref);
+    else
+        ws__lconn_push_in_task(S, c);
     return 1;
 }
 

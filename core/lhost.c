@@ -255,8 +255,6 @@ static int open_host(ws_lhost_t *lh, int prepare, char *err, size_t errlen)
     if (prepare_state(lh, err, errlen) != 0)
         return -1;
     lua_newtable(L);
-    lh->conns_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_newtable(L);
     lh->shared_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
     lh->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -292,7 +290,10 @@ static ws_lhost_t *host_new(lua_State *L, ws_hub_t *hub, const char *script, dou
     lh->project_dirs[0] = real_dir(lh->script_dir);
     lh->project_dirs[1] = real_dir("lua");
     lh->app_ref = lh->server_ref = lh->core_ref = LUA_NOREF;
-    lh->conns_ref = lh->shared_ref = lh->hooks_ref = LUA_NOREF;
+    lh->shared_ref = lh->hooks_ref = LUA_NOREF;
+    /* Made first: every task's coroutine holds it (WS_LTASK_CONNS_IDX). */
+    lua_newtable(L);
+    lh->conns_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lh->shutdown_ref = lh->pending_shutdown_ref = LUA_NOREF;
     lh->listen_ref = lh->pending_listen_ref = LUA_NOREF;
     lh->broker_ref = lh->pending_broker_ref = LUA_NOREF;

@@ -20,6 +20,15 @@
  * of waiting handlers has ended (each holds ~1 KB). */
 #define POOL_MAX 64
 
+/* A new coroutine for t, with the connections table at the bottom of its
+ * stack (WS_LTASK_CONNS_IDX). */
+static void new_co(ws_lhost_t *lh, ws_ltask_t *t)
+{
+    t->co = lua_newthread(lh->L);
+    t->ref = luaL_ref(lh->L, LUA_REGISTRYINDEX);
+    lua_rawgeti(t->co, LUA_REGISTRYINDEX, lh->conns_ref);
+}
+
 ws_ltask_t *ws__ltask_take(ws_lhost_t *lh)
 {
     ws_ltask_t *t = lh->pool;
@@ -29,8 +38,7 @@ ws_ltask_t *ws__ltask_take(ws_lhost_t *lh)
         return t;
     }
     t = ws_calloc(1, sizeof *t);
-    t->co = lua_newthread(lh->L);
-    t->ref = luaL_ref(lh->L, LUA_REGISTRYINDEX);
+    new_co(lh, t);
     return t;
 }
 
@@ -125,8 +133,7 @@ static void failed(ws_lhost_t *lh, ws_ltask_t *t, int status, const char *why)
      * an error object; an error of a __close there is lost with it. */
     lua_resetthread(t->co);
     luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
-    t->co = lua_newthread(L);
-    t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    new_co(lh, t);
 }
 
 /* One run of t with nargs values on its coroutine. Returns as ws__ltask_run;
@@ -154,6 +161,7 @@ static inline __attribute__((always_inline)) int step(ws_lhost_t *lh, ws_ltask_t
                "(wspush.sleep, wspush.fetch); yield inside a coroutine of your own");
         st = LUA_ERRRUN;
     } else if (st == LUA_OK) {
+        n--; /* lua_resume counts the connections table under the results */
         if (n || nres > 0) {
             int base = lua_gettop(L);
             lua_xmove(co, L, n);

@@ -20,29 +20,41 @@ typedef struct wreq_s {
     ws_write_t w;                /* first: a ws_write_t is its wreq */
     struct wreq_s *next_free;
     size_t held;                 /* bytes of its chunks (sent or not: freed at completion) */
-    uint32_t n, cap;
+    uint32_t n;
+    uint16_t cap;                /* at most IOV_MAX_WRITE */
+    int16_t pool;                /* index in pools, or -1 when made to measure */
     ws_chunk_t **chunks;         /* [cap], after iov */
     uv_buf_t iov[];              /* [cap] */
 } wreq_t;
 
-/* Most writes carry a few chunks (small frames coalesce into one). */
+/* Most writes carry one chunk (small frames coalesce into one; a ping to
+ * every idle connection is one each), the others a few. Pooled by these two
+ * capacities; longer ones are made to measure. */
+#define WREQ_ONE 1
 #define WREQ_SMALL 8
 #define WREQ_POOL_MAX 16384
-static wreq_t *wreq_pool;
-static size_t wreq_npool;
+static struct {
+    wreq_t *head;
+    size_t n;
+    size_t low; /* the fewest pooled since the last ws_outq_trim_pool: that
+                   many were not needed for a whole period */
+} pools[2];
 
 static wreq_t *wreq_new(size_t n)
 {
-    wreq_t *r = wreq_pool;
-    if (n <= WREQ_SMALL && r) {
-        wreq_pool = r->next_free;
-        wreq_npool--;
+    int k = n <= WREQ_ONE ? 0 : n <= WREQ_SMALL ? 1 : -1;
+    wreq_t *r = k >= 0 ? pools[k].head : NULL;
+    if (r) {
+        pools[k].head = r->next_free;
+        if (--pools[k].n < pools[k].low)
+            pools[k].low = pools[k].n;
     } else {
-        uint32_t cap = n <= WREQ_SMALL ? WREQ_SMALL : (uint32_t)n;
-        r = ws_malloc(sizeof *r + cap * (sizeof *r->iov + sizeof *r->chunks));
-        r->cap = cap;
+        uint16_t room = k == 0 ? WREQ_ONE : k == 1 ? WREQ_SMALL : (uint16_t)n;
+        r = ws_malloc(sizeof *r + room * (sizeof *r->iov + sizeof *r->chunks));
+        r->cap = room;
+        r->pool = (int16_t)k;
         r->w._uv = NULL;
-        r->chunks = (ws_chunk_t **)(r->iov + cap);
+        r->chunks = (ws_chunk_t **)(r->iov + room);
     }
     r->n = 0;
     return r;
@@ -54,14 +66,29 @@ static void wreq_free(wreq_t *r)
     free(r);
 }
 
-void ws_outq_release_pool(void)
+/* Free up to n of pool k's requests. */
+static size_t pool_free(int k, size_t n)
 {
-    while (wreq_pool) {
-        wreq_t *r = wreq_pool;
-        wreq_pool = r->next_free;
+    size_t freed = 0;
+    for (; freed < n && pools[k].head; freed++) {
+        wreq_t *r = pools[k].head;
+        pools[k].head = r->next_free;
         wreq_free(r);
     }
-    wreq_npool = 0;
+    pools[k].n -= freed;
+    pools[k].low = pools[k].n;
+    return freed;
+}
+
+size_t ws_outq_release_pool(void)
+{
+    return pool_free(0, SIZE_MAX) + pool_free(1, SIZE_MAX);
+}
+
+void ws_outq_trim_pool(void)
+{
+    pool_free(0, pools[0].low);
+    pool_free(1, pools[1].low);
 }
 
 void ws_outq_push(ws_outq_t *q, ws_chunk_t *k)
@@ -79,12 +106,14 @@ void ws_outq_push(ws_outq_t *q, ws_chunk_t *k)
 }
 
 /* Room for n private bytes at the end of the queue. Appending to the last
- * chunk when we are its only owner coalesces small frames into one write. */
-static uint8_t *reserve(ws_outq_t *q, size_t n)
+ * chunk when we are its only owner coalesces small frames into one write.
+ * Otherwise a standard chunk, for the frames that may follow; or, when exact,
+ * one of n bytes. */
+static uint8_t *reserve(ws_outq_t *q, size_t n, int exact)
 {
     ws_chunk_t *t = q->qn ? q->q[q->qn - 1] : NULL;
     if (!t || t->refs != 1 || t->cap - t->len < n) {
-        t = ws_chunk_new(n);
+        t = exact ? ws_chunk_new_exact(n) : ws_chunk_new(n);
         ws_outq_push(q, t);
     }
     uint8_t *p = t->data + t->len;
@@ -96,17 +125,27 @@ static uint8_t *reserve(ws_outq_t *q, size_t n)
 void ws_outq_raw(ws_outq_t *q, const void *data, size_t len)
 {
     if (len)
-        memcpy(reserve(q, len), data, len);
+        memcpy(reserve(q, len, 0), data, len);
+}
+
+static void frame(ws_outq_t *q, unsigned op, const void *data, size_t len, int exact)
+{
+    uint8_t hdr[WS_FRAME_HDR_MAX];
+    size_t hl = ws_frame_write_header(hdr, WS_FRAME_FIN | op, len, NULL);
+    uint8_t *p = reserve(q, hl + len, exact);
+    memcpy(p, hdr, hl);
+    if (len)
+        memcpy(p + hl, data, len);
 }
 
 void ws_outq_frame(ws_outq_t *q, unsigned op, const void *data, size_t len)
 {
-    uint8_t hdr[WS_FRAME_HDR_MAX];
-    size_t hl = ws_frame_write_header(hdr, WS_FRAME_FIN | op, len, NULL);
-    uint8_t *p = reserve(q, hl + len);
-    memcpy(p, hdr, hl);
-    if (len)
-        memcpy(p + hl, data, len);
+    frame(q, op, data, len, 0);
+}
+
+void ws_outq_control(ws_outq_t *q, unsigned op, const void *data, size_t len)
+{
+    frame(q, op, data, len, 1);
 }
 
 /* Drop whole frames from a chunk only the queue holds, from offset off on,
@@ -204,10 +243,11 @@ void ws_outq_written(ws_outq_t *q, ws_write_t *w)
     }
     for (size_t i = 0; i < r->n; i++)
         ws_chunk_unref(r->chunks[i]);
-    if (r->cap == WREQ_SMALL && wreq_npool < WREQ_POOL_MAX) {
-        r->next_free = wreq_pool;
-        wreq_pool = r;
-        wreq_npool++;
+    int k = r->pool;
+    if (k >= 0 && pools[k].n < WREQ_POOL_MAX) {
+        r->next_free = pools[k].head;
+        pools[k].head = r;
+        pools[k].n++;
     } else {
         wreq_free(r);
     }

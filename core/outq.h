@@ -43,6 +43,11 @@ void ws_outq_push(ws_outq_t *q, ws_chunk_t *k);
 void ws_outq_raw(ws_outq_t *q, const void *data, size_t len);
 /* Queue one whole frame; op may carry WS_FRAME_RSV1. */
 void ws_outq_frame(ws_outq_t *q, unsigned op, const void *data, size_t len);
+/* The same for a frame that is most often alone in its write (a ping, a
+ * pong): when it does not fit in the last chunk it gets a chunk of its own
+ * size, not a standard one, so pinging every idle connection at once does
+ * not take a standard chunk each. */
+void ws_outq_control(ws_outq_t *q, unsigned op, const void *data, size_t len);
 
 /* Drop queued frames, oldest first, until n more bytes fit under limit (or
  * every one when all is set). Whole frames only, and never the first keep
@@ -65,7 +70,11 @@ void ws_outq_free(ws_outq_t *q);
 /* Release the queue's array when nothing is queued or being written.
  * Returns 1 if there was one to release. */
 int ws_outq_trim(ws_outq_t *q);
-/* Free the pool of write requests (the server is quiet). */
-void ws_outq_release_pool(void);
+/* Free the pool of write requests (the server is quiet); returns how many. */
+size_t ws_outq_release_pool(void);
+/* Free the pooled write requests that no write needed since the last call
+ * (a sweep period): a burst's requests do not stay while the server is never
+ * quiet (pings every few seconds). */
+void ws_outq_trim_pool(void);
 
 #endif

@@ -75,21 +75,42 @@ static void on_prepare(uv_prepare_t *h)
  * long pause with many connections), then hand free heap pages back, so
  * that RSS follows the live connections down instead of staying at the
  * burst's peak. */
+static void trim_heap(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 static void give_back_memory(ws_server_t *s)
 {
-    uint64_t reads = s->hub->io->reads;
-    if (reads != s->reads_seen) {
-        s->reads_seen = reads;
+    ws_outq_trim_pool();
+    uint64_t work = s->hub->work, pings = s->hub->pings;
+    s->pinged = work == s->work_seen && pings != s->pings_seen;
+    s->pings_seen = pings;
+    if (work != s->work_seen) {
+        s->work_seen = work;
         s->mem_dirty = 1;
         return;
     }
-    if (s->mem_dirty && (!s->quiet || s->quiet(s->quiet_ud))) {
-        ws_outq_release_pool();
-#ifdef __GLIBC__
-        malloc_trim(0);
-#endif
+    /* Quiet, but pings still go out: the requests they pooled go back too. */
+    size_t released = ws_outq_release_pool();
+    if (s->mem_dirty && s->quiet && !s->quiet(s->quiet_ud))
+        return;
+    if (s->mem_dirty || released) {
+        trim_heap();
         s->mem_dirty = 0;
     }
+}
+
+/* A quiet server's round of pings took a write request per connection at
+ * once: a tick later most have completed, and they go back then rather than
+ * a whole slow period later. */
+static void give_back_after_pings(ws_server_t *s)
+{
+    s->pinged = 0;
+    if (s->hub->work == s->work_seen && ws_outq_release_pool())
+        trim_heap();
 }
 
 static void on_gone(void *ud);
@@ -99,6 +120,8 @@ static void on_sweep(uv_timer_t *t)
     ws_server_t *s = t->data;
     if (ws_hub_tick(s->hub))
         give_back_memory(s);
+    else if (s->pinged)
+        give_back_after_pings(s);
     /* For the other workers' scrapes (stats.h): a second behind at most. */
     if (++s->sweeps % (1000 / SWEEP_MS) == 0)
         ws_gauges_sample(s->hub);

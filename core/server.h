@@ -40,7 +40,9 @@ typedef struct ws_server_s {
     size_t (*busy)(void *ud);
     void *busy_ud;
     int forced;           /* the stop timed out: nothing more is waited for */
-    uint64_t reads_seen;  /* io->reads at the last slow sweep */
+    uint64_t work_seen;   /* hub->work at the last slow sweep */
+    uint64_t pings_seen;  /* hub->pings at the last slow sweep */
+    int pinged;           /* that sweep sent pings in a quiet period: trim at the next tick */
     int mem_dirty;        /* there was traffic since memory was last given back */
 } ws_server_t;
 

@@ -206,7 +206,6 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
-    IO_OF(t)->reads++;
     ws_transport_deliver(&t->base, (uint8_t *)buf->base, (size_t)nread);
 }
 

@@ -125,7 +125,6 @@ typedef struct ws_io_s {
     ws_ring_t *ring;        /* TCP sends through io_uring, or NULL (writev) */
     ws_transport_t **ready; /* transports with deferred work for ws_io_run (NULL: closed since) */
     uint32_t nready, ready_cap;
-    uint64_t reads;         /* reads delivered (the server watches it to know when it is quiet) */
     uint8_t *rbuf;          /* one read buffer for every connection of the loop */
     size_t rbuf_len;
 } ws_io_t;

@@ -87,8 +87,24 @@ int ws_utf8_complete(const ws_utf8_t *u)
     return u->state == ACCEPT;
 }
 
+/* 1 if p[0..n) is all ASCII, n >= 8: words, the last one overlapping the
+ * one before (no byte-at-a-time tail). Most messages are. */
+static int all_ascii(const uint8_t *p, size_t n)
+{
+    uint64_t acc = 0, w;
+    size_t i = 0;
+    for (; n - i > 8; i += 8) {
+        memcpy(&w, p + i, 8);
+        acc |= w;
+    }
+    memcpy(&w, p + n - 8, 8);
+    return !((acc | w) & UINT64_C(0x8080808080808080));
+}
+
 int ws_utf8_valid(const uint8_t *p, size_t n)
 {
+    if (n >= 8 && all_ascii(p, n))
+        return 1;
     ws_utf8_t u;
     ws_utf8_init(&u);
     return ws_utf8_feed(&u, p, n) == 0 && ws_utf8_complete(&u);
