@@ -33,4 +33,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     trap '$SUDO rm -f "$policy"' EXIT
   fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Their postinst also enabled the daemons for the next boot: a machine that
+  # got them only for the tests should not serve port 80 or 6379 after a
+  # reboot. Those installed before, the owner's, are left as they were.
+  for svc in nginx redis-server; do
+    if [[ " ${missing[*]} " == *" $svc "* ]] && command -v systemctl >/dev/null; then
+      $SUDO systemctl disable --quiet "$svc" 2>/dev/null || true
+    fi
+  done
 fi
