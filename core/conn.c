@@ -78,15 +78,15 @@ void ws_conn_want_drain(ws_conn_t *c) { c->want_drain = 1; }
  * trusted proxy the forwarded one, which has no port. */
 void ws_conn_ip(const ws_conn_t *c, char *out, size_t len)
 {
-    if (c->client)
-        ws_ipaddr_format(c->client, out, len);
+    if (c->rare && c->rare->has_client)
+        ws_ipaddr_format(&c->rare->client, out, len);
     else
         ws_transport_ip(c->t, out, len);
 }
 void ws_conn_remote(const ws_conn_t *c, char *out, size_t len)
 {
-    if (c->client)
-        ws_ipaddr_format(c->client, out, len);
+    if (c->rare && c->rare->has_client)
+        ws_ipaddr_format(&c->rare->client, out, len);
     else
         ws_transport_peer(c->t, out, len);
 }
@@ -206,9 +206,11 @@ void ws__conn_on_close(void *ud)
         ws_deflate_close(c->deflate);
         free(c->deflate);
     }
-    free(c->acc);
-    free(c->close_reason);
-    free(c->client);
+    if (c->rare) {
+        free(c->rare->acc);
+        free(c->rare->close_reason);
+        free(c->rare);
+    }
     free(c);
     if (h->gone)
         h->gone(h->gone_ud);
@@ -232,9 +234,9 @@ void ws__conn_finish(ws_conn_t *c)
         ws_stats_close(c->close_code);
         ws_hub_count_open(h, -1);
         ws_pubsub_leave_all(&h->pubsub, &c->subs);
-        if (c->acc)
+        if (ws__conn_acc(c))
             ws__conn_access_close(c);
-        h->host->closed(h->host_ud, c, c->close_code, c->close_reason ? c->close_reason : "");
+        h->host->closed(h->host_ud, c, c->close_code, ws__conn_close_reason(c));
     }
     ws_transport_close(c->t);
 }
@@ -394,13 +396,26 @@ void ws__conn_send_close_frame(ws_conn_t *c, unsigned code, const char *reason, 
     ws__conn_set_deadline(c);
 }
 
+ws_conn_rare_t *ws__conn_rare(ws_conn_t *c)
+{
+    if (!c->rare)
+        c->rare = ws_calloc(1, sizeof *c->rare);
+    return c->rare;
+}
+
+void ws__conn_set_close_reason(ws_conn_t *c, const char *reason, size_t len)
+{
+    ws_conn_rare_t *r = ws__conn_rare(c);
+    free(r->close_reason);
+    r->close_reason = ws_strndup(reason, len);
+}
+
 int ws_conn_close(ws_conn_t *c, unsigned code, const char *reason, size_t len)
 {
     if (c->state != WS_CONN_OPEN)
         return WS_EINVAL;
     c->close_code = code;
-    free(c->close_reason);
-    c->close_reason = ws_strndup(reason ? reason : "", reason ? len : 0);
+    ws__conn_set_close_reason(c, reason ? reason : "", reason ? len : 0);
     ws__conn_send_close_frame(c, code, reason, len);
     return 0;
 }
@@ -412,8 +427,7 @@ void ws__conn_fail(ws_conn_t *c, int err)
     ws_log_debug("conn %llu: %s -> close %u", (unsigned long long)c->id, why, code);
     if (!c->close_sent) {
         c->close_code = code;
-        free(c->close_reason);
-        c->close_reason = ws_strndup(why, strlen(why));
+        ws__conn_set_close_reason(c, why, strlen(why));
         ws__conn_send_close_frame(c, code, why, strlen(why));
     }
     c->end_after_write = 1;
@@ -480,8 +494,8 @@ int ws_conn_send(ws_conn_t *c, unsigned op, const void *data, size_t len, unsign
         ws_stats_inc(WS_STAT_MSGS_OUT);
         ws_stats_add(WS_STAT_BYTES_OUT, len);
         c->t_msg = now_ms(c);
-        if (c->acc)
-            c->acc->msgs_out++;
+        if (ws__conn_acc(c))
+            c->rare->acc->msgs_out++;
         if (c->deflate && !(flags & WS_SEND_PLAIN) && ws_deflate_should_compress(c->deflate, len)) {
             ws_buf_t *z = &c->hub->zout;
             z->len = 0;
@@ -507,8 +521,8 @@ int ws_conn_send_chunk(ws_conn_t *c, ws_chunk_t *frame)
     if (r)
         return r;
     c->t_msg = now_ms(c);
-    if (c->acc)
-        c->acc->msgs_out++;
+    if (ws__conn_acc(c))
+        c->rare->acc->msgs_out++;
     ws_outq_push(&c->out, ws_chunk_ref(frame));
     ws__conn_mark_dirty(c);
     return 0;
@@ -605,8 +619,8 @@ void ws_conn_flush(ws_conn_t *c)
     }
     ws_write_t *w = ws_outq_take(&c->out, on_written, c);
     c->t_drain = (uint32_t)now_ms(c);
-    if (c->acc)
-        c->acc->bytes_out += (int64_t)w->unsent;
+    if (ws__conn_acc(c))
+        c->rare->acc->bytes_out += (int64_t)w->unsent;
     if (ws_transport_write(c->t, w) < 0) {
         ws_outq_written(&c->out, w);
         ws__conn_finish(c);
@@ -617,7 +631,7 @@ void ws_conn_flush(ws_conn_t *c)
  *
  * One record for every HTTP answer (a refused upgrade included) and one for
  * every WebSocket that ends. Nothing here runs when the access log is off;
- * the hot path only counts for a connection that has a record (c->acc). */
+ * the hot path only counts for a connection that has a record (ws__conn_acc). */
 
 /* The path without its query: a WebSocket URL often carries a token there
  * (browsers cannot set headers on a WebSocket), and a log is read by more
@@ -658,15 +672,15 @@ void ws__conn_access_open(ws_conn_t *c, const ws_pending_t *p)
     a->t0 = ws_hub_now(c->hub);
     /* What is queued now is HTTP (the 101, answers before it), not WebSocket. */
     a->bytes_out = -(int64_t)c->out.queued;
-    c->acc = a;
+    ws__conn_rare(c)->acc = a;
 }
 
 void ws__conn_access_close(ws_conn_t *c)
 {
-    const ws_conn_access_t *a = c->acc;
+    const ws_conn_access_t *a = ws__conn_acc(c);
     char remote[WS_REMOTE_MAX];
     ws_conn_remote(c, remote, sizeof remote);
-    const char *why = c->close_reason ? c->close_reason : "";
+    const char *why = ws__conn_close_reason(c);
     ws_log_field_t f[10];
     size_t n = 0;
     f[n++] = WS_LOG_STR("kind", "ws", 2);

@@ -132,8 +132,8 @@ static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t
             break;
         }
         c->t_msg = now_ms(c);
-        if (c->acc)
-            c->acc->msgs_in++;
+        if (ws__conn_acc(c))
+            c->rare->acc->msgs_in++;
         c->hub->work++;
         if (flags & WS_MSG_COMPRESSED) {
             /* The size limit holds for the inflated message, enforced while inflating. */
@@ -176,8 +176,7 @@ static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t
         ws_msg_close_parse(data, len, &code, &reason, &rlen);
         c->close_received = 1;
         c->close_code = code;
-        free(c->close_reason);
-        c->close_reason = ws_strndup((const char *)reason, rlen);
+        ws__conn_set_close_reason(c, (const char *)reason, rlen);
         if (!c->close_sent)
             ws__conn_send_close_frame(c, code, (const char *)reason, 0);
         c->end_after_write = 1;
@@ -365,8 +364,8 @@ static void upgraded(ws_conn_t *c, ws_pending_t *p)
 
 static void forget_client(ws_conn_t *c)
 {
-    free(c->client);
-    c->client = NULL;
+    if (c->rare)
+        c->rare->has_client = 0;
 }
 
 /* A one-element cache: requests answered at once need no allocation. */
@@ -432,9 +431,9 @@ static void find_client(ws_conn_t *c, const ws_hs_request_t *hs)
     memcpy(peer.addr, t->peer_addr, sizeof peer.addr);
     if (t->peer_known && ws_proxy_trusts(px, &peer) &&
         ws_proxy_client(px, hs->headers, hs->nheaders, &client)) {
-        if (!c->client)
-            c->client = ws_malloc(sizeof *c->client);
-        *c->client = client;
+        ws_conn_rare_t *r = ws__conn_rare(c);
+        r->client = client;
+        r->has_client = 1;
     } else {
         forget_client(c);
     }
@@ -578,7 +577,7 @@ static void on_read(void *ud, uint8_t *data, size_t len)
     if (c->state == WS_CONN_CLOSED)
         return;
     c->t_rx = now_ms(c);
-    if (c->acc)
-        c->acc->bytes_in += len;
+    if (ws__conn_acc(c))
+        c->rare->acc->bytes_in += len;
     process(c, data, len);
 }
