@@ -47,27 +47,21 @@ int ws_ipaddr_parse(ws_ipaddr_t *a, const char *s, size_t len)
 {
     char tmp[WS_IPADDR_MAX];
     memset(a, 0, sizeof *a);
-    if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
+    /* Brackets may only hold an IPv6 address. */
+    int bracketed = len >= 2 && s[0] == '[' && s[len - 1] == ']';
+    if (bracketed) {
         s++;
         len -= 2;
-        if (len == 0 || len >= sizeof tmp || memchr(s, '\0', len))
-            return -1;
-        memcpy(tmp, s, len);
-        tmp[len] = '\0';
-        if (inet_pton(AF_INET6, tmp, a->addr) != 1)
-            return -1;
-        a->v6 = 1;
-    } else {
-        if (len == 0 || len >= sizeof tmp || memchr(s, '\0', len))
-            return -1;
-        memcpy(tmp, s, len);
-        tmp[len] = '\0';
-        if (inet_pton(AF_INET, tmp, a->addr) == 1)
-            return 0;
-        if (inet_pton(AF_INET6, tmp, a->addr) != 1)
-            return -1;
-        a->v6 = 1;
     }
+    if (len == 0 || len >= sizeof tmp || memchr(s, '\0', len))
+        return -1;
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    if (!bracketed && inet_pton(AF_INET, tmp, a->addr) == 1)
+        return 0;
+    if (inet_pton(AF_INET6, tmp, a->addr) != 1)
+        return -1;
+    a->v6 = 1;
     /* One client, one key in the per-address tables, however it was written. */
     if (memcmp(a->addr, MAPPED, 12) == 0) {
         memmove(a->addr, a->addr + 12, 4);
