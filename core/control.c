@@ -129,6 +129,22 @@ static void on_connection(uv_stream_t *server, int status)
         req_close(r);
 }
 
+/* A connection to whoever listens at path (its length checked by the
+ * caller), or -1 with errno set. */
+static int dial(const char *path)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        fd = -1;
+    }
+    return fd;
+}
+
 /* A socket file left by a server that died: replace it; one in use: refuse. */
 static int clear_path(const char *path, char *err, size_t errlen)
 {
@@ -139,13 +155,9 @@ static int clear_path(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "--control-socket %s: exists and is not a socket", path);
         return -1;
     }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
-    int live = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    if (fd >= 0)
+    int fd = dial(path);
+    if (fd >= 0) {
         close(fd);
-    if (live) {
         snprintf(err, errlen, "--control-socket %s: another server listens there", path);
         return -1;
     }
@@ -219,18 +231,14 @@ void ws_control_close(ws_control_t *c)
 
 int ws_control_ask(const char *path, const char *cmd, int timeout_ms, char *msg, size_t msglen)
 {
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof a.sun_path) {
+    if (strlen(path) >= sizeof((struct sockaddr_un *)0)->sun_path) {
         snprintf(msg, msglen, "%s: path too long for a unix socket", path);
         return 1;
     }
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    int fd = dial(path);
+    if (fd < 0) {
         snprintf(msg, msglen, "cannot connect to %s: %s (is wspush running with "
                  "--control-socket %s?)", path, strerror(errno), path);
-        if (fd >= 0)
-            close(fd);
         return 1;
     }
     char line[1024];
