@@ -67,12 +67,18 @@ static ws_notify_status_fn status_fn;
 static void *status_ud;
 static char last[512];
 
-static void send_status(const char *head)
+static void send_status(const char *head, const char *now)
+{
+    if (ws_notify("%sSTATUS=%s", head, now) == 0)
+        memcpy(last, now, sizeof last);
+}
+
+/* The status as it is now, after head (READY=1...). */
+static void send_current(const char *head)
 {
     char now[sizeof last];
     status_fn(status_ud, now, sizeof now);
-    if (ws_notify("%sSTATUS=%s", head, now) == 0)
-        memcpy(last, now, sizeof last);
+    send_status(head, now);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -81,7 +87,7 @@ static void on_timer(uv_timer_t *t)
     char now[sizeof last];
     status_fn(status_ud, now, sizeof now);
     if (strcmp(now, last) != 0)
-        send_status("");
+        send_status("", now);
 }
 
 void ws_notify_serving(uv_loop_t *loop, ws_notify_status_fn status, void *ud)
@@ -90,7 +96,7 @@ void ws_notify_serving(uv_loop_t *loop, ws_notify_status_fn status, void *ud)
         return;
     status_fn = status;
     status_ud = ud;
-    send_status("READY=1\n");
+    send_current("READY=1\n");
     uv_timer_init(loop, &timer);
     uv_timer_start(&timer, on_timer, STATUS_MS, STATUS_MS);
     uv_unref((uv_handle_t *)&timer);
@@ -100,7 +106,7 @@ void ws_notify_serving(uv_loop_t *loop, ws_notify_status_fn status, void *ud)
 void ws_notify_ready(void)
 {
     if (fd >= 0 && status_fn)
-        send_status("READY=1\n");
+        send_current("READY=1\n");
 }
 
 void ws_notify_stopping(const char *status)
