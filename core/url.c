@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -439,12 +440,18 @@ int ws_cidr_match(const ws_cidr_t *list, size_t n, const struct sockaddr *sa)
 {
     uint8_t a4[4], a6[16];
     int have4 = 0, have6 = 0, only4 = 0;
-    if (sa->sa_family == AF_INET) {
+    /* The family read as bytes: callers fill a sockaddr_storage or a
+     * sockaddr_in under its own type, and strict aliasing lets the compiler
+     * read sa->sa_family from before that store. GCC -O3 with LTO did:
+     * 169.254.1.1 did not match 169.254.0.0/16 (test_url). */
+    sa_family_t family;
+    memcpy(&family, (const char *)sa + offsetof(struct sockaddr, sa_family), sizeof family);
+    if (family == AF_INET) {
         memcpy(a4, &((const struct sockaddr_in *)sa)->sin_addr, 4);
         memcpy(a6, MAPPED, 12);
         memcpy(a6 + 12, a4, 4);
         have4 = have6 = only4 = 1;
-    } else if (sa->sa_family == AF_INET6) {
+    } else if (family == AF_INET6) {
         memcpy(a6, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
         have6 = 1;
         if (memcmp(a6, MAPPED, 12) == 0) {
