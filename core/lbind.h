@@ -17,6 +17,7 @@
 
 #include "conn.h"
 #include "hub.h"
+#include "lalloc.h"
 #include "lhost.h"
 
 typedef struct ws_ltimer_s ws_ltimer_t;
@@ -68,7 +69,22 @@ struct ws_lhost_s {
     int redis_ref;                /* table: URL string -> client (0: not made yet) */
     int redis_closed;             /* released: no more connections */
     struct ws_series_s *series;   /* the script's metrics without workers (lmetrics.c) */
+    /* For the methods every message calls (lconn.c), compared by address
+     * instead of read through Lua: the "wspush.conn" metatable and the
+     * interned key "send". Set in the server's own state only. */
+    const void *conn_mt;
+    const void *send_key;
 };
+
+/* The host of the server's own state, found without a Lua call:
+ * ws_lhost_new gives its state ws__lalloc with the host as the allocator's
+ * data, so a state with another allocator (a test's, wspush.testing)
+ * answers NULL, and its callers take the way through Lua. */
+static inline ws_lhost_t *ws__lhost_own(lua_State *L)
+{
+    void *ud;
+    return lua_getallocf(L, &ud) == ws__lalloc ? (ws_lhost_t *)ud : NULL;
+}
 
 /* What a connection's host data (ws_conn_host_data) points at, told apart by
  * its first byte: its route; while one of its handlers waits, a record of
@@ -155,8 +171,13 @@ struct ws_lwait_s {
 
 /* The host's connections table sits at the bottom of every task's stack,
  * under the functions it runs: an event pushes its connection object from
- * there (one table read instead of two and a move). */
+ * there (one table read instead of two and a move). Above it, the names of
+ * the events (WS_EV_*): an event's handler is read with its name copied
+ * from there instead of read from the registry. WS_LTASK_BASE values in all,
+ * which lua_resume counts under a task's results. */
 #define WS_LTASK_CONNS_IDX 1
+#define WS_LTASK_EV_IDX(ev) (2 + (ev))
+#define WS_LTASK_BASE (1 + WS_EV_COUNT)
 
 /* ws__ltask_run's answer when the task waits. */
 #define WS_LTASK_WAITING (-1)
@@ -256,6 +277,8 @@ int ws__lbad_utf8(lua_State *L);
 
 /* Register the metatable (once per state). */
 void ws__lconn_register(lua_State *L);
+/* Note the addresses the methods compare with (lh->conn_mt, lh->send_key). */
+void ws__lconn_fast(ws_lhost_t *lh);
 /* Push the state's JSON encoder (returns its type), or pop one to set it. */
 int ws__lconn_push_json(lua_State *L);
 void ws__lconn_set_json(lua_State *L);

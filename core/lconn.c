@@ -43,10 +43,12 @@ static box_t *check_box(lua_State *L, int i)
 {
     box_t *b = lua_touserdata(L, i);
     if (b && lua_getmetatable(L, i)) {
-        /* Table identity: lua_rawequal would go through the generic equality. */
-        int ok = lua_topointer(L, -1) == lua_topointer(L, lua_upvalueindex(1));
-        lua_pop(L, 1);
-        if (ok)
+        /* Table identity: lua_rawequal would go through the generic
+         * equality. The server's state keeps the address at hand. */
+        const void *mt = lua_topointer(L, -1);
+        lua_settop(L, -2);
+        ws_lhost_t *lh = ws__lhost_own(L);
+        if (mt == (lh ? lh->conn_mt : lua_topointer(L, lua_upvalueindex(1))))
             return b;
     }
     luaL_typeerror(L, i, CONN_MT);
@@ -73,11 +75,9 @@ const char *ws__lmessage(lua_State *L, int i, size_t *len, unsigned *op)
     /* The arguments given are counted first: most calls pass the message alone. */
     int top = lua_gettop(L);
     int binary = top > i && lua_toboolean(L, i + 1);
-    const char *data;
-    int t = lua_type(L, i);
-    if (t == LUA_TSTRING) {
-        data = lua_tolstring(L, i, len);
-    } else if (t == LUA_TTABLE) {
+    /* A string, or a number (made a string, as luaL_checklstring does). */
+    const char *data = lua_tolstring(L, i, len);
+    if (!data && lua_type(L, i) == LUA_TTABLE) {
         ws__lconn_push_json(L);
         lua_pushvalue(L, i);
         /* A table that is not JSON is a programming error: raised at the
@@ -86,8 +86,8 @@ const char *ws__lmessage(lua_State *L, int i, size_t *len, unsigned *op)
             luaL_error(L, "%s", lua_tostring(L, -1));
         data = lua_tolstring(L, -1, len);
         binary = 0;
-    } else {
-        data = luaL_checklstring(L, i, len);
+    } else if (!data) {
+        data = luaL_checklstring(L, i, len); /* raises */
     }
     *op = binary ? WS_OP_BINARY : WS_OP_TEXT;
     if (!binary && !ws_utf8_valid((const uint8_t *)data, *len))
@@ -238,6 +238,13 @@ static void push_extra(lua_State *L, int i)
  * anything else, and it skips check_box (it runs on every conn:method()). */
 static int mm_index(lua_State *L)
 {
+    /* conn:send, on every message of most handlers: its key is known by
+     * address (upvalue 3 is the function). */
+    ws_lhost_t *lh = ws__lhost_own(L);
+    if (lh && lua_topointer(L, 2) == lh->send_key) {
+        lua_pushvalue(L, lua_upvalueindex(3));
+        return 1;
+    }
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL)
         return 1;
@@ -308,7 +315,8 @@ void ws__lconn_register(lua_State *L)
     luaL_setfuncs(L, methods, 1);
     lua_pushvalue(L, mt);
     lua_insert(L, -2);
-    lua_pushcclosure(L, mm_index, 2);
+    lua_getfield(L, -1, "send");
+    lua_pushcclosure(L, mm_index, 3);
     lua_setfield(L, mt, "__index");
     lua_pushvalue(L, mt);
     lua_pushcclosure(L, mm_newindex, 1);
@@ -321,6 +329,17 @@ void ws__lconn_register(lua_State *L)
     lua_pushliteral(L, "wspush.conn");
     lua_setfield(L, -2, "__metatable");
     lua_pop(L, 1);
+}
+
+void ws__lconn_fast(ws_lhost_t *lh)
+{
+    lua_State *L = lh->L;
+    luaL_getmetatable(L, CONN_MT);
+    lh->conn_mt = lua_topointer(L, -1);
+    /* A key of the methods table, so this string lives as long as the state. */
+    lua_pushliteral(L, "send");
+    lh->send_key = lua_topointer(L, -1);
+    lua_pop(L, 2);
 }
 
 /* Is the value at i a table with no entries? */

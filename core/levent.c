@@ -17,8 +17,6 @@
 #include "log.h"
 #include "mem.h"
 
-const char *const ws__lev_label[WS_EV_COUNT] = {"open",    "on_message", "on_ping",
-                                                "on_pong", "on_drain",   "on_close"};
 
 /* An event that waits for the handler before it. */
 typedef struct ev_s {
@@ -134,7 +132,7 @@ static int push_event(ws_lhost_t *lh, lua_State *S, struct ws_route_s *r, ws_con
         lua_pop(S, 1);
         return 0;
     }
-    lua_rawgeti(S, LUA_REGISTRYINDEX, lh->ev_ref[ev]);
+    lua_pushvalue(S, WS_LTASK_EV_IDX(ev));
     int t = lua_rawget(S, -2); /* handler, f */
     if (t == LUA_TNIL && lua_getmetatable(S, -2)) {
         lua_pop(S, 2);

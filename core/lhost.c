@@ -225,6 +225,8 @@ static int prepare_state(ws_lhost_t *lh, char *err, size_t errlen)
 {
     lua_State *L = lh->L;
     ws__lconn_register(L);
+    if (lh->own_state)
+        ws__lconn_fast(lh);
     /* A test's state loads the module from build/lua (with its testing
      * part): a preload would shadow it. */
     if (lh->own_state) {
@@ -308,6 +310,7 @@ ws_lhost_t *ws_lhost_new(ws_hub_t *hub, const char *script, double lua_timeout,
 {
     lua_State *L = lua_newstate(ws__lalloc, NULL);
     ws_lhost_t *lh = host_new(L, hub, script, lua_timeout);
+    lua_setallocf(L, ws__lalloc, lh); /* ws__lhost_own */
     lh->own_state = 1;
     lh->lua_max_memory = lua_max_memory;
     ws__lalloc_set_cap(lua_max_memory);

@@ -20,13 +20,19 @@
  * of waiting handlers has ended (each holds ~1 KB). */
 #define POOL_MAX 64
 
-/* A new coroutine for t, with the connections table at the bottom of its
- * stack (WS_LTASK_CONNS_IDX). */
+/* Defined here, under levent.c, since every task's stack holds them. */
+const char *const ws__lev_label[WS_EV_COUNT] = {"open",    "on_message", "on_ping",
+                                                "on_pong", "on_drain",   "on_close"};
+
+/* A new coroutine for t, with the connections table and the event names at
+ * the bottom of its stack (WS_LTASK_CONNS_IDX, WS_LTASK_EV_IDX). */
 static void new_co(ws_lhost_t *lh, ws_ltask_t *t)
 {
     t->co = lua_newthread(lh->L);
     t->ref = luaL_ref(lh->L, LUA_REGISTRYINDEX);
     lua_rawgeti(t->co, LUA_REGISTRYINDEX, lh->conns_ref);
+    for (int ev = 0; ev < WS_EV_COUNT; ev++)
+        lua_pushstring(t->co, ws__lev_label[ev]);
 }
 
 ws_ltask_t *ws__ltask_take(ws_lhost_t *lh)
@@ -161,7 +167,7 @@ static inline __attribute__((always_inline)) int step(ws_lhost_t *lh, ws_ltask_t
                "(wspush.sleep, wspush.fetch); yield inside a coroutine of your own");
         st = LUA_ERRRUN;
     } else if (st == LUA_OK) {
-        n--; /* lua_resume counts the connections table under the results */
+        n -= WS_LTASK_BASE; /* lua_resume counts what is under the function */
         if (n || nres > 0) {
             int base = lua_gettop(L);
             lua_xmove(co, L, n);
