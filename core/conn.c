@@ -218,6 +218,7 @@ void ws__conn_on_close(void *ud)
 
 void ws__conn_finish(ws_conn_t *c)
 {
+    ws__conn_settle(c);
     if (c->state == WS_CONN_CLOSED)
         return;
     leave_open(c);
@@ -412,6 +413,7 @@ void ws__conn_set_close_reason(ws_conn_t *c, const char *reason, size_t len)
 
 int ws_conn_close(ws_conn_t *c, unsigned code, const char *reason, size_t len)
 {
+    ws__conn_settle(c);
     if (c->state != WS_CONN_OPEN)
         return WS_EINVAL;
     c->close_code = code;
@@ -422,6 +424,7 @@ int ws_conn_close(ws_conn_t *c, unsigned code, const char *reason, size_t len)
 
 void ws__conn_fail(ws_conn_t *c, int err)
 {
+    ws__conn_settle(c);
     unsigned code = (unsigned)ws_err_close_code(err);
     const char *why = ws_strerror(err);
     ws_log_debug("conn %llu: %s -> close %u", (unsigned long long)c->id, why, code);

@@ -152,6 +152,15 @@ static inline void ws__conn_mark_dirty(ws_conn_t *c)
     c->hub->dirty = c;
 }
 void ws__conn_set_deadline(ws_conn_t *c);
+/* Have the host let go of the messages it holds back of c (host.h, flush):
+ * at the end of a read, and before anything else happens to c. Whatever the
+ * host runs may close c, so callers look at its state afterwards. */
+static inline void ws__conn_settle(ws_conn_t *c)
+{
+    const ws_host_ops_t *h = c->hub->host;
+    if (c->state == WS_CONN_OPEN && h->flush)
+        h->flush(c->hub->host_ud, c);
+}
 /* Answer the HTTP request with status and a short text, then end. extra:
  * more header lines ("Name: value\r\n"), or NULL. */
 void ws__conn_http_error(ws_conn_t *c, int status, const char *reason, const char *extra);

@@ -159,6 +159,7 @@ static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t
         host->message(hud, c, data, len, op == WS_OP_BINARY);
         break;
     case WS_OP_PING:
+        ws__conn_settle(c);
         if (c->state == WS_CONN_OPEN) {
             ws_outq_control(&c->out, WS_OP_PONG, data, len);
             ws__conn_mark_dirty(c);
@@ -166,6 +167,7 @@ static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t
         }
         break;
     case WS_OP_PONG:
+        ws__conn_settle(c);
         if (c->state == WS_CONN_OPEN)
             host->control(hud, c, op, data, len);
         break;
@@ -174,6 +176,7 @@ static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t
         const uint8_t *reason;
         size_t rlen;
         ws_msg_close_parse(data, len, &code, &reason, &rlen);
+        ws__conn_settle(c);
         c->close_received = 1;
         c->close_code = code;
         ws__conn_set_close_reason(c, (const char *)reason, rlen);
@@ -580,4 +583,8 @@ static void on_read(void *ud, uint8_t *data, size_t len)
     if (ws__conn_acc(c))
         c->rare->acc->bytes_in += len;
     process(c, data, len);
+    ws__conn_settle(c);
+    /* The handlers of what the host held replied only now. */
+    if (c->state == WS_CONN_OPEN && ws__conn_over_high_water(c))
+        ws_transport_pause(c->t, WS_PAUSE_BACKPRESSURE);
 }

@@ -84,6 +84,12 @@ typedef struct {
     /* The WebSocket connection is open (the 101 is queued). */
     void (*open)(void *host, ws_conn_t *c);
     void (*message)(void *host, ws_conn_t *c, const uint8_t *data, size_t len, int binary);
+    /* Optional: a host may hold back the messages of one read of c and hand
+     * them to its application together; let go of them now. Called at the
+     * end of each read and before anything else happens to c (a control
+     * frame, a close frame, c leaving the open state), so the application
+     * sees them in order, where it would have one by one. */
+    void (*flush)(void *host, ws_conn_t *c);
     /* A ping or pong arrived (op WS_OP_PING / WS_OP_PONG); a ping is answered already. */
     void (*control)(void *host, ws_conn_t *c, unsigned op, const uint8_t *data, size_t len);
     /* The outbound queue emptied after the host was told it was backed up. */

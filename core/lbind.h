@@ -74,6 +74,16 @@ struct ws_lhost_s {
      * interned key "send". Set in the server's own state only. */
     const void *conn_mt;
     const void *send_key;
+    /* The messages of one read of one connection, held back so that its
+     * handler gets them in one task (levent.c): the protocol says when to
+     * let go (ws_host_ops_t.flush). */
+    struct {
+        ws_conn_t *c;              /* NULL: nothing held */
+        struct ws_route_s *r;
+        struct ws_ltask_s *t;      /* they wait on its coroutine */
+        unsigned n;
+        size_t bytes;
+    } held;
 };
 
 /* The host of the server's own state, found without a Lua call:
@@ -229,6 +239,9 @@ int ws__ltask_wait(lua_State *L, ws_ltask_t *t, ws_lwait_t *w);
  * what t ran before, and the watchdog's hook goes to t's coroutine. */
 void ws__lbudget_task_start(ws_lhost_t *lh, ws_ltask_t *t, int outermost, lua_State **saved);
 void ws__lbudget_task_end(ws_lhost_t *lh, ws_ltask_t *t, lua_State *saved, int waits);
+/* The next handler that t runs in the same run (a batch of messages): a
+ * budget of its own, as if it were a task of its own. */
+void ws__lbudget_task_next(ws_lhost_t *lh, ws_ltask_t *t);
 /* A run of co has failed: its variables are closed next, with the budget's
  * hook raising errors again. Returns the message if the budget stopped it
  * (it yielded), else NULL. */
@@ -293,6 +306,10 @@ void ws__lconn_new(ws_lhost_t *lh, ws_conn_t *c, int req, const char *subprotoco
 void ws__lconn_push(ws_lhost_t *lh, lua_State *L, ws_conn_t *c);
 /* The same on a task's coroutine co (see WS_LTASK_CONNS_IDX). */
 void ws__lconn_push_in_task(lua_State *co, ws_conn_t *c);
+/* Give back what levent holds (the host goes away). */
+void ws__levent_release(ws_lhost_t *lh);
+/* Is the connection object at index i (one of ours) open? */
+int ws__lconn_is_open(lua_State *L, int i);
 /* Make the object of c inert and remove it from the connection table. */
 void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c);
 /* conn.data of c's object = the value at index i (an upgrade's table). */

@@ -291,9 +291,10 @@ void ws__lbudget_end(ws_lhost_t *lh)
 
 void ws__lbudget_task_start(ws_lhost_t *lh, ws_ltask_t *t, int outermost, lua_State **saved)
 {
-    /* The loop's cached time (uv_now without the call) in the server; a
-     * test's loop does not run, so its cached time is stale there. */
-    uint64_t now = lh->own_state ? lh->hub->loop->time * 1000000ULL : uv_hrtime();
+    /* The clock, not the loop's cached time: the callbacks before this one
+     * in the loop turn (other connections' messages) took their share of
+     * it, and a budget counts from the callback's own start. */
+    uint64_t now = uv_hrtime();
     if (lh->depth++ == 0) {
         uint64_t left = t->used_ns < lh->budget_ns ? lh->budget_ns - t->used_ns : 0;
         atomic_store_explicit(&wd_deadline, now + left, memory_order_relaxed);
@@ -310,6 +311,18 @@ void ws__lbudget_task_start(ws_lhost_t *lh, ws_ltask_t *t, int outermost, lua_St
         wd_timeout = lh->lua_timeout;
         lua_sethook(t->co, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
     }
+}
+
+void ws__lbudget_task_next(ws_lhost_t *lh, ws_ltask_t *t)
+{
+    /* A nested task runs on the outer one's time (see task_start). */
+    if (!t->t_step)
+        return;
+    uint64_t now = uv_hrtime(); /* as in task_start */
+    t->used_ns = 0;
+    t->t_step = now;
+    if (lh->depth == 1)
+        atomic_store_explicit(&wd_deadline, now + lh->budget_ns, memory_order_relaxed);
 }
 
 void ws__lbudget_task_end(ws_lhost_t *lh, ws_ltask_t *t, lua_State *saved, int waits)

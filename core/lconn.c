@@ -421,6 +421,12 @@ void ws__lconn_push_in_task(lua_State *co, ws_conn_t *c)
     lua_rawgeti(co, WS_LTASK_CONNS_IDX, (lua_Integer)ws_conn_id(c));
 }
 
+int ws__lconn_is_open(lua_State *L, int i)
+{
+    const box_t *b = lua_touserdata(L, i);
+    return b && b->c && ws_conn_state(b->c) == WS_CONN_OPEN;
+}
+
 void ws__lconn_detach(ws_lhost_t *lh, ws_conn_t *c)
 {
     lua_State *L = lh->L;

@@ -7,7 +7,15 @@
  * events are queued the connection stops being read (ws_conn_hold), so
  * nothing is dropped and memory stays bounded. When the connection closes
  * under a waiting handler, the waiting call returns nil, "closed"; the
- * events queued before the close are still handled, on_close last. */
+ * events queued before the close are still handled, on_close last.
+ *
+ * The messages of one read of a connection are held back and handed to its
+ * handler together, in one task (hold, flush, batch_k): one task start, one
+ * handler lookup through the C API and one connection push per read instead
+ * of per message. The protocol lets go of them (ws_host_ops_t.flush) at the
+ * end of the read and before anything else happens to the connection (a
+ * control frame, a close, a protocol error), so handlers see the messages,
+ * in order, where they saw them one by one. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -348,6 +356,128 @@ static int may_handle(ws_lhost_t *lh, struct ws_route_s *r, int ev)
     return yes;
 }
 
+/* Messages held back per read, at most: HOLD_MAX of them or HOLD_BYTES
+ * (then they go and holding starts again), so the strings a batch pins stay
+ * bounded even with compression. */
+#define HOLD_MAX 32
+#define HOLD_BYTES (64 * 1024)
+
+/* A batch's task: the arguments are (lh, f, handler table, event name,
+ * connection) and a message and its flag per message; f is the first
+ * message's handler, looked up when it arrived. From the second message on,
+ * the handler is looked up again each time (the script may change it), in
+ * the task: a handler table's metamethods run under the budget, and what
+ * they raise is the handler's error. Each message's handler gets a budget of
+ * its own. An earlier handler that closed the connection drops the messages
+ * after it, as the protocol drops what comes after our close frame; but once
+ * a handler has waited, the rest are handled whatever happens, as events
+ * queued behind a waiting handler are (busy_t). ctx: the next message's
+ * index times two, plus 1 once a handler has waited. */
+static int batch_k(lua_State *L, int status, lua_KContext ctx)
+{
+    ws_lhost_t *lh = lua_touserdata(L, 1);
+    if (status == LUA_YIELD)
+        ctx |= 1;
+    int n = (lua_gettop(L) - 5) / 2;
+    for (int i = (int)(ctx >> 1); i < n; i++) {
+        if (i == 0) {
+            lua_pushvalue(L, 2);
+        } else {
+            if (!(ctx & 1) && !ws__lconn_is_open(L, 5))
+                break;
+            ws__lbudget_task_next(lh, lh->running);
+            lua_pushvalue(L, 4);
+            if (lua_gettable(L, 3) != LUA_TFUNCTION) {
+                lua_pop(L, 1);
+                continue;
+            }
+        }
+        lua_pushvalue(L, 5);
+        lua_pushvalue(L, 6 + 2 * i);
+        lua_pushvalue(L, 7 + 2 * i);
+        lua_callk(L, 3, 0, (ctx & 1) | ((lua_KContext)(i + 1) << 1), batch_k);
+    }
+    return 0;
+}
+
+static int batch_run(lua_State *L) { return batch_k(L, LUA_OK, 0); }
+
+/* Run what is held: the first message as run_now would, or the batch. */
+static void flush(ws_lhost_t *lh)
+{
+    ws_ltask_t *t = lh->held.t;
+    ws_conn_t *c = lh->held.c;
+    struct ws_route_s *r = lh->held.r;
+    unsigned n = lh->held.n;
+    lh->held.c = NULL;
+    lh->held.t = NULL;
+    run_event(lh, t, r, c, NULL, WS_EV_MESSAGE, n == 1 ? 2 : 4 + 2 * (int)n);
+}
+
+void ws__levent_release(ws_lhost_t *lh)
+{
+    if (!lh->held.t)
+        return;
+    lua_settop(lh->held.t->co, WS_LTASK_BASE);
+    ws__ltask_put(lh, lh->held.t);
+    lh->held.c = NULL;
+    lh->held.t = NULL;
+}
+
+static void on_flush(void *ud, ws_conn_t *c)
+{
+    ws_lhost_t *lh = ud;
+    (void)c;
+    if (lh->held.c)
+        flush(lh);
+}
+
+/* Hold a message of c (whose handler is not running), for flush. */
+static void hold(ws_lhost_t *lh, struct ws_route_s *r, ws_conn_t *c, const uint8_t *data,
+                 size_t len, int binary)
+{
+    if (lh->held.c && (lh->held.c != c || lh->held.n >= HOLD_MAX || lh->held.bytes >= HOLD_BYTES)) {
+        flush(lh);
+        /* Another connection's handlers may have closed this one. */
+        if (ws_conn_state(c) != WS_CONN_OPEN || ws_conn_host_data(c) != r)
+            return;
+    }
+    lua_State *co;
+    if (!lh->held.c) {
+        /* The first: f, the connection, the message, its flag. */
+        ws_ltask_t *t = ws__ltask_take(lh);
+        co = t->co;
+        if (!push_event(lh, co, r, c, NULL, WS_EV_MESSAGE)) {
+            ws__ltask_put(lh, t);
+            return;
+        }
+        lh->held.c = c;
+        lh->held.r = r;
+        lh->held.t = t;
+        lh->held.n = 0;
+        lh->held.bytes = 0;
+    } else {
+        co = lh->held.t->co;
+        if (lh->held.n == 1) {
+            /* The second: the first becomes a batch (see batch_k). */
+            int f = WS_LTASK_BASE + 1;
+            lua_checkstack(co, 2 * HOLD_MAX + 8);
+            lua_pushcfunction(co, batch_run);
+            lua_insert(co, f);
+            lua_pushlightuserdata(co, lh);
+            lua_insert(co, f + 1);
+            lua_rawgeti(co, LUA_REGISTRYINDEX, r->handler_ref);
+            lua_insert(co, f + 3);
+            lua_pushvalue(co, WS_LTASK_EV_IDX(WS_EV_MESSAGE));
+            lua_insert(co, f + 4);
+        }
+    }
+    lua_pushlstring(co, (const char *)data, len);
+    lua_pushboolean(co, binary);
+    lh->held.n++;
+    lh->held.bytes += len;
+}
+
 /* Run event ev of c, which no handler of c is running, with nargs
  * arguments from args (a payload; for on_message then binary; for on_close
  * the code and reason). Returns 1 when its handler waits. The time budget
@@ -375,6 +505,7 @@ static int run_now(ws_lhost_t *lh, struct ws_route_s *r, ws_conn_t *c, int ev, i
 
 static void on_open(void *ud, ws_conn_t *c)
 {
+    on_flush(ud, c);
     run_now(ud, ws_conn_host_data(c), c, WS_EV_OPEN, 0, NULL, 0, 0, NULL);
 }
 
@@ -384,11 +515,12 @@ static void on_message(void *ud, ws_conn_t *c, const uint8_t *data, size_t len, 
     if (*(uint8_t *)hd == WS_HD_BUSY)
         enqueue(hd, WS_EV_MESSAGE, data, len, binary, 0);
     else
-        run_now(ud, hd, c, WS_EV_MESSAGE, 2, data, len, binary, NULL);
+        hold(ud, hd, c, data, len, binary);
 }
 
 static void on_control(void *ud, ws_conn_t *c, unsigned op, const uint8_t *data, size_t len)
 {
+    on_flush(ud, c);
     ws_lhost_t *lh = ud;
     int ev = op == WS_OP_PING ? WS_EV_PING : WS_EV_PONG;
     void *hd = ws_conn_host_data(c);
@@ -400,6 +532,7 @@ static void on_control(void *ud, ws_conn_t *c, unsigned op, const uint8_t *data,
 
 static void on_drain(void *ud, ws_conn_t *c)
 {
+    on_flush(ud, c);
     void *hd = ws_conn_host_data(c);
     if (*(uint8_t *)hd != WS_HD_BUSY) {
         run_now(ud, hd, c, WS_EV_DRAIN, 0, NULL, 0, 0, NULL);
@@ -419,6 +552,7 @@ static void keep_box(ws_lhost_t *lh, busy_t *b, ws_conn_t *c)
 
 static void on_closed(void *ud, ws_conn_t *c, unsigned code, const char *reason)
 {
+    on_flush(ud, c);
     ws_lhost_t *lh = ud;
     lua_State *L = lh->L;
     void *hd = ws_conn_host_data(c);
@@ -457,6 +591,7 @@ const ws_host_ops_t ws_lhost_ops = {
     .cancel = ws__lhost_cancel,
     .open = on_open,
     .message = on_message,
+    .flush = on_flush,
     .control = on_control,
     .drain = on_drain,
     .closed = on_closed,

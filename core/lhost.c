@@ -353,6 +353,7 @@ void ws_lhost_free(ws_lhost_t *lh)
     lua_State *L = lh->L;
     lh->freeing = 1;
     ws__ltimers_close_all(lh);
+    ws__levent_release(lh);
     ws__ltask_abandon_all(lh);
     ws__ltask_free(lh);
     ws__lredis_release(lh);
