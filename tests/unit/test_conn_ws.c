@@ -273,6 +273,60 @@ static void test_conn_close_timeout_after_peer_close_reports_the_peer_code(void 
     assert_true(ws_memio_closed(m));
 }
 
+/* --- a host that holds messages back (host.h, flush) --- */
+
+/* It is told to let go at the end of every read and before a ping, a pong
+ * or a close frame is handled, so what it holds never overtakes them. */
+static void test_conn_flush_ends_each_read_and_comes_before_control_frames(void **state)
+{
+    harness_t *h = *state;
+    hs_start(h);
+    ws_hub_set_host(&h->hub, &fake_host_ops_flush, &h->host);
+    ws_memio_t *m;
+    open_conn(h, &m);
+    hs_log_clear(h);
+    send_text(h, m, "alone");
+    assert_string_equal(hs_log(h), "msg:alone;flush;");
+    hs_log_clear(h);
+    ws_buf_t b;
+    ws_buf_init(&b);
+    hs_client_frame(&b, WS_FRAME_FIN | WS_OP_TEXT, "m1", 2);
+    hs_client_frame(&b, WS_FRAME_FIN | WS_OP_TEXT, "m2", 2);
+    hs_client_frame(&b, WS_FRAME_FIN | WS_OP_PING, "p", 1);
+    hs_client_frame(&b, WS_FRAME_FIN | WS_OP_TEXT, "m3", 2);
+    hs_client_frame(&b, WS_FRAME_FIN | WS_OP_PONG, "q", 1);
+    hs_client_frame(&b, WS_FRAME_FIN | WS_OP_TEXT, "m4", 2);
+    hs_client_close(&b, 1000, "bye");
+    ws_memio_feed(m, b.data, b.len);
+    ws_buf_free(&b);
+    hs_pump(h);
+    assert_string_equal(hs_log(h),
+                        "msg:m1;msg:m2;flush;ping:p;msg:m3;flush;pong:q;msg:m4;flush;closed:1000;");
+}
+
+/* Before the connection fails on a bad frame, the messages before it are let go. */
+static void test_conn_flush_comes_before_a_protocol_error_closes(void **state)
+{
+    harness_t *h = *state;
+    hs_start(h);
+    ws_hub_set_host(&h->hub, &fake_host_ops_flush, &h->host);
+    ws_memio_t *m;
+    open_conn(h, &m);
+    hs_log_clear(h);
+    ws_buf_t b;
+    ws_buf_init(&b);
+    hs_client_frame(&b, WS_FRAME_FIN | WS_OP_TEXT, "m1", 2);
+    hs_client_frame(&b, WS_FRAME_FIN | 0x3, "x", 1); /* a reserved opcode */
+    ws_memio_feed(m, b.data, b.len);
+    ws_buf_free(&b);
+    hs_pump(h);
+    assert_string_equal(hs_log(h), "msg:m1;flush;");
+    const hs_frame_t *f = hs_next_frame(h, m);
+    assert_non_null(f);
+    assert_int_equal(f->opcode, WS_OP_CLOSE);
+    assert_int_equal(hs_close_code(f), WS_CLOSE_PROTOCOL);
+}
+
 static void test_conn_peer_end_without_close_is_1006(void **state)
 {
     harness_t *h = *state;
@@ -628,7 +682,9 @@ int main(void)
         T(test_conn_close_with_null_reason_sends_the_code_alone),
         T(test_conn_close_timeout_aborts_and_reports_the_code_sent),
         T(test_conn_close_timeout_after_peer_close_reports_the_peer_code),
-        T(test_conn_peer_end_without_close_is_1006),
+    T(test_conn_flush_ends_each_read_and_comes_before_control_frames),
+    T(test_conn_flush_comes_before_a_protocol_error_closes),
+    T(test_conn_peer_end_without_close_is_1006),
         T(test_conn_backpressure_close_queues_1008_and_drops_queued),
         T(test_conn_backpressure_drop_refuses_then_recovers_when_peer_reads),
         T(test_conn_backpressure_drop_oldest_drops_oldest_keeps_newest),
