@@ -74,6 +74,12 @@ struct ws_lhost_s {
      * interned key "send". Set in the server's own state only. */
     const void *conn_mt;
     const void *send_key;
+    /* The connection object of the event a task runs (or holds), which
+     * that task's stack keeps alive, so no other object can have its
+     * address: lconn.c's check_box knows it without a metatable read.
+     * Set by levent.c for the event's connection, cleared when any task's
+     * run ends (ltask.c) and when held messages are released. */
+    const void *box_seen;
     /* The messages of one read of one connection, held back so that its
      * handler gets them in one task (levent.c): the protocol says when to
      * let go (ws_host_ops_t.flush). */

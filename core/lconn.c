@@ -42,12 +42,16 @@ enum { UV_PATH = 1, UV_HEADERS, UV_EXTRA, UV_N = UV_EXTRA };
 static box_t *check_box(lua_State *L, int i)
 {
     box_t *b = lua_touserdata(L, i);
+    ws_lhost_t *lh = ws__lhost_own(L);
+    /* The connection of the event being handled, known by address (see
+     * lh->box_seen): a handler calls its methods again and again. */
+    if (b && lh && b == lh->box_seen && lua_type(L, i) == LUA_TUSERDATA)
+        return b;
     if (b && lua_getmetatable(L, i)) {
         /* Table identity: lua_rawequal would go through the generic
          * equality. The server's state keeps the address at hand. */
         const void *mt = lua_topointer(L, -1);
         lua_settop(L, -2);
-        ws_lhost_t *lh = ws__lhost_own(L);
         if (mt == (lh ? lh->conn_mt : lua_topointer(L, lua_upvalueindex(1))))
             return b;
     }

@@ -166,6 +166,7 @@ static int push_event(ws_lhost_t *lh, lua_State *S, struct ws_route_s *r, ws_con
         lua_rawgeti(S, LUA_REGISTRYINDEX, b->box_ref);
     else
         ws__lconn_push_in_task(S, c);
+    lh->box_seen = lua_touserdata(S, -1);
     return 1;
 }
 
@@ -380,6 +381,7 @@ static int batch_k(lua_State *L, int status, lua_KContext ctx)
         ctx |= 1;
     int n = (lua_gettop(L) - 5) / 2;
     for (int i = (int)(ctx >> 1); i < n; i++) {
+        lh->box_seen = lua_touserdata(L, 5); /* on this stack: see push_event */
         if (i == 0) {
             lua_pushvalue(L, 2);
         } else {
@@ -419,6 +421,7 @@ void ws__levent_release(ws_lhost_t *lh)
     if (!lh->held.t)
         return;
     lua_settop(lh->held.t->co, WS_LTASK_BASE);
+    lh->box_seen = NULL;
     ws__ltask_put(lh, lh->held.t);
     lh->held.c = NULL;
     lh->held.t = NULL;

@@ -156,6 +156,7 @@ static inline __attribute__((always_inline)) int step(ws_lhost_t *lh, ws_ltask_t
         ws__lalloc_enforce(1);
     int n = 0;
     int st = lua_resume(co, outer ? outer->co : L, nargs, &n);
+    lh->box_seen = NULL; /* only while the stack that holds it runs */
     if (lh->own_state)
         ws__lalloc_enforce(0);
     if (st == LUA_YIELD && !t->wait) {

@@ -157,3 +157,18 @@ def test_messages_before_the_rate_limit_are_handled_first(spawn):
         assert f.opcode == OP_CLOSE and f.close_code == 1008, f
     assert events(s, "rate")[:3] == ["m:m1", "m:m2", "m:m3"]
     assert "m:m4" not in events(s, "rate")
+
+
+def test_methods_refuse_what_is_not_a_connection(spawn):
+    # Inside a handler the event's connection is known by address; anything
+    # else, a userdata of another kind included, is still checked.
+    s = start(spawn)
+    with rawws.upgrade(s.port, "/confuse", timeout=scaled(5)) as c:
+        c.send(texts("a", "b"))
+        for reply in recv_texts(c, 2):
+            parts = reply.split("|")
+            assert len(parts) == 4, reply
+            for p in parts:
+                assert p.startswith("false:") and "wspush.conn expected" in p, reply
+        c.send_text("ping")   # the server is still there
+        assert len(recv_texts(c, 1)[0].split("|")) == 4

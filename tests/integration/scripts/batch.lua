@@ -66,7 +66,21 @@ local inherit = setmetatable({}, { __index = function(t, k)
   end
 end })
 
+-- /confuse: the methods called on what is not a connection, from inside a
+-- handler (where the event's own connection is known by address).
+local confuse = {}
+function confuse.on_message(conn, msg)
+  local send = conn.send
+  local out = {}
+  for _, v in ipairs({ io.stdout, {}, "conn", 42 }) do
+    local ok, err = pcall(send, v, "x")
+    out[#out + 1] = tostring(ok) .. ":" .. tostring(err):gsub("^.-: ", "")
+  end
+  conn:send(table.concat(out, "|"))
+end
+
 return {
+  ["/confuse"] = confuse,
   ["/rec"] = recorder,
   ["/inherit"] = inherit,
   ["/asked"] = function() return tostring(asked) end,
