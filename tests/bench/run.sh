@@ -221,6 +221,12 @@ LABEL[hold]="RSS per idle connection (N held)";     KIND[hold]="echo"
 ARGS[hold]="hold";                                  FIELD[hold]=rss_per_conn_b; UNIT[hold]="bytes (lower is better)"
 ARGS[reload]="reload_latency.py";                   ARGS[rss_deflate]="deflate_rss.py --row"
 declare -A ROWS NA
+# The server's CPU time per reply or delivery (wsbench --pid) in the same runs: the figure
+# that does not depend on how fast the generator is.
+for sc in echo16 fanout; do
+    ROWS[$sc]="$sc ${sc}_cpu"; LABEL[${sc}_cpu]="same, server CPU per message"
+    UNIT[${sc}_cpu]="us (lower is better)"
+done
 ROWS[reload]="reload reload_hup reload_swap"
 LABEL[reload]="reload latency, file write to first new reply (N live conns)"
 LABEL[reload_hup]="reload latency, SIGHUP to first new reply (N live conns)"
@@ -302,6 +308,7 @@ run_one() {
         LABEL[hold]="RSS per idle connection ($HOLD_CONNS held)"
         timing=""
     fi
+    [ -n "${ROWS[$sc]:-}" ] && args+=" --pid $SERVER_PID"
     # shellcheck disable=SC2086
     out=$("${PIN_GEN[@]}" "$WSBENCH" $args --port "$SERVER_PORT" $timing 2>&1)
     stop_server
@@ -315,6 +322,9 @@ run_one() {
         return 0
     fi
     VALUES[$sc,$name]+="$val "
+    local cpu
+    cpu=$(field server_us_per_msg "$(grep '^RESULT server_cpu' <<<"$out" | tail -1)")
+    [ -n "${ROWS[$sc]:-}" ] && [ -n "$cpu" ] && [ "${cpu#-}" = "$cpu" ] && VALUES[${sc}_cpu,$name]+="$cpu "
     GENCPU[$sc,$name]+="$(grep -o ' cpu_pct=[0-9]*' <<<" $result" | cut -d= -f2) "
     [ "$sc" = hold ] && EXTRA[$sc,$name]+="$(grep -o ' connect_rate=[0-9]*' <<<" $result" | cut -d= -f2) "
     log "$sc on $name: $field=$val"
@@ -337,7 +347,7 @@ fmt() { # human form of a number: 1234567 -> 1.23 M, 12345 -> 12.3 k
 
 ratio() {
     [ -n "$1" ] && [ -n "$2" ] || { echo "-"; return; }
-    awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2fx", a / b }'
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else if (a / b < 0.1) printf "%.3fx", a / b; else printf "%.2fx", a / b }'
 }
 
 # --- run ------------------------------------------------------------------------------------
