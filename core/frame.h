@@ -43,8 +43,30 @@ typedef struct {
  * frame without FIN), WS_ECTRLLEN (control payload > 125), WS_ELEN64 (64-bit
  * length with the top bit set), WS_EUNMASKED (require_mask and no mask).
  * h is filled only on success. */
-int ws_frame_parse_header(const uint8_t *buf, size_t len, unsigned rsv_allowed, int require_mask,
-                          ws_frame_hdr_t *h);
+int ws__frame_parse_header(const uint8_t *buf, size_t len, unsigned rsv_allowed, int require_mask,
+                           ws_frame_hdr_t *h);
+
+/* The same. Inline, for the reader parses one per message: the usual header
+ * (a data frame without RSV bits, masked, a 7-bit length, all 6 bytes in buf)
+ * breaks no rule whatever rsv_allowed and require_mask say, so it is taken
+ * here with no check; every other goes to ws__frame_parse_header. */
+static inline int ws_frame_parse_header(const uint8_t *buf, size_t len, unsigned rsv_allowed,
+                                        int require_mask, ws_frame_hdr_t *h)
+{
+    if (len >= 6 && (buf[0] & 0x7F) <= WS_OP_BINARY && buf[1] >= 0x80 && buf[1] < 0x80 + 126) {
+        h->fin = buf[0] >> 7;
+        h->rsv = 0;
+        h->opcode = buf[0] & 0x0F;
+        h->masked = 1;
+        h->mask[0] = buf[2];
+        h->mask[1] = buf[3];
+        h->mask[2] = buf[4];
+        h->mask[3] = buf[5];
+        h->len = buf[1] & 0x7F;
+        return 6;
+    }
+    return ws__frame_parse_header(buf, len, rsv_allowed, require_mask, h);
+}
 
 /* Write a frame header into out (room for WS_FRAME_HDR_MAX bytes).
  * first_byte: FIN/RSV bits | opcode. mask: NULL for server frames, else the

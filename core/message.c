@@ -186,17 +186,31 @@ long ws_msg_feed(ws_msg_reader_t *r, uint8_t *buf, size_t len)
      * frame whose header ended the buffer is finished in this call. */
     while (pos < len || r->_phase == PH_PAYLOAD) {
         if (r->_phase == PH_HDR) {
-            /* Headers always go through _hdr: it costs at most 14 bytes of copy
-             * and makes a header split across feeds the same case as a whole one. */
-            size_t take = len - pos;
-            if (take > (size_t)(WS_FRAME_HDR_MAX - r->_hdr_len))
-                take = (size_t)(WS_FRAME_HDR_MAX - r->_hdr_len);
-            memcpy(r->_hdr + r->_hdr_len, buf + pos, take);
-            rc = ws_frame_parse_header(r->_hdr, r->_hdr_len + take, r->rsv_allowed, 1, &r->_fh);
-            if (rc == WS_EAGAIN) {
-                r->_hdr_len = (uint8_t)(r->_hdr_len + take);
-                pos += take;
-                break;
+            if (r->_hdr_len == 0) {
+                /* A header is most often whole in buf: parsed where it is. The
+                 * parser reads no further than the header, so the answer is
+                 * the one it gives for the header alone. */
+                rc = ws_frame_parse_header(buf + pos, len - pos, r->rsv_allowed, 1, &r->_fh);
+                if (rc == WS_EAGAIN) {
+                    /* Less than a header (< WS_FRAME_HDR_MAX bytes) ends buf:
+                     * kept in _hdr until the next feed completes it. */
+                    r->_hdr_len = (uint8_t)(len - pos);
+                    memcpy(r->_hdr, buf + pos, len - pos);
+                    pos = len;
+                    break;
+                }
+            } else {
+                /* The rest of a header split across feeds, completed in _hdr. */
+                size_t take = len - pos;
+                if (take > (size_t)(WS_FRAME_HDR_MAX - r->_hdr_len))
+                    take = (size_t)(WS_FRAME_HDR_MAX - r->_hdr_len);
+                memcpy(r->_hdr + r->_hdr_len, buf + pos, take);
+                rc = ws_frame_parse_header(r->_hdr, r->_hdr_len + take, r->rsv_allowed, 1, &r->_fh);
+                if (rc == WS_EAGAIN) {
+                    r->_hdr_len = (uint8_t)(r->_hdr_len + take);
+                    pos += take;
+                    break;
+                }
             }
             if (rc < 0)
                 return fail(r, rc);
