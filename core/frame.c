@@ -127,3 +127,22 @@ void ws_frame_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t of
     for (; i < len; i++)
         data[i] ^= mask[(ph + i) & 3];
 }
+
+int ws_frame_unmask_ascii(uint8_t *data, size_t len, const uint8_t mask[4])
+{
+    uint32_t k32;
+    memcpy(&k32, mask, 4);
+    uint64_t k = (uint64_t)k32 * UINT64_C(0x100000001), w, acc = 0;
+    size_t i = 0;
+    for (; len - i >= 8; i += 8) {
+        memcpy(&w, data + i, 8);
+        w ^= k;
+        memcpy(data + i, &w, 8);
+        acc |= w;
+    }
+    for (; i < len; i++) {
+        data[i] ^= mask[i & 3];
+        acc |= data[i];
+    }
+    return !(acc & UINT64_C(0x8080808080808080));
+}

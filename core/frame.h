@@ -80,4 +80,9 @@ size_t ws_frame_write_header(uint8_t *out, unsigned first_byte, uint64_t len, co
  * word at a time; data need not be aligned. */
 void ws_frame_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t offset);
 
+/* ws_frame_mask of a whole payload (offset 0), which also tells whether the
+ * bytes it unmasked are all ASCII (1) or not (0): a text message then needs
+ * no UTF-8 check, and the reader does not read its bytes a second time. */
+int ws_frame_unmask_ascii(uint8_t *data, size_t len, const uint8_t mask[4]);
+
 #endif
