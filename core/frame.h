@@ -75,6 +75,14 @@ static inline int ws_frame_parse_header(const uint8_t *buf, size_t len, unsigned
  * Returns the number of bytes written. */
 size_t ws_frame_write_header(uint8_t *out, unsigned first_byte, uint64_t len, const uint8_t *mask);
 
+/* The length of the header ws_frame_write_header writes for a payload of len
+ * bytes, masked or not: a caller can make room for header and payload at
+ * once and write the header in its place. */
+static inline size_t ws_frame_header_len(uint64_t len, int masked)
+{
+    return (len < 126 ? 2 : len <= 0xFFFF ? 4 : 10) + (masked ? 4 : 0);
+}
+
 /* XOR data[0..len) in place with mask, as if data started at payload offset
  * `offset` (so a payload may be unmasked in several chunks). Works a machine
  * word at a time; data need not be aligned. */

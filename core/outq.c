@@ -109,10 +109,10 @@ void ws_outq_push(ws_outq_t *q, ws_chunk_t *k)
  * chunk when we are its only owner coalesces small frames into one write.
  * Otherwise a standard chunk, for the frames that may follow; or, when exact,
  * one of n bytes. */
-static uint8_t *reserve(ws_outq_t *q, size_t n, int exact)
+static inline uint8_t *reserve(ws_outq_t *q, size_t n, int exact)
 {
     ws_chunk_t *t = q->qn ? q->q[q->qn - 1] : NULL;
-    if (!t || t->refs != 1 || t->cap - t->len < n) {
+    if (!q->qn || t->refs != 1 || t->cap - t->len < n) {
         t = exact ? ws_chunk_new_exact(n) : ws_chunk_new(n);
         ws_outq_push(q, t);
     }
@@ -128,12 +128,13 @@ void ws_outq_raw(ws_outq_t *q, const void *data, size_t len)
         memcpy(reserve(q, len, 0), data, len);
 }
 
-static void frame(ws_outq_t *q, unsigned op, const void *data, size_t len, int exact)
+static inline void frame(ws_outq_t *q, unsigned op, const void *data, size_t len, int exact)
 {
-    uint8_t hdr[WS_FRAME_HDR_MAX];
-    size_t hl = ws_frame_write_header(hdr, WS_FRAME_FIN | op, len, NULL);
+    /* Room for the whole frame first, so that the header is written in its
+     * place rather than copied there. */
+    size_t hl = ws_frame_header_len(len, 0);
     uint8_t *p = reserve(q, hl + len, exact);
-    memcpy(p, hdr, hl);
+    ws_frame_write_header(p, WS_FRAME_FIN | op, len, NULL);
     if (len)
         memcpy(p + hl, data, len);
 }
