@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef enum {
     WS_OP_CONT = 0x0,
@@ -53,17 +54,18 @@ int ws__frame_parse_header(const uint8_t *buf, size_t len, unsigned rsv_allowed,
 static inline int ws_frame_parse_header(const uint8_t *buf, size_t len, unsigned rsv_allowed,
                                         int require_mask, ws_frame_hdr_t *h)
 {
-    if (len >= 6 && (buf[0] & 0x7F) <= WS_OP_BINARY && buf[1] >= 0x80 && buf[1] < 0x80 + 126) {
-        h->fin = buf[0] >> 7;
-        h->rsv = 0;
-        h->opcode = buf[0] & 0x0F;
-        h->masked = 1;
-        h->mask[0] = buf[2];
-        h->mask[1] = buf[3];
-        h->mask[2] = buf[4];
-        h->mask[3] = buf[5];
-        h->len = buf[1] & 0x7F;
-        return 6;
+    if (len >= 6) {
+        /* Read before h is written: h may alias buf as far as C knows. */
+        unsigned b0 = buf[0], b1 = buf[1];
+        if ((b0 & 0x7F) <= WS_OP_BINARY && b1 - 0x80u < 126) {
+            h->fin = (uint8_t)(b0 >> 7);
+            h->rsv = 0;
+            h->opcode = (uint8_t)(b0 & 0x0F);
+            h->masked = 1;
+            memcpy(h->mask, buf + 2, 4);
+            h->len = b1 & 0x7F;
+            return 6;
+        }
     }
     return ws__frame_parse_header(buf, len, rsv_allowed, require_mask, h);
 }
