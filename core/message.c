@@ -108,22 +108,22 @@ static int frame_begin(ws_msg_reader_t *r)
 
 /* A frame that lies whole in the fed buffer: unmask and deliver it where it is.
  * Only control frames and single-frame data messages qualify; fragments always
- * go through _msg. Returns <0 error, 0 go on, >0 stop. */
+ * go through _msg. The usual message takes message_inplace instead; this is
+ * for control frames and messages whose header was split across feeds.
+ * Returns <0 error, 0 go on, >0 stop. */
 static int frame_inplace(ws_msg_reader_t *r, uint8_t *p, size_t n)
 {
     const ws_frame_hdr_t *h = &r->_fh;
     int rc;
 
-    int ascii = 0;
     if (h->masked)
-        ascii = ws_frame_unmask_ascii(p, n, h->mask);
+        ws_frame_mask(p, n, h->mask, 0);
     if (is_control(h->opcode)) {
         if (h->opcode == WS_OP_CLOSE && (rc = close_check(p, n)) != 0)
             return rc;
         return deliver(r, h->opcode, 0, p, n) ? 1 : 0;
     }
-    /* ASCII is valid UTF-8: what the unmasking saw spares the check. */
-    if (text_checked(r) && !ascii && !ws_utf8_valid(p, n))
+    if (text_checked(r) && !ws_utf8_valid(p, n))
         return WS_EUTF8;
     unsigned op = r->_msg_op, flags = r->_msg_flags;
     r->_msg_op = 0;
