@@ -19,8 +19,8 @@ static int is_known(unsigned op)
  * as soon as its byte is present, so a bad frame fails on its first bad byte
  * and the answer does not depend on how the input was chunked.
  */
-int ws__frame_parse_header(const uint8_t *buf, size_t len, unsigned rsv_allowed, int require_mask,
-                           ws_frame_hdr_t *h)
+int ws_frame_parse_header(const uint8_t *buf, size_t len, unsigned rsv_allowed, int require_mask,
+                          ws_frame_hdr_t *h)
 {
     if (len < 1)
         return WS_EAGAIN;

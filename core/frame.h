@@ -7,7 +7,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
 typedef enum {
     WS_OP_CONT = 0x0,
@@ -44,30 +43,18 @@ typedef struct {
  * frame without FIN), WS_ECTRLLEN (control payload > 125), WS_ELEN64 (64-bit
  * length with the top bit set), WS_EUNMASKED (require_mask and no mask).
  * h is filled only on success. */
-int ws__frame_parse_header(const uint8_t *buf, size_t len, unsigned rsv_allowed, int require_mask,
-                           ws_frame_hdr_t *h);
+int ws_frame_parse_header(const uint8_t *buf, size_t len, unsigned rsv_allowed, int require_mask,
+                          ws_frame_hdr_t *h);
 
-/* The same. Inline, for the reader parses one per message: the usual header
- * (a data frame without RSV bits, masked, a 7-bit length, all 6 bytes in buf)
- * breaks no rule whatever rsv_allowed and require_mask say, so it is taken
- * here with no check; every other goes to ws__frame_parse_header. */
-static inline int ws_frame_parse_header(const uint8_t *buf, size_t len, unsigned rsv_allowed,
-                                        int require_mask, ws_frame_hdr_t *h)
+/* The usual header of a client's message: FIN, text or binary, no RSV bit,
+ * masked, a 7-bit length; 6 bytes, the key at buf + 2. Returns the payload
+ * length when buf[0..len) starts with such a header, else -1: the reader then
+ * skips ws_frame_parse_header, which would accept it with these values. */
+static inline int ws_frame_usual(const uint8_t *buf, size_t len)
 {
-    if (len >= 6) {
-        /* Read before h is written: h may alias buf as far as C knows. */
-        unsigned b0 = buf[0], b1 = buf[1];
-        if ((b0 & 0x7F) <= WS_OP_BINARY && b1 - 0x80u < 126) {
-            h->fin = (uint8_t)(b0 >> 7);
-            h->rsv = 0;
-            h->opcode = (uint8_t)(b0 & 0x0F);
-            h->masked = 1;
-            memcpy(h->mask, buf + 2, 4);
-            h->len = b1 & 0x7F;
-            return 6;
-        }
-    }
-    return ws__frame_parse_header(buf, len, rsv_allowed, require_mask, h);
+    if (len < 6 || buf[0] - 0x81u > 1 || buf[1] - 0x80u > 125)
+        return -1;
+    return buf[1] & 0x7F;
 }
 
 /* Write a frame header into out (room for WS_FRAME_HDR_MAX bytes).

@@ -131,27 +131,24 @@ static int frame_inplace(ws_msg_reader_t *r, uint8_t *p, size_t n)
     return deliver(r, op, flags, p, n) ? 1 : 0;
 }
 
-/* The usual frame: a whole message (a text or binary frame with FIN, no
- * message in progress) whose payload p[0..n) is all in the fed buffer. What
- * frame_begin and frame_inplace do for it, in the same order, with the
- * opcode and flags kept at hand instead of stored in _msg_op and _msg_flags
- * and cleared again before the delivery. Returns <0 error, 0 go on, >0 stop. */
-static inline int message_inplace(ws_msg_reader_t *r, uint8_t *p, size_t n)
+/* The usual message (ws_frame_usual: a text or binary frame with FIN, no RSV
+ * bit, masked) with no message in progress, its payload p[0..n) all in the
+ * fed buffer. What frame_begin and frame_inplace do for it, in the same
+ * order, from the header's bytes at hand: the opcode is not stored in
+ * _msg_op to be cleared again before the delivery, and _fh is not written
+ * (a header is parsed into it before any use). Returns <0 error, 0 go on,
+ * >0 stop. */
+static inline int message_inplace(ws_msg_reader_t *r, unsigned op, const uint8_t *mask,
+                                  uint8_t *p, size_t n)
 {
-    const ws_frame_hdr_t *h = &r->_fh;
-    unsigned op = h->opcode, flags = (h->rsv & WS_FRAME_RSV1) ? WS_MSG_COMPRESSED : 0;
-
     ws_utf8_init(&r->_utf8);
-    if (h->len > r->max_message - r->_msg.len)
+    if (n > r->max_message - r->_msg.len)
         return WS_ETOOBIG;
     r->_done = 0;
-    int ascii = 0;
-    if (h->masked)
-        ascii = ws_frame_unmask_ascii(p, n, h->mask);
     /* ASCII is valid UTF-8: what the unmasking saw spares the check. */
-    if (op == WS_OP_TEXT && !flags && !ascii && !ws_utf8_valid(p, n))
+    if (!ws_frame_unmask_ascii(p, n, mask) && op == WS_OP_TEXT && !ws_utf8_valid(p, n))
         return WS_EUTF8;
-    return deliver(r, op, flags, p, n) ? 1 : 0;
+    return deliver(r, op, 0, p, n) ? 1 : 0;
 }
 
 /* The next n payload bytes of the current frame (n may be 0). */
@@ -212,22 +209,23 @@ long ws_msg_feed(ws_msg_reader_t *r, uint8_t *buf, size_t len)
     while (pos < len || r->_phase == PH_PAYLOAD) {
         if (r->_phase == PH_HDR) {
             if (r->_hdr_len == 0) {
-                /* A header is most often whole in buf: parsed where it is. The
-                 * parser reads no further than the header, so the answer is
-                 * the one it gives for the header alone. */
-                rc = ws_frame_parse_header(buf + pos, len - pos, r->rsv_allowed, 1, &r->_fh);
-                if (rc > 0 && !r->_msg_op && r->_fh.fin &&
-                    (r->_fh.opcode == WS_OP_TEXT || r->_fh.opcode == WS_OP_BINARY) &&
-                    r->_fh.len <= len - pos - (size_t)rc) {
-                    uint8_t *p = buf + pos + rc;
-                    pos += (size_t)rc + (size_t)r->_fh.len;
-                    rc = message_inplace(r, p, (size_t)r->_fh.len);
+                /* Most often the whole of a usual message is in buf: taken
+                 * from its header's bytes where they are. */
+                int n = ws_frame_usual(buf + pos, len - pos);
+                if (n >= 0 && (size_t)n <= len - pos - 6 && !r->_msg_op) {
+                    uint8_t *h = buf + pos;
+                    pos += 6 + (size_t)n;
+                    rc = message_inplace(r, h[0] & 0x0F, h + 2, h + 6, (size_t)n);
                     if (rc < 0)
                         return fail(r, rc);
                     if (rc > 0)
                         return (long)pos;
                     continue;
                 }
+                /* Otherwise a header that is whole in buf is parsed where it
+                 * is too: the parser reads no further than the header, so the
+                 * answer is the one it gives for the header alone. */
+                rc = ws_frame_parse_header(buf + pos, len - pos, r->rsv_allowed, 1, &r->_fh);
                 if (rc == WS_EAGAIN) {
                     /* Less than a header (< WS_FRAME_HDR_MAX bytes) ends buf:
                      * kept in _hdr until the next feed completes it. */
