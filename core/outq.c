@@ -91,11 +91,23 @@ void ws_outq_trim_pool(void)
     pool_free(1, pools[1].low);
 }
 
-void ws_outq_push(ws_outq_t *q, ws_chunk_t *k)
+/* ws_chunk_unref without the call while others still hold the chunk: a
+ * published frame is let go of by every subscriber's write but the last. */
+static inline void chunk_unref(ws_chunk_t *k)
+{
+    if (k->refs > 1)
+        k->refs--;
+    else
+        ws_chunk_unref(k);
+}
+
+void ws__outq_push_slow(ws_outq_t *q, ws_chunk_t *k)
 {
     /* Nothing more will be appended to the chunk before k: a connection that
-     * is not reading must not hold a standard chunk per few bytes queued. */
-    if (q->qn)
+     * is not reading must not hold a standard chunk per few bytes queued.
+     * Only a chunk the queue alone holds can shrink (a shared one, as a
+     * published frame, never does): the call is skipped for the others. */
+    if (q->qn && q->q[q->qn - 1]->refs == 1)
         q->q[q->qn - 1] = ws_chunk_shrink(q->q[q->qn - 1]);
     if (q->qn == q->qcap) {
         q->qcap = q->qcap ? q->qcap * 2 : 4;
@@ -216,7 +228,9 @@ ws_write_t *ws_outq_take(ws_outq_t *q, ws_write_cb cb, void *data)
     wreq_t *r = wreq_new(n);
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        r->iov[i] = uv_buf_init((char *)q->q[i]->data, (unsigned)q->q[i]->len);
+        /* What uv_buf_init does, without a call into libuv per chunk. */
+        r->iov[i].base = (char *)q->q[i]->data;
+        r->iov[i].len = (unsigned)q->q[i]->len;
         total += q->q[i]->len;
     }
     memcpy(r->chunks, q->q, n * sizeof *q->q);
@@ -243,7 +257,7 @@ void ws_outq_written(ws_outq_t *q, ws_write_t *w)
         q->w = NULL;
     }
     for (size_t i = 0; i < r->n; i++)
-        ws_chunk_unref(r->chunks[i]);
+        chunk_unref(r->chunks[i]);
     int k = r->pool;
     if (k >= 0 && pools[k].n < WREQ_POOL_MAX) {
         r->next_free = pools[k].head;
