@@ -115,49 +115,39 @@ static int over_rate(ws_conn_t *c)
 
 /* --- inbound WebSocket --- */
 
-static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t len)
+/* A compressed message: inflated into the hub's scratch buffer, then handed
+ * to the host like any other. Out of line (as on_control), so that the
+ * plain message path of on_frame saves few registers. Returns 1 when the
+ * connection failed (on_frame returns 1 at once). */
+static __attribute__((noinline)) int on_compressed(ws_conn_t *c, unsigned op, uint8_t *data,
+                                                   size_t len)
 {
-    ws_conn_t *c = ud;
+    /* The size limit holds for the inflated message, enforced while inflating. */
+    ws_buf_t *z = &c->hub->zin;
+    z->len = 0;
+    int r = ws_deflate_inflate(c->deflate, data, len, c->max_message, z);
+    if (r == 0 && op == WS_OP_TEXT && !ws_utf8_valid(z->data, z->len))
+        r = WS_EUTF8;
+    if (r != 0) {
+        ws_buf_reset(z, 1 << 20);
+        ws__conn_fail(c, r);
+        return 1;
+    }
+    ws_stats_inc(WS_STAT_MSGS_IN);
+    ws_stats_add(WS_STAT_BYTES_IN, z->len);
+    c->hub->host->message(c->hub->host_ud, c, z->len ? z->data : (const uint8_t *)"", z->len,
+                          op == WS_OP_BINARY);
+    ws_buf_reset(z, 1 << 20);
+    return 0;
+}
+
+/* PING, PONG and CLOSE. Returns 1 when on_frame returns 1 at once (a close). */
+static __attribute__((noinline)) int on_control(ws_conn_t *c, unsigned op, uint8_t *data,
+                                                size_t len)
+{
     const ws_host_ops_t *host = c->hub->host;
     void *hud = c->hub->host_ud;
     switch (op) {
-    case WS_OP_TEXT:
-    case WS_OP_BINARY:
-        /* After our close frame the peer may still be sending; RFC 6455 lets us drop it. */
-        if (c->state != WS_CONN_OPEN)
-            break;
-        if (over_rate(c)) {
-            static const char msg[] = "rate limit exceeded";
-            ws_conn_close(c, WS_CLOSE_POLICY, msg, sizeof msg - 1);
-            break;
-        }
-        c->t_msg = now_ms(c);
-        if (ws__conn_acc(c))
-            c->rare->acc->msgs_in++;
-        c->hub->work++;
-        if (flags & WS_MSG_COMPRESSED) {
-            /* The size limit holds for the inflated message, enforced while inflating. */
-            ws_buf_t *z = &c->hub->zin;
-            z->len = 0;
-            int r = ws_deflate_inflate(c->deflate, data, len, c->max_message, z);
-            if (r == 0 && op == WS_OP_TEXT && !ws_utf8_valid(z->data, z->len))
-                r = WS_EUTF8;
-            if (r != 0) {
-                ws_buf_reset(z, 1 << 20);
-                ws__conn_fail(c, r);
-                return 1;
-            }
-            ws_stats_inc(WS_STAT_MSGS_IN);
-            ws_stats_add(WS_STAT_BYTES_IN, z->len);
-            host->message(hud, c, z->len ? z->data : (const uint8_t *)"", z->len,
-                          op == WS_OP_BINARY);
-            ws_buf_reset(z, 1 << 20);
-            break;
-        }
-        ws_stats_inc(WS_STAT_MSGS_IN);
-        ws_stats_add(WS_STAT_BYTES_IN, len);
-        host->message(hud, c, data, len, op == WS_OP_BINARY);
-        break;
     case WS_OP_PING:
         ws__conn_settle(c);
         if (c->state == WS_CONN_OPEN) {
@@ -186,6 +176,34 @@ static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t
         ws__conn_mark_dirty(c);
         return 1;
     }
+    }
+    return 0;
+}
+
+static int on_frame(void *ud, unsigned op, unsigned flags, uint8_t *data, size_t len)
+{
+    ws_conn_t *c = ud;
+    if (op != WS_OP_TEXT && op != WS_OP_BINARY) {
+        if (on_control(c, op, data, len))
+            return 1;
+    } else if (c->state != WS_CONN_OPEN) {
+        /* After our close frame the peer may still be sending; RFC 6455 lets us drop it. */
+    } else if (over_rate(c)) {
+        static const char msg[] = "rate limit exceeded";
+        ws_conn_close(c, WS_CLOSE_POLICY, msg, sizeof msg - 1);
+    } else {
+        c->t_msg = now_ms(c);
+        if (ws__conn_acc(c))
+            c->rare->acc->msgs_in++;
+        c->hub->work++;
+        if (flags & WS_MSG_COMPRESSED) {
+            if (on_compressed(c, op, data, len))
+                return 1;
+        } else {
+            ws_stats_inc(WS_STAT_MSGS_IN);
+            ws_stats_add(WS_STAT_BYTES_IN, len);
+            c->hub->host->message(c->hub->host_ud, c, data, len, op == WS_OP_BINARY);
+        }
     }
     if (c->state == WS_CONN_OPEN && ws__conn_over_high_water(c)) {
         /* Our replies are piling up: read no more until they drain. */

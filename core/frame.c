@@ -1,6 +1,9 @@
 #include "frame.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "error.h"
 
@@ -126,4 +129,44 @@ void ws_frame_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t of
     }
     for (; i < len; i++)
         data[i] ^= mask[(ph + i) & 3];
+}
+
+int ws_frame_unmask_ascii(uint8_t *data, size_t len, const uint8_t mask[4])
+{
+    uint32_t k32;
+    memcpy(&k32, mask, 4);
+    uint64_t k = (uint64_t)k32 * UINT64_C(0x100000001), w, acc = 0;
+    uint8_t *p = data, *end = data + len;
+    int high = 0; /* a byte of the 16-byte steps had its high bit set */
+#ifdef __SSE2__
+    /* Sixteen bytes a step where SSE2 is there (every x86-64): the key is the
+     * same 4 bytes in each 32-bit lane, and the lanes' high bits gathered by
+     * movemask say whether any byte was not ASCII. Unaligned loads and
+     * stores; __m128i may alias any type. */
+    if (end - p >= 16) {
+        __m128i kv = _mm_set1_epi32((int)k32), av = _mm_setzero_si128();
+        do {
+            __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)p), kv);
+            _mm_storeu_si128((__m128i *)p, v);
+            av = _mm_or_si128(av, v);
+            p += 16;
+        } while (end - p >= 16);
+        high = _mm_movemask_epi8(av);
+    }
+    if (end - p >= 8) {
+#else
+    while (end - p >= 8) {
+#endif
+        memcpy(&w, p, 8);
+        w ^= k;
+        memcpy(p, &w, 8);
+        acc |= w;
+        p += 8;
+    }
+    /* The key's phase is the offset from the start of the payload. */
+    for (; p < end; p++) {
+        *p ^= mask[(p - data) & 3];
+        acc |= *p;
+    }
+    return !high && !(acc & UINT64_C(0x8080808080808080));
 }

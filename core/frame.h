@@ -46,6 +46,17 @@ typedef struct {
 int ws_frame_parse_header(const uint8_t *buf, size_t len, unsigned rsv_allowed, int require_mask,
                           ws_frame_hdr_t *h);
 
+/* The usual header of a client's message: FIN, text or binary, no RSV bit,
+ * masked, a 7-bit length; 6 bytes, the key at buf + 2. Returns the payload
+ * length when buf[0..len) starts with such a header, else -1: the reader then
+ * skips ws_frame_parse_header, which would accept it with these values. */
+static inline int ws_frame_usual(const uint8_t *buf, size_t len)
+{
+    if (len < 6 || buf[0] - 0x81u > 1 || buf[1] - 0x80u > 125)
+        return -1;
+    return buf[1] & 0x7F;
+}
+
 /* Write a frame header into out (room for WS_FRAME_HDR_MAX bytes).
  * first_byte: FIN/RSV bits | opcode. mask: NULL for server frames, else the
  * 4-byte key (the mask bit is set and the key is written; the caller masks the
@@ -53,9 +64,22 @@ int ws_frame_parse_header(const uint8_t *buf, size_t len, unsigned rsv_allowed, 
  * Returns the number of bytes written. */
 size_t ws_frame_write_header(uint8_t *out, unsigned first_byte, uint64_t len, const uint8_t *mask);
 
+/* The length of the header ws_frame_write_header writes for a payload of len
+ * bytes, masked or not: a caller can make room for header and payload at
+ * once and write the header in its place. */
+static inline size_t ws_frame_header_len(uint64_t len, int masked)
+{
+    return (len < 126 ? 2 : len <= 0xFFFF ? 4 : 10) + (masked ? 4 : 0);
+}
+
 /* XOR data[0..len) in place with mask, as if data started at payload offset
  * `offset` (so a payload may be unmasked in several chunks). Works a machine
  * word at a time; data need not be aligned. */
 void ws_frame_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t offset);
+
+/* ws_frame_mask of a whole payload (offset 0), which also tells whether the
+ * bytes it unmasked are all ASCII (1) or not (0): a text message then needs
+ * no UTF-8 check, and the reader does not read its bytes a second time. */
+int ws_frame_unmask_ascii(uint8_t *data, size_t len, const uint8_t mask[4]);
 
 #endif

@@ -108,7 +108,9 @@ static int frame_begin(ws_msg_reader_t *r)
 
 /* A frame that lies whole in the fed buffer: unmask and deliver it where it is.
  * Only control frames and single-frame data messages qualify; fragments always
- * go through _msg. Returns <0 error, 0 go on, >0 stop. */
+ * go through _msg. The usual message takes message_inplace instead; this is
+ * for control frames and messages whose header was split across feeds.
+ * Returns <0 error, 0 go on, >0 stop. */
 static int frame_inplace(ws_msg_reader_t *r, uint8_t *p, size_t n)
 {
     const ws_frame_hdr_t *h = &r->_fh;
@@ -127,6 +129,26 @@ static int frame_inplace(ws_msg_reader_t *r, uint8_t *p, size_t n)
     r->_msg_op = 0;
     r->_msg_flags = 0;
     return deliver(r, op, flags, p, n) ? 1 : 0;
+}
+
+/* The usual message (ws_frame_usual: a text or binary frame with FIN, no RSV
+ * bit, masked) with no message in progress, its payload p[0..n) all in the
+ * fed buffer. What frame_begin and frame_inplace do for it, in the same
+ * order, from the header's bytes at hand: the opcode is not stored in
+ * _msg_op to be cleared again before the delivery, and _fh is not written
+ * (a header is parsed into it before any use). Returns <0 error, 0 go on,
+ * >0 stop. */
+static inline int message_inplace(ws_msg_reader_t *r, unsigned op, const uint8_t *mask,
+                                  uint8_t *p, size_t n)
+{
+    ws_utf8_init(&r->_utf8);
+    if (n > r->max_message - r->_msg.len)
+        return WS_ETOOBIG;
+    r->_done = 0;
+    /* ASCII is valid UTF-8: what the unmasking saw spares the check. */
+    if (!ws_frame_unmask_ascii(p, n, mask) && op == WS_OP_TEXT && !ws_utf8_valid(p, n))
+        return WS_EUTF8;
+    return deliver(r, op, 0, p, n) ? 1 : 0;
 }
 
 /* The next n payload bytes of the current frame (n may be 0). */
@@ -186,17 +208,44 @@ long ws_msg_feed(ws_msg_reader_t *r, uint8_t *buf, size_t len)
      * frame whose header ended the buffer is finished in this call. */
     while (pos < len || r->_phase == PH_PAYLOAD) {
         if (r->_phase == PH_HDR) {
-            /* Headers always go through _hdr: it costs at most 14 bytes of copy
-             * and makes a header split across feeds the same case as a whole one. */
-            size_t take = len - pos;
-            if (take > (size_t)(WS_FRAME_HDR_MAX - r->_hdr_len))
-                take = (size_t)(WS_FRAME_HDR_MAX - r->_hdr_len);
-            memcpy(r->_hdr + r->_hdr_len, buf + pos, take);
-            rc = ws_frame_parse_header(r->_hdr, r->_hdr_len + take, r->rsv_allowed, 1, &r->_fh);
-            if (rc == WS_EAGAIN) {
-                r->_hdr_len = (uint8_t)(r->_hdr_len + take);
-                pos += take;
-                break;
+            if (r->_hdr_len == 0) {
+                /* Most often the whole of a usual message is in buf: taken
+                 * from its header's bytes where they are. */
+                int n = ws_frame_usual(buf + pos, len - pos);
+                if (n >= 0 && (size_t)n <= len - pos - 6 && !r->_msg_op) {
+                    uint8_t *h = buf + pos;
+                    pos += 6 + (size_t)n;
+                    rc = message_inplace(r, h[0] & 0x0F, h + 2, h + 6, (size_t)n);
+                    if (rc < 0)
+                        return fail(r, rc);
+                    if (rc > 0)
+                        return (long)pos;
+                    continue;
+                }
+                /* Otherwise a header that is whole in buf is parsed where it
+                 * is too: the parser reads no further than the header, so the
+                 * answer is the one it gives for the header alone. */
+                rc = ws_frame_parse_header(buf + pos, len - pos, r->rsv_allowed, 1, &r->_fh);
+                if (rc == WS_EAGAIN) {
+                    /* Less than a header (< WS_FRAME_HDR_MAX bytes) ends buf:
+                     * kept in _hdr until the next feed completes it. */
+                    r->_hdr_len = (uint8_t)(len - pos);
+                    memcpy(r->_hdr, buf + pos, len - pos);
+                    pos = len;
+                    break;
+                }
+            } else {
+                /* The rest of a header split across feeds, completed in _hdr. */
+                size_t take = len - pos;
+                if (take > (size_t)(WS_FRAME_HDR_MAX - r->_hdr_len))
+                    take = (size_t)(WS_FRAME_HDR_MAX - r->_hdr_len);
+                memcpy(r->_hdr + r->_hdr_len, buf + pos, take);
+                rc = ws_frame_parse_header(r->_hdr, r->_hdr_len + take, r->rsv_allowed, 1, &r->_fh);
+                if (rc == WS_EAGAIN) {
+                    r->_hdr_len = (uint8_t)(r->_hdr_len + take);
+                    pos += take;
+                    break;
+                }
             }
             if (rc < 0)
                 return fail(r, rc);

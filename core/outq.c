@@ -91,11 +91,23 @@ void ws_outq_trim_pool(void)
     pool_free(1, pools[1].low);
 }
 
-void ws_outq_push(ws_outq_t *q, ws_chunk_t *k)
+/* ws_chunk_unref without the call while others still hold the chunk: a
+ * published frame is let go of by every subscriber's write but the last. */
+static inline void chunk_unref(ws_chunk_t *k)
+{
+    if (k->refs > 1)
+        k->refs--;
+    else
+        ws_chunk_unref(k);
+}
+
+void ws__outq_push_slow(ws_outq_t *q, ws_chunk_t *k)
 {
     /* Nothing more will be appended to the chunk before k: a connection that
-     * is not reading must not hold a standard chunk per few bytes queued. */
-    if (q->qn)
+     * is not reading must not hold a standard chunk per few bytes queued.
+     * Only a chunk the queue alone holds can shrink (a shared one, as a
+     * published frame, never does): the call is skipped for the others. */
+    if (q->qn && q->q[q->qn - 1]->refs == 1)
         q->q[q->qn - 1] = ws_chunk_shrink(q->q[q->qn - 1]);
     if (q->qn == q->qcap) {
         q->qcap = q->qcap ? q->qcap * 2 : 4;
@@ -109,10 +121,10 @@ void ws_outq_push(ws_outq_t *q, ws_chunk_t *k)
  * chunk when we are its only owner coalesces small frames into one write.
  * Otherwise a standard chunk, for the frames that may follow; or, when exact,
  * one of n bytes. */
-static uint8_t *reserve(ws_outq_t *q, size_t n, int exact)
+static inline uint8_t *reserve(ws_outq_t *q, size_t n, int exact)
 {
     ws_chunk_t *t = q->qn ? q->q[q->qn - 1] : NULL;
-    if (!t || t->refs != 1 || t->cap - t->len < n) {
+    if (!q->qn || t->refs != 1 || t->cap - t->len < n) {
         t = exact ? ws_chunk_new_exact(n) : ws_chunk_new(n);
         ws_outq_push(q, t);
     }
@@ -128,12 +140,13 @@ void ws_outq_raw(ws_outq_t *q, const void *data, size_t len)
         memcpy(reserve(q, len, 0), data, len);
 }
 
-static void frame(ws_outq_t *q, unsigned op, const void *data, size_t len, int exact)
+static inline void frame(ws_outq_t *q, unsigned op, const void *data, size_t len, int exact)
 {
-    uint8_t hdr[WS_FRAME_HDR_MAX];
-    size_t hl = ws_frame_write_header(hdr, WS_FRAME_FIN | op, len, NULL);
+    /* Room for the whole frame first, so that the header is written in its
+     * place rather than copied there. */
+    size_t hl = ws_frame_header_len(len, 0);
     uint8_t *p = reserve(q, hl + len, exact);
-    memcpy(p, hdr, hl);
+    ws_frame_write_header(p, WS_FRAME_FIN | op, len, NULL);
     if (len)
         memcpy(p + hl, data, len);
 }
@@ -215,7 +228,9 @@ ws_write_t *ws_outq_take(ws_outq_t *q, ws_write_cb cb, void *data)
     wreq_t *r = wreq_new(n);
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        r->iov[i] = uv_buf_init((char *)q->q[i]->data, (unsigned)q->q[i]->len);
+        /* What uv_buf_init does, without a call into libuv per chunk. */
+        r->iov[i].base = (char *)q->q[i]->data;
+        r->iov[i].len = (unsigned)q->q[i]->len;
         total += q->q[i]->len;
     }
     memcpy(r->chunks, q->q, n * sizeof *q->q);
@@ -242,7 +257,7 @@ void ws_outq_written(ws_outq_t *q, ws_write_t *w)
         q->w = NULL;
     }
     for (size_t i = 0; i < r->n; i++)
-        ws_chunk_unref(r->chunks[i]);
+        chunk_unref(r->chunks[i]);
     int k = r->pool;
     if (k >= 0 && pools[k].n < WREQ_POOL_MAX) {
         r->next_free = pools[k].head;

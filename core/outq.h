@@ -37,8 +37,22 @@ static inline size_t ws_outq_buffered(const ws_outq_t *q)
  * (its chunks are freed only when it completes, however much has left). */
 size_t ws_outq_held(const ws_outq_t *q);
 
-/* Queue a chunk; the caller's reference becomes the queue's. */
-void ws_outq_push(ws_outq_t *q, ws_chunk_t *k);
+/* The rest of ws_outq_push (below): the array grows, or a last chunk the queue
+ * alone holds shrinks. */
+void ws__outq_push_slow(ws_outq_t *q, ws_chunk_t *k);
+/* Queue a chunk; the caller's reference becomes the queue's. Inline: a
+ * publish pushes its frame to every subscriber's queue. The usual push (room
+ * in the array, the last chunk shared, as the frame of the publish before)
+ * is done here; the rest in ws__outq_push_slow. */
+static inline void ws_outq_push(ws_outq_t *q, ws_chunk_t *k)
+{
+    if (q->qn == q->qcap || (q->qn && q->q[q->qn - 1]->refs == 1)) {
+        ws__outq_push_slow(q, k);
+        return;
+    }
+    q->q[q->qn++] = k;
+    q->queued += k->len;
+}
 /* Queue raw bytes (an HTTP response). */
 void ws_outq_raw(ws_outq_t *q, const void *data, size_t len);
 /* Queue one whole frame; op may carry WS_FRAME_RSV1. */
