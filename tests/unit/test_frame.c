@@ -330,6 +330,38 @@ static void test_frame_mask_matches_reference_at_every_offset_alignment_and_leng
     guard_free(&g);
 }
 
+/* ws_frame_unmask_ascii (16 bytes a step where SSE2 is there, a word at a
+ * time otherwise): the bytes ws_frame_mask makes, and "all ASCII" exactly
+ * when no unmasked byte has its top bit set, at every length to 140, every
+ * alignment and every place of one high byte; also at the end of a page. */
+static void test_frame_unmask_ascii_matches_mask_and_a_byte_check(void **state)
+{
+    static const uint8_t key[4] = {0x5a, 0x81, 0x3c, 0x07};
+    uint8_t plain[160], want[160], got[160 + 16];
+    guard_t g;
+    guard_init(&g, 160);
+    for (size_t len = 0; len <= 140; len++) {
+        for (long bad = -1; bad < (long)len; bad++) {
+            for (size_t i = 0; i < len; i++)
+                plain[i] = (uint8_t)(' ' + (i * 7 + len) % 90);
+            if (bad >= 0)
+                plain[bad] = (uint8_t)(0x80 | (bad & 0x7f));
+            memcpy(want, plain, len);
+            naive_mask(want, len, key, 0); /* the masked frame payload */
+            for (size_t align = 0; align < 16; align += bad < 0 ? 1 : 5) {
+                memcpy(got + align, want, len);
+                int ascii = ws_frame_unmask_ascii(got + align, len, key);
+                assert_memory_equal(got + align, plain, len);
+                assert_int_equal(ascii, bad < 0);
+            }
+            uint8_t *p = guard_put(&g, want, len);
+            assert_int_equal(ws_frame_unmask_ascii(p, len, key), bad < 0);
+            assert_memory_equal(p, plain, len);
+        }
+    }
+    guard_free(&g);
+}
+
 static void test_frame_mask_in_chunks_equals_mask_at_once(void **state)
 {
     static const size_t chunks[] = {1, 3, 7, 8, 13, 64};
@@ -378,6 +410,7 @@ int main(void)
         cmocka_unit_test(test_frame_rejects_64bit_length_with_top_bit_set),
         cmocka_unit_test(test_frame_asks_for_more_on_empty_input),
         cmocka_unit_test(test_frame_mask_matches_reference_at_every_offset_alignment_and_length),
+        cmocka_unit_test(test_frame_unmask_ascii_matches_mask_and_a_byte_check),
         cmocka_unit_test(test_frame_mask_in_chunks_equals_mask_at_once),
         cmocka_unit_test(test_frame_mask_twice_restores_data),
     };

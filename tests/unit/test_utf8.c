@@ -279,6 +279,44 @@ static void test_utf8_ascii_fast_path_at_every_length_and_position(void **state)
     guard_free(&g);
 }
 
+/* ws_utf8_valid (its ASCII run 16 bytes a step where SSE2 is there) against
+ * the byte-at-a-time decoder, over pseudo-random text of every length to
+ * 140 at every alignment to 16: ASCII with now and then a stray high byte or
+ * a valid 2-, 3- or 4-byte sequence. */
+static void test_utf8_valid_matches_the_decoder_on_mixed_text(void **state)
+{
+    static const char *const seqs[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\x80",
+                                       "\xc3", "\xed\xa0\x80"};
+    uint8_t buf[200];
+    uint32_t x = 12345;
+    for (int round = 0; round < 40; round++) {
+        for (size_t len = 0; len <= 140; len++) {
+            size_t n = 0;
+            while (n < len) {
+                x = x * 1103515245u + 12345u;
+                unsigned r = (x >> 16) % 64;
+                const char *sq = r < 6 ? seqs[r] : NULL;
+                size_t k = sq ? strlen(sq) : 1;
+                if (n + k > len)
+                    sq = NULL, k = 1;
+                if (sq)
+                    memcpy(buf + 16 + n, sq, k);
+                else
+                    buf[16 + n] = (uint8_t)('a' + r % 26);
+                n += k;
+            }
+            ws_utf8_t u;
+            ws_utf8_init(&u);
+            int want = ws_utf8_feed(&u, buf + 16, len) == 0 && ws_utf8_complete(&u);
+            for (size_t align = 0; align < 16; align++) {
+                memmove(buf + align, buf + 16, len);
+                assert_int_equal(ws_utf8_valid(buf + align, len), want);
+                memmove(buf + 16, buf + align, len);
+            }
+        }
+    }
+}
+
 /* Every 1- and 2-byte string, and 3- and 4-byte strings over all lead bytes
  * E0..FF, every second byte and the boundary values of the rest. */
 static void test_utf8_matches_reference_decoder(void **state)
@@ -323,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_utf8_empty_input_is_valid),
         cmocka_unit_test(test_utf8_ascii_fast_path_at_every_length_and_position),
         cmocka_unit_test(test_utf8_matches_reference_decoder),
+        cmocka_unit_test(test_utf8_valid_matches_the_decoder_on_mixed_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
