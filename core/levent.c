@@ -381,7 +381,10 @@ static int batch_k(lua_State *L, int status, lua_KContext ctx)
         ctx |= 1;
     int n = (lua_gettop(L) - 5) / 2;
     for (int i = (int)(ctx >> 1); i < n; i++) {
-        lh->box_seen = lua_touserdata(L, 5); /* on this stack: see push_event */
+        /* On this stack (see push_event); a task run inside the handler
+         * before this message forgot it. */
+        if (!lh->box_seen)
+            lh->box_seen = lua_touserdata(L, 5);
         if (i == 0) {
             lua_pushvalue(L, 2);
         } else {
