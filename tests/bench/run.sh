@@ -40,7 +40,8 @@ usage() {
   --hold N         idle connections for the RSS and reload scenarios (default $HOLD_CONNS)
   --reload-samples K  reloads per variant and run in the reload scenario (default $RELOAD_SAMPLES)
   --deflate-conns N   connections per mode in the rss_deflate scenario (default $DEFLATE_CONNS)
-  --servers LIST   any of: wspush node tornado (default all)
+  --servers LIST   any of: wspush node tornado floor (default: wspush node tornado; floor is
+                   tests/bench/wsfloor.c, a blocking one-connection echo, for the rtt row only)
   --scenarios LIST any of: $SCENARIOS
   --build-dir DIR  where wspush and wsbench are built (default build-bench/)
   --wspush BIN     benchmark this wspush binary instead of the one built
@@ -119,7 +120,7 @@ if [ "$DO_BUILD" = 1 ]; then
     # test sources that are being edited.
     cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWSPUSH_TESTS=OFF \
         -DWSPUSH_BENCH=ON >"$BUILD_DIR.cmake.log" 2>&1 &&
-        cmake --build "$BUILD_DIR" -j2 --target wsbench wspush >>"$BUILD_DIR.cmake.log" 2>&1 ||
+        cmake --build "$BUILD_DIR" -j2 --target wsbench wsfloor wspush >>"$BUILD_DIR.cmake.log" 2>&1 ||
         { log "build failed, see $BUILD_DIR.cmake.log"; tail -20 "$BUILD_DIR.cmake.log" >&2; exit 1; }
 fi
 WSBENCH="$BUILD_DIR/tests/bench/wsbench"
@@ -171,6 +172,11 @@ start_server() {
         ;;
     tornado)
         "${PIN_SERVER[@]}" /usr/bin/python3 "$HERE/peers/tornado_demo.py" 0 2>"$logf" &
+        ;;
+    floor)
+        # Echo only, one connection at a time: the round-trip row's floor.
+        [ "$kind" = echo ] || { log "floor serves the rtt scenario only"; return 1; }
+        "${PIN_SERVER[@]}" "$BUILD_DIR/tests/bench/wsfloor" 0 2>"$logf" &
         ;;
     esac
     SERVER_PID=$!
@@ -370,7 +376,7 @@ done
 # --- table ----------------------------------------------------------------------------------
 
 peers=()
-for p in node tornado; do has_server "$p" && peers+=("$p"); done
+for p in node tornado floor; do has_server "$p" && peers+=("$p"); done
 header="| scenario | unit | wspush"
 sep="|---|---|---"
 for p in "${peers[@]}"; do header+=" | $p"; sep+="|---"; done
