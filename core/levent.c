@@ -442,7 +442,10 @@ static void on_flush(void *ud, ws_conn_t *c)
 static void hold(ws_lhost_t *lh, struct ws_route_s *r, ws_conn_t *c, const uint8_t *data,
                  size_t len, int binary)
 {
-    if (lh->held.c && (lh->held.c != c || lh->held.n >= HOLD_MAX || lh->held.bytes >= HOLD_BYTES)) {
+    /* A second message needs the room of a whole batch on the coroutine's
+     * stack: without it (no memory), the first goes alone. */
+    if (lh->held.c && (lh->held.c != c || lh->held.n >= HOLD_MAX || lh->held.bytes >= HOLD_BYTES ||
+                       (lh->held.n == 1 && !lua_checkstack(lh->held.t->co, 2 * HOLD_MAX + 8)))) {
         flush(lh);
         /* Another connection's handlers may have closed this one. */
         if (ws_conn_state(c) != WS_CONN_OPEN || ws_conn_host_data(c) != r)
@@ -467,7 +470,6 @@ static void hold(ws_lhost_t *lh, struct ws_route_s *r, ws_conn_t *c, const uint8
         if (lh->held.n == 1) {
             /* The second: the first becomes a batch (see batch_k). */
             int f = WS_LTASK_BASE + 1;
-            lua_checkstack(co, 2 * HOLD_MAX + 8);
             lua_pushcfunction(co, batch_run);
             lua_insert(co, f);
             lua_pushlightuserdata(co, lh);

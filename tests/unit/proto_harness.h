@@ -87,7 +87,7 @@ struct fake_host_s {
 
 extern const ws_host_ops_t fake_host_ops;
 /* fake_host_ops with a flush that logs "flush;". */
-extern const ws_host_ops_t fake_host_ops_flush;
+const ws_host_ops_t *fake_host_ops_flush(void);
 
 #define HS_MAX_MEMIO 128
 

@@ -277,14 +277,21 @@ static void test_conn_close_timeout_after_peer_close_reports_the_peer_code(void 
 
 /* It is told to let go at the end of every read and before a ping, a pong
  * or a close frame is handled, so what it holds never overtakes them. */
-static void test_conn_flush_ends_each_read_and_comes_before_control_frames(void **state)
+/* An open connection whose host logs "flush;" when told to let go. */
+static ws_memio_t *open_flushing(harness_t *h)
 {
-    harness_t *h = *state;
     hs_start(h);
-    ws_hub_set_host(&h->hub, &fake_host_ops_flush, &h->host);
+    ws_hub_set_host(&h->hub, fake_host_ops_flush(), &h->host);
     ws_memio_t *m;
     open_conn(h, &m);
     hs_log_clear(h);
+    return m;
+}
+
+static void test_conn_flush_ends_each_read_and_comes_before_control_frames(void **state)
+{
+    harness_t *h = *state;
+    ws_memio_t *m = open_flushing(h);
     send_text(h, m, "alone");
     assert_string_equal(hs_log(h), "msg:alone;flush;");
     hs_log_clear(h);
@@ -308,11 +315,7 @@ static void test_conn_flush_ends_each_read_and_comes_before_control_frames(void 
 static void test_conn_flush_comes_before_a_protocol_error_closes(void **state)
 {
     harness_t *h = *state;
-    hs_start(h);
-    ws_hub_set_host(&h->hub, &fake_host_ops_flush, &h->host);
-    ws_memio_t *m;
-    open_conn(h, &m);
-    hs_log_clear(h);
+    ws_memio_t *m = open_flushing(h);
     ws_buf_t b;
     ws_buf_init(&b);
     hs_client_frame(&b, WS_FRAME_FIN | WS_OP_TEXT, "m1", 2);
