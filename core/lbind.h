@@ -314,6 +314,9 @@ void ws__lconn_push(ws_lhost_t *lh, lua_State *L, ws_conn_t *c);
 void ws__lconn_push_in_task(lua_State *co, ws_conn_t *c);
 /* Give back what levent holds (the host goes away). */
 void ws__levent_release(ws_lhost_t *lh);
+/* Note the connection object at index i of L (kept alive by that stack
+ * while its task runs or is held) as lh->box_seen, if it is one. */
+void ws__lconn_note(ws_lhost_t *lh, lua_State *L, int i);
 /* Is the connection object at index i (one of ours) open? */
 int ws__lconn_is_open(lua_State *L, int i);
 /* Make the object of c inert and remove it from the connection table. */

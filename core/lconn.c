@@ -425,6 +425,20 @@ void ws__lconn_push_in_task(lua_State *co, ws_conn_t *c)
     lua_rawgeti(co, WS_LTASK_CONNS_IDX, (lua_Integer)ws_conn_id(c));
 }
 
+void ws__lconn_note(ws_lhost_t *lh, lua_State *L, int i)
+{
+    /* Proved as check_box would, once per event: a connections table that
+     * a script reached (debug) may hold anything. */
+    const void *b = NULL;
+    i = lua_absindex(L, i);
+    if (lh->conn_mt && lua_type(L, i) == LUA_TUSERDATA && lua_getmetatable(L, i)) {
+        if (lua_topointer(L, -1) == lh->conn_mt)
+            b = lua_touserdata(L, i);
+        lua_pop(L, 1);
+    }
+    lh->box_seen = b;
+}
+
 int ws__lconn_is_open(lua_State *L, int i)
 {
     const box_t *b = lua_touserdata(L, i);

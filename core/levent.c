@@ -166,7 +166,7 @@ static int push_event(ws_lhost_t *lh, lua_State *S, struct ws_route_s *r, ws_con
         lua_rawgeti(S, LUA_REGISTRYINDEX, b->box_ref);
     else
         ws__lconn_push_in_task(S, c);
-    lh->box_seen = lua_touserdata(S, -1);
+    ws__lconn_note(lh, S, -1);
     return 1;
 }
 
@@ -384,7 +384,7 @@ static int batch_k(lua_State *L, int status, lua_KContext ctx)
         /* On this stack (see push_event); a task run inside the handler
          * before this message forgot it. */
         if (!lh->box_seen)
-            lh->box_seen = lua_touserdata(L, 5);
+            ws__lconn_note(lh, L, 5);
         if (i == 0) {
             lua_pushvalue(L, 2);
         } else {

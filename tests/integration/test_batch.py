@@ -172,3 +172,16 @@ def test_methods_refuse_what_is_not_a_connection(spawn):
                 assert p.startswith("false:") and "wspush.conn expected" in p, reply
         c.send_text("ping")   # the server is still there
         assert len(recv_texts(c, 1)[0].split("|")) == 4
+
+
+def test_a_tampered_connections_table_does_not_confuse_the_methods(spawn):
+    # Through the debug library a script can put io.stdout where its
+    # connection object was; the next event then hands io.stdout to the
+    # handler, and a method given it must refuse it, not read it as a box.
+    s = start(spawn)
+    with rawws.upgrade(s.port, "/tamper", timeout=scaled(5)) as c:
+        c.send_text("tamper")
+        assert recv_texts(c, 1) == ["tampered"]
+        c.send(texts("a", "b"))
+        reply = recv_texts(c, 1)[0]
+    assert reply.startswith("file|false|") and "wspush.conn expected" in reply, reply

@@ -79,8 +79,30 @@ function confuse.on_message(conn, msg)
   conn:send(table.concat(out, "|"))
 end
 
+-- /tamper: a script that reaches the connections table through the debug
+-- library and puts another userdata where its connection was: the next
+-- event's "connection" is then io.stdout, and the methods must still refuse
+-- it (the event's connection is known by address only once proved).
+local tamper = {}
+local saved, send
+function tamper.on_message(conn, msg)
+  if msg == "tamper" then
+    local _, conns = debug.getupvalue(wspush.connections(), 1)
+    saved, send = conn, conn.send
+    conns[conn.id] = io.stdout
+    conn:send("tampered")
+  elseif saved then
+    local ok, err = pcall(send, conn, "x")
+    local _, conns = debug.getupvalue(wspush.connections(), 1)
+    conns[saved.id] = saved
+    saved:send(tostring(io.type(conn)) .. "|" .. tostring(ok) .. "|" .. tostring(err):gsub("^.-: ", ""))
+    saved = nil
+  end
+end
+
 return {
   ["/confuse"] = confuse,
+  ["/tamper"] = tamper,
   ["/rec"] = recorder,
   ["/inherit"] = inherit,
   ["/asked"] = function() return tostring(asked) end,
