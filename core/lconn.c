@@ -39,6 +39,17 @@ enum { UV_PATH = 1, UV_HEADERS, UV_EXTRA, UV_N = UV_EXTRA };
 /* Every function of this file has the metatable as upvalue 1: comparing
  * against it is cheaper than luaL_checkudata's lookup by name, and this runs
  * on every method call. */
+/* Has the value at i the metatable whose address is mt? */
+static int has_mt(lua_State *L, int i, const void *mt)
+{
+    if (!lua_getmetatable(L, i))
+        return 0;
+    /* Table identity: lua_rawequal would go through the generic equality. */
+    int ok = lua_topointer(L, -1) == mt;
+    lua_settop(L, -2);
+    return ok;
+}
+
 static box_t *check_box(lua_State *L, int i)
 {
     box_t *b = lua_touserdata(L, i);
@@ -47,14 +58,9 @@ static box_t *check_box(lua_State *L, int i)
      * lh->box_seen): a handler calls its methods again and again. */
     if (b && lh && b == lh->box_seen && lua_type(L, i) == LUA_TUSERDATA)
         return b;
-    if (b && lua_getmetatable(L, i)) {
-        /* Table identity: lua_rawequal would go through the generic
-         * equality. The server's state keeps the address at hand. */
-        const void *mt = lua_topointer(L, -1);
-        lua_settop(L, -2);
-        if (mt == (lh ? lh->conn_mt : lua_topointer(L, lua_upvalueindex(1))))
-            return b;
-    }
+    /* The server's state keeps the metatable's address at hand. */
+    if (b && has_mt(L, i, lh ? lh->conn_mt : lua_topointer(L, lua_upvalueindex(1))))
+        return b;
     luaL_typeerror(L, i, CONN_MT);
     return NULL;
 }
@@ -429,14 +435,9 @@ void ws__lconn_note(ws_lhost_t *lh, lua_State *L, int i)
 {
     /* Proved as check_box would, once per event: a connections table that
      * a script reached (debug) may hold anything. */
-    const void *b = NULL;
-    i = lua_absindex(L, i);
-    if (lh->conn_mt && lua_type(L, i) == LUA_TUSERDATA && lua_getmetatable(L, i)) {
-        if (lua_topointer(L, -1) == lh->conn_mt)
-            b = lua_touserdata(L, i);
-        lua_pop(L, 1);
-    }
-    lh->box_seen = b;
+    lh->box_seen = lh->conn_mt && lua_type(L, i) == LUA_TUSERDATA && has_mt(L, i, lh->conn_mt)
+                       ? lua_touserdata(L, i)
+                       : NULL;
 }
 
 int ws__lconn_is_open(lua_State *L, int i)

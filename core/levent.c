@@ -513,7 +513,6 @@ static int run_now(ws_lhost_t *lh, struct ws_route_s *r, ws_conn_t *c, int ev, i
 
 static void on_open(void *ud, ws_conn_t *c)
 {
-    on_flush(ud, c);
     run_now(ud, ws_conn_host_data(c), c, WS_EV_OPEN, 0, NULL, 0, 0, NULL);
 }
 
@@ -528,7 +527,6 @@ static void on_message(void *ud, ws_conn_t *c, const uint8_t *data, size_t len, 
 
 static void on_control(void *ud, ws_conn_t *c, unsigned op, const uint8_t *data, size_t len)
 {
-    on_flush(ud, c);
     ws_lhost_t *lh = ud;
     int ev = op == WS_OP_PING ? WS_EV_PING : WS_EV_PONG;
     void *hd = ws_conn_host_data(c);
@@ -540,7 +538,6 @@ static void on_control(void *ud, ws_conn_t *c, unsigned op, const uint8_t *data,
 
 static void on_drain(void *ud, ws_conn_t *c)
 {
-    on_flush(ud, c);
     void *hd = ws_conn_host_data(c);
     if (*(uint8_t *)hd != WS_HD_BUSY) {
         run_now(ud, hd, c, WS_EV_DRAIN, 0, NULL, 0, 0, NULL);
@@ -560,7 +557,6 @@ static void keep_box(ws_lhost_t *lh, busy_t *b, ws_conn_t *c)
 
 static void on_closed(void *ud, ws_conn_t *c, unsigned code, const char *reason)
 {
-    on_flush(ud, c);
     ws_lhost_t *lh = ud;
     lua_State *L = lh->L;
     void *hd = ws_conn_host_data(c);

@@ -225,11 +225,10 @@ static int prepare_state(ws_lhost_t *lh, char *err, size_t errlen)
 {
     lua_State *L = lh->L;
     ws__lconn_register(L);
-    if (lh->own_state)
-        ws__lconn_fast(lh);
     /* A test's state loads the module from build/lua (with its testing
      * part): a preload would shadow it. */
     if (lh->own_state) {
+        ws__lconn_fast(lh);
         luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
         lua_pushcfunction(L, ws__luaopen_native);
         lua_setfield(L, -2, "wspush.native");
