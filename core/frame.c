@@ -81,7 +81,6 @@ int ws_frame_parse_header(const uint8_t *buf, size_t len, unsigned rsv_allowed, 
 
 size_t ws_frame_write_header(uint8_t *out, unsigned first_byte, uint64_t len, const uint8_t *mask)
 {
-    size_t n = 2;
     uint8_t mbit = mask ? 0x80 : 0;
 
     out[0] = (uint8_t)first_byte;
@@ -91,18 +90,16 @@ size_t ws_frame_write_header(uint8_t *out, unsigned first_byte, uint64_t len, co
         out[1] = mbit | 126;
         out[2] = (uint8_t)(len >> 8);
         out[3] = (uint8_t)len;
-        n = 4;
     } else {
         out[1] = mbit | 127;
         for (int i = 0; i < 8; i++)
             out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
-        n = 10;
     }
-    if (mask) {
+    /* The length callers reserve by (ws_frame_header_len). */
+    size_t n = ws_frame_header_len(len, 0);
+    if (mask)
         memcpy(out + n, mask, 4);
-        n += 4;
-    }
-    return n;
+    return n + (mask ? 4 : 0);
 }
 
 void ws_frame_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t offset)
