@@ -133,6 +133,10 @@ static const opt_t opts[] = {
      "send through io_uring, one system call per loop turn (plain writev when unavailable)"},
     {"no-io-uring", 0, OPT_SWITCH, FIELD(io_uring), 0, 0, NULL, NULL,
      "send with one writev per connection and turn"},
+    {"busy-poll", 0, OPT_INT, FIELD(busy_poll), 0, 1000000, "0", "USEC",
+     "after a message, request or new connection, poll without sleeping for up to USEC "
+     "microseconds: a shorter round trip for up to a core of CPU while messages flow; "
+     "0 = sleep at once"},
     {"lua-timeout", 0, OPT_SECONDS, FIELD(lua_timeout), 0, 3600, "5", "SECONDS",
      "a Lua callback running longer than this is stopped with an error"},
     {"lua-max-memory", 0, OPT_SIZE, FIELD(lua_max_memory), 0, 0, "512m", "BYTES",

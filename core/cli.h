@@ -62,6 +62,7 @@ typedef struct {
     int compression_context; /* --compression-context: keep context between messages */
     size_t compression_max_memory; /* --compression-max-memory BYTES, default 256 MiB */
     int io_uring;            /* --io-uring / --no-io-uring, default on */
+    int busy_poll;           /* --busy-poll USEC, default 0: poll this long after work before sleeping */
     const char *tls_cert;    /* --tls-cert FILE (PEM, chain after the certificate): serve TLS */
     const char *tls_key;     /* --tls-key FILE (PEM) */
     int tls_min_version;     /* --tls-min-version 1.2|1.3: 0 = 1.2, 1 = 1.3 */

@@ -13,6 +13,7 @@
 #endif
 
 #include "broker.h"
+#include "busypoll.h"
 #include "certs.h"
 #include "cli.h"
 #include "control.h"
@@ -557,7 +558,7 @@ int main(int argc, char **argv)
                     app.cfg.script);
     if (!app.is_worker)
         ws_notify_serving(loop, status_line, &app);
-    uv_run(loop, UV_RUN_DEFAULT);
+    ws_busypoll_run(loop, (unsigned)app.cfg.busy_poll, &app.hub.work);
     finish(&app);
     ws_log_stop();
     /* Handles closed by finish need one more turn for their close callbacks. */

@@ -5,7 +5,7 @@
 #
 #   tests/bench/run.sh [--quick] [--runs R] [--duration S] [--hold N] [--servers LIST]
 #                      [--scenarios LIST] [--build-dir DIR] [--wspush BIN] [--no-build]
-#                      [--reload-samples K] [--deflate-conns N] [--out FILE]
+#                      [--reload-samples K] [--deflate-conns N] [--busy-poll USEC] [--out FILE]
 #
 # It is a benchmark, never a pass/fail test: it exits 0 whenever it could print its table, even
 # with peers missing or slow. See tests/bench/README.md for what each figure means.
@@ -26,6 +26,7 @@ BUILD_DIR="$ROOT/build-bench"
 WSPUSH_BIN=""
 DO_BUILD=1
 OUT=""
+BUSY_POLL=100
 SERVER_CPU=0
 GEN_CPU=1
 
@@ -40,8 +41,10 @@ usage() {
   --hold N         idle connections for the RSS and reload scenarios (default $HOLD_CONNS)
   --reload-samples K  reloads per variant and run in the reload scenario (default $RELOAD_SAMPLES)
   --deflate-conns N   connections per mode in the rss_deflate scenario (default $DEFLATE_CONNS)
-  --servers LIST   any of: wspush node tornado floor (default: wspush node tornado; floor is
+  --servers LIST   any of: wspush wspush-busy node tornado floor (default: wspush node tornado;
+                   wspush-busy is wspush --busy-poll, for the message rows only; floor is
                    tests/bench/wsfloor.c, a blocking one-connection echo, for the rtt row only)
+  --busy-poll USEC the window of wspush-busy (default $BUSY_POLL)
   --scenarios LIST any of: $SCENARIOS
   --build-dir DIR  where wspush and wsbench are built (default build-bench/)
   --wspush BIN     benchmark this wspush binary instead of the one built
@@ -58,6 +61,7 @@ while [ $# -gt 0 ]; do
     --hold) HOLD_CONNS=$2; shift ;;
     --reload-samples) RELOAD_SAMPLES=$2; shift ;;
     --deflate-conns) DEFLATE_CONNS=$2; shift ;;
+    --busy-poll) BUSY_POLL=$2; shift ;;
     --servers) SERVERS=$2; shift ;;
     --scenarios) SCENARIOS=$2; shift ;;
     --build-dir) BUILD_DIR=$2; shift ;;
@@ -162,10 +166,11 @@ start_server() {
     local name=$1 kind=$2 logf="$TMP/$1.log"
     : >"$logf"
     case "$name" in
-    wspush)
-        local script="$ROOT/handlers/echo.lua"
+    wspush | wspush-busy)
+        local script="$ROOT/handlers/echo.lua" extra=()
         [ "$kind" = fanout ] && script="$HERE/scripts/fanout.lua"
-        "${PIN_SERVER[@]}" "$WSPUSH_BIN" --host 127.0.0.1 --port 0 "$script" 2>"$logf" &
+        [ "$name" = wspush-busy ] && extra=(--busy-poll "$BUSY_POLL")
+        "${PIN_SERVER[@]}" "$WSPUSH_BIN" --host 127.0.0.1 --port 0 "${extra[@]}" "$script" 2>"$logf" &
         ;;
     node)
         NODE_PATH=/usr/share/nodejs "${PIN_SERVER[@]}" node "$HERE/peers/node_echo.js" 0 2>"$logf" &
@@ -301,6 +306,8 @@ run_rss_deflate() {
 run_one() {
     local sc=$1 name=$2 out field val
     [ "$name" = floor ] && [ "$sc" != rtt ] && return 0 # it serves one connection at a time
+    # The window is about messages; memory and reload rows would only repeat wspush's.
+    [ "$name" = wspush-busy ] && [[ " rtt echo1 echo16 fanout fanout64 " != *" $sc "* ]] && return 0
     case "$sc" in
     reload) run_reload "$name"; return 0 ;;
     rss_deflate) run_rss_deflate "$name"; return 0 ;;
@@ -375,12 +382,15 @@ done
 
 # --- table ----------------------------------------------------------------------------------
 
-peers=()
+ours=(wspush) peers=()
+has_server wspush-busy && ours+=(wspush-busy)
 for p in node tornado floor; do has_server "$p" && peers+=("$p"); done
-header="| scenario | unit | wspush"
-sep="|---|---|---"
-for p in "${peers[@]}"; do header+=" | $p"; sep+="|---"; done
-for p in "${peers[@]}"; do header+=" | wspush/$p"; sep+="|---"; done
+header="| scenario | unit"
+sep="|---|---"
+for p in "${ours[@]}" "${peers[@]}"; do header+=" | $p"; sep+="|---"; done
+for o in "${ours[@]}"; do
+    for p in "${peers[@]}"; do header+=" | $o/$p"; sep+="|---"; done
+done
 header+=" | generator CPU (wspush run) |"
 sep+="|---|"
 
@@ -392,14 +402,17 @@ table() {
     echo "$sep"
     for sc in $SCENARIOS; do
       for r in ${ROWS[$sc]:-$sc}; do
-        local row ws med pv
-        ws=$(median "${VALUES[$r,wspush]:-}")
-        row="| ${LABEL[$r]} | ${UNIT[$r]} | $(fmt "$ws")"
-        for p in "${peers[@]}"; do
+        local row med pv
+        row="| ${LABEL[$r]} | ${UNIT[$r]}"
+        for p in "${ours[@]}" "${peers[@]}"; do
             pv=$(median "${VALUES[$r,$p]:-}")
             if [ -z "$pv" ] && [ -n "${NA[$r]:-}" ]; then row+=" | ${NA[$r]}"; else row+=" | $(fmt "$pv")"; fi
         done
-        for p in "${peers[@]}"; do row+=" | $(ratio "$ws" "$(median "${VALUES[$r,$p]:-}")")"; done
+        for o in "${ours[@]}"; do
+            for p in "${peers[@]}"; do
+                row+=" | $(ratio "$(median "${VALUES[$r,$o]:-}")" "$(median "${VALUES[$r,$p]:-}")")"
+            done
+        done
         med=$(median "${GENCPU[$r,wspush]:-}")
         if [ -n "$med" ]; then row+=" | $med % |"; else row+=" | - |"; fi
         echo "$row"

@@ -67,6 +67,14 @@ def rss_kb(pid):
     return proc_status(pid, "VmRSS")
 
 
+def cpu_seconds(pid):
+    """A process's CPU time so far (user + system), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state): utime is field 14, stime field 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bin_is_sanitized():
     """True when the server binary is an ASan build (RSS figures mean little then)."""
     try:

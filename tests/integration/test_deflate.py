@@ -21,7 +21,7 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 
 import rawws
 from rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, build_frame
-from conftest import HERE, SCRIPTS, proc_status, scaled
+from conftest import HERE, SCRIPTS, cpu_seconds, proc_status, scaled
 
 APP = SCRIPTS / "deflate_app.lua"
 NODE_PATH = "/usr/share/nodejs"
@@ -625,12 +625,6 @@ def test_idle_compressed_connections_hold_no_zlib_memory(spawn):
     assert default < 24 * 1024, "%.0f bytes of RSS per idle compressed connection at the defaults" % default
     assert context > 64 * 1024, ("--compression-context should keep zlib state (~300 KB), "
                                  "measured %.0f bytes per connection" % context)
-
-
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as fh:
-        f = fh.read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_no_context_mode_costs_about_as_much_cpu_as_context_mode(spawn):

@@ -15,7 +15,6 @@ stuck or silent client and the figures it prints; split by theme they would
 share most of their helpers again.
 """
 import json
-import os
 import re
 import resource
 import select
@@ -29,19 +28,12 @@ import pytest
 
 import rawws
 from rawws import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, build_frame
-from conftest import SCRIPTS, bin_is_sanitized, report, rss_kb, scaled, wait_for
+from conftest import SCRIPTS, bin_is_sanitized, cpu_seconds, report, rss_kb, scaled, wait_for
 
 SCRIPT = SCRIPTS / "live_liveness.lua"
 
 
 SANITIZED = bin_is_sanitized()
-
-
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # fields[0] is field 3 (state): utime is field 14, stime field 15
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start(spawn, *args):
