@@ -346,7 +346,8 @@ void ws_conn_sweep(ws_conn_t *c, uint64_t now)
             c->t_ping = now;
         }
     }
-    if (c->idle_ms && now - c->t_msg >= c->idle_ms && !(c->t->paused & WS_PAUSE_HANDLER)) {
+    uint32_t idle_ms = c->rare ? c->rare->idle_ms : 0;
+    if (idle_ms && now - c->t_msg >= idle_ms && !(c->t->paused & WS_PAUSE_HANDLER)) {
         static const char msg[] = "idle timeout";
         ws_conn_close(c, WS_CLOSE_GOING_AWAY, msg, sizeof msg - 1);
         return;

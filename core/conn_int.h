@@ -42,13 +42,19 @@ typedef struct {
 
 /* What few connections need, made when first needed (ws__conn_rare): out of
  * ws_conn_t, an idle connection's block stays in a smaller malloc class
- * (328 bytes: a 336-byte chunk; these three fields inline made it 352). */
+ * (296 bytes: a 304-byte chunk; the limits below inline made it 328, a 336-byte
+ * chunk, and the first three fields 352 before that). */
 typedef struct {
     char *close_reason;     /* the close's reason, once one is known */
     ws_conn_access_t *acc;  /* an open WebSocket's, with --access-log */
     ws_ipaddr_t client;     /* behind a trusted proxy (hub->proxies): the client the
                                latest request's X-Forwarded-For names, when has_client */
     unsigned has_client : 1;
+    /* An open WebSocket's opt-in limits (--idle-timeout, --rate-limit or its route's);
+     * made at the upgrade when one is on. */
+    uint32_t idle_ms;       /* 0 = no idle timeout */
+    float rate, burst, tokens; /* inbound messages/s token bucket; rate 0 = off */
+    uint64_t t_tokens;
 } ws_conn_rare_t;
 
 /* Every connection has one, idle ones included: keep it small. */
@@ -72,7 +78,8 @@ struct ws_conn_s {
     unsigned on_open_list : 1;   /* next/prev link hub->open, not hub->conns */
     unsigned backpressure : 2;   /* ws_backpressure_t */
     uint16_t close_code;         /* what the host hears at the end */
-    uint32_t idle_ms;            /* 0 = no idle timeout */
+    uint32_t t_drain;            /* low 32 bits of the clock when the write in flight began or
+                                    last completed (differences are taken modulo 2^32) */
 
     ws_conn_t *next, *prev;      /* on hub->open (state OPEN) or hub->conns (the rest) */
     ws_conn_t *dirty_next;       /* hub->dirty */
@@ -96,13 +103,9 @@ struct ws_conn_s {
         uint64_t t_ping;         /* open: when our unanswered ping left; 0 = none */
     };
 
-    /* Limits, from the command line or the route. */
+    /* From the command line or the route; the message size limit is the reader's, and the
+     * opt-in limits (idle timeout, rate) are in rare. */
     size_t max_buffered;
-    size_t max_message;
-    float rate, burst, tokens;   /* inbound messages/s token bucket; rate 0 = off */
-    uint32_t t_drain;            /* low 32 bits of the clock when the write in flight began or
-                                    last completed (differences are taken modulo 2^32) */
-    uint64_t t_tokens;
 
     uint64_t deadline;           /* clock time (ms) by which the close must happen; 0 = none */
 

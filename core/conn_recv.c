@@ -81,11 +81,7 @@ ws_conn_t *ws_conn_new(ws_hub_t *h, ws_transport_t *t)
     c->state = WS_CONN_HTTP;
     c->close_code = WS_CLOSE_ABNORMAL;
     c->max_buffered = cfg->max_buffered;
-    c->max_message = cfg->max_message;
     c->backpressure = (unsigned)cfg->backpressure & 3;
-    c->idle_ms = (uint32_t)(cfg->idle_timeout * 1000);
-    c->rate = (float)cfg->rate_limit;
-    c->burst = c->tokens = (float)cfg->rate_burst;
     c->t_rx = now_ms(c);
     c->t_http = c->t_rx + (uint64_t)(cfg->handshake_timeout * 1000);
     ws__conn_link(c, &h->conns);
@@ -101,15 +97,16 @@ ws_conn_t *ws_conn_new(ws_hub_t *h, ws_transport_t *t)
 /* Token bucket on inbound messages: 0 to go on, 1 when over the limit. */
 static int over_rate(ws_conn_t *c)
 {
-    if (c->rate <= 0)
+    ws_conn_rare_t *r = c->rare;
+    if (!r || r->rate <= 0)
         return 0;
     uint64_t now = now_ms(c);
-    float t = c->tokens + (float)(now - c->t_tokens) / 1000.0f * c->rate;
-    c->tokens = t > c->burst ? c->burst : t;
-    c->t_tokens = now;
-    if (c->tokens < 1.0f)
+    float t = r->tokens + (float)(now - r->t_tokens) / 1000.0f * r->rate;
+    r->tokens = t > r->burst ? r->burst : t;
+    r->t_tokens = now;
+    if (r->tokens < 1.0f)
         return 1;
-    c->tokens -= 1.0f;
+    r->tokens -= 1.0f;
     return 0;
 }
 
@@ -125,7 +122,7 @@ static __attribute__((noinline)) int on_compressed(ws_conn_t *c, unsigned op, ui
     /* The size limit holds for the inflated message, enforced while inflating. */
     ws_buf_t *z = &c->hub->zin;
     z->len = 0;
-    int r = ws_deflate_inflate(c->deflate, data, len, c->max_message, z);
+    int r = ws_deflate_inflate(c->deflate, data, len, c->reader.max_message, z);
     if (r == 0 && op == WS_OP_TEXT && !ws_utf8_valid(z->data, z->len))
         r = WS_EUTF8;
     if (r != 0) {
@@ -338,11 +335,13 @@ static void upgraded(ws_conn_t *c, ws_pending_t *p)
         return;
     }
     const ws_route_limits_t *lim = &up->limits;
-    c->max_message = lim->max_message;
     c->max_buffered = lim->max_buffered;
-    c->idle_ms = lim->idle_ms;
-    c->rate = lim->rate;
-    c->burst = c->tokens = lim->burst;
+    if (lim->idle_ms || lim->rate > 0) {
+        ws_conn_rare_t *r = ws__conn_rare(c);
+        r->idle_ms = lim->idle_ms;
+        r->rate = lim->rate;
+        r->burst = r->tokens = lim->burst;
+    }
     c->backpressure = (unsigned)lim->backpressure & 3;
     char ext[WS_DEFLATE_RESPONSE_MAX];
     const char *exts = negotiate_deflate(c, &p->hs, &lim->deflate, ext, sizeof ext);
@@ -364,19 +363,17 @@ static void upgraded(ws_conn_t *c, ws_pending_t *p)
     /* The reader takes the place of the parser (a union): is_ws says which. */
     ws__conn_http_release(c->http);
     c->is_ws = 1;
-    ws_msg_reader_init(&c->reader, c->max_message, on_frame, c);
-    if (c->deflate) {
+    ws_msg_reader_init(&c->reader, lim->max_message, on_frame, c);
+    if (c->deflate)
         c->reader.rsv_allowed = WS_FRAME_RSV1;
-        /* The limit is on the inflated size (checked while inflating); on the
-         * wire an incompressible message may be slightly larger than itself. */
-        c->reader.max_message = c->max_message + (c->max_message >> 8) + 1024;
-    }
     c->state = WS_CONN_OPEN;
     ws__conn_unlink(c);
     ws__conn_link(c, &h->open);
     ws_hub_count_open(h, 1);
     ws_stats_inc(WS_STAT_OPENED);
-    c->t_msg = c->t_tokens = now_ms(c);
+    c->t_msg = now_ms(c);
+    if (c->rare)
+        c->rare->t_tokens = c->t_msg;
     c->t_ping = 0; /* shares its place with t_http, which the HTTP phase used */
     h->host->open(h->host_ud, c);
 }
@@ -496,11 +493,11 @@ static void request(ws_conn_t *c)
         p->upgrade = 1;
         p->req.keep_alive = 1;
         ws_route_limits_t *lim = &p->up.limits;
-        lim->max_message = c->max_message;
+        lim->max_message = h->cfg.max_message;
         lim->max_buffered = c->max_buffered;
-        lim->idle_ms = c->idle_ms;
-        lim->rate = c->rate;
-        lim->burst = c->burst;
+        lim->idle_ms = (uint32_t)(h->cfg.idle_timeout * 1000);
+        lim->rate = (float)h->cfg.rate_limit;
+        lim->burst = (float)h->cfg.rate_burst;
         lim->backpressure = c->backpressure;
         lim->deflate = h->deflate_cfg;
         r = h->host->upgrade(h->host_ud, c, &p->req, p->check.protocols, p->check.protocols_len,

@@ -100,8 +100,13 @@ static int frame_begin(ws_msg_reader_t *r)
         r->_msg_flags = (h->rsv & WS_FRAME_RSV1) ? WS_MSG_COMPRESSED : 0;
         ws_utf8_init(&r->_utf8);
     }
-    /* _msg.len never exceeds max_message, so the subtraction cannot wrap. */
-    if (h->len > r->max_message - r->_msg.len)
+    /* A compressed message's limit is on its inflated size, the caller's to check; on the
+     * wire an incompressible one may be slightly larger than itself. */
+    size_t max = r->max_message;
+    if (r->_msg_flags & WS_MSG_COMPRESSED)
+        max += (max >> 8) + 1024;
+    /* _msg.len never exceeds this message's max, so the subtraction cannot wrap. */
+    if (h->len > max - r->_msg.len)
         return WS_ETOOBIG;
     return 0;
 }

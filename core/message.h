@@ -33,7 +33,9 @@ typedef int (*ws_msg_cb)(void *ud, unsigned op, unsigned flags, uint8_t *data, s
 
 typedef struct {
     /* configuration (set before feeding) */
-    size_t max_message;    /* largest message, reassembled; larger -> WS_ETOOBIG */
+    size_t max_message;    /* largest message, reassembled; larger -> WS_ETOOBIG (a compressed
+                              one, RSV1, may be max_message / 256 + 1024 larger on the wire:
+                              its inflated size is the caller's to hold to max_message) */
     ws_msg_cb cb;
     void *ud;
     unsigned rsv_allowed;  /* WS_FRAME_RSV1 when permessage-deflate is negotiated, else 0 */

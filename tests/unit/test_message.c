@@ -572,6 +572,58 @@ static void test_message_rejects_too_big_from_the_header(void **state)
     ws_buf_free(&s);
 }
 
+/* With permessage-deflate the limit is on the inflated size, which the caller
+ * checks: on the wire a compressed message (RSV1 on its first frame) may be up
+ * to max/256 + 1024 larger than the limit, an uncompressed one not at all. */
+static void test_message_compressed_limit_has_the_deflate_slack(void **state)
+{
+    (void)state;
+    uint8_t hdr[WS_FRAME_HDR_MAX];
+    ws_msg_reader_t r;
+    rec_t got = {0};
+    const size_t max = 4096, slack = max / 256 + 1024;
+    static const struct {
+        unsigned b0;
+        size_t len;
+        int want;
+    } cases[] = {
+        {0xc2, 4096 + 16 + 1024, 0},                /* compressed, at max + slack */
+        {0xc2, 4096 + 16 + 1024 + 1, WS_ETOOBIG},   /* one over */
+        {0x82, 4096, 0},                            /* uncompressed, at max */
+        {0x82, 4097, WS_ETOOBIG},                   /* no slack for it */
+        {0xc1, 4096 + 16 + 1024, 0},                /* text too */
+    };
+    assert_int_equal(slack, 16 + 1024);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ws_msg_reader_init(&r, max, record, &got);
+        r.rsv_allowed = WS_FRAME_RSV1;
+        size_t n = ws_frame_write_header(hdr, cases[i].b0, cases[i].len, key);
+        /* Only the header is fed: a frame over the limit fails right there. */
+        assert_int_equal(ws_msg_feed(&r, hdr, n), cases[i].want ? cases[i].want : (long)n);
+        ws_msg_reader_free(&r);
+    }
+
+    /* Fragments of a compressed message share the slack: the first frame marks it. */
+    static uint8_t part[3000];
+    ws_buf_t s;
+    ws_buf_init(&s);
+    add_frame(&s, 0x42, part, 3000);
+    ws_msg_reader_init(&r, max, record, &got);
+    r.rsv_allowed = WS_FRAME_RSV1;
+    assert_int_equal(feed_all(&r, &s), 0);
+    size_t n = ws_frame_write_header(hdr, 0x80, max + slack - 3000, key);
+    assert_int_equal(ws_msg_feed(&r, hdr, n), (long)n);
+    ws_msg_reader_free(&r);
+    ws_msg_reader_init(&r, max, record, &got);
+    r.rsv_allowed = WS_FRAME_RSV1;
+    assert_int_equal(feed_all(&r, &s), 0);
+    n = ws_frame_write_header(hdr, 0x80, max + slack - 3000 + 1, key);
+    assert_int_equal(ws_msg_feed(&r, hdr, n), WS_ETOOBIG);
+    ws_msg_reader_free(&r);
+    rec_clear(&got);
+    ws_buf_free(&s);
+}
+
 static void test_message_releases_large_buffer_after_message(void **state)
 {
     static uint8_t big[200000];
@@ -850,6 +902,7 @@ int main(void)
         cmocka_unit_test(test_message_passes_header_errors_through),
         cmocka_unit_test(test_message_errors_are_sticky),
         cmocka_unit_test(test_message_rejects_too_big_from_the_header),
+        cmocka_unit_test(test_message_compressed_limit_has_the_deflate_slack),
         cmocka_unit_test(test_message_releases_large_buffer_after_message),
         cmocka_unit_test(test_utf8_fails_in_first_fragment_before_fin),
         cmocka_unit_test(test_utf8_fails_on_partial_frame_before_rest_arrives),
