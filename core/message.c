@@ -103,8 +103,10 @@ static int frame_begin(ws_msg_reader_t *r)
     /* A compressed message's limit is on its inflated size, the caller's to check; on the
      * wire an incompressible one may be slightly larger than itself. */
     size_t max = r->max_message;
-    if (r->_msg_flags & WS_MSG_COMPRESSED)
-        max += (max >> 8) + 1024;
+    if (r->_msg_flags & WS_MSG_COMPRESSED) {
+        size_t slack = (max >> 8) + 1024;
+        max = max > SIZE_MAX - slack ? SIZE_MAX : max + slack; /* --max-message may be huge */
+    }
     /* _msg.len never exceeds this message's max, so the subtraction cannot wrap. */
     if (h->len > max - r->_msg.len)
         return WS_ETOOBIG;

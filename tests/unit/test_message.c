@@ -603,6 +603,13 @@ static void test_message_compressed_limit_has_the_deflate_slack(void **state)
         ws_msg_reader_free(&r);
     }
 
+    /* The slack saturates: a huge limit does not wrap around to a small one. */
+    ws_msg_reader_init(&r, SIZE_MAX - 10, record, &got);
+    r.rsv_allowed = WS_FRAME_RSV1;
+    size_t hn = ws_frame_write_header(hdr, 0xc2, UINT64_C(1) << 62, key);
+    assert_int_equal(ws_msg_feed(&r, hdr, hn), (long)hn);
+    ws_msg_reader_free(&r);
+
     /* Fragments of a compressed message share the slack: the first frame marks it. */
     static uint8_t part[3000];
     ws_buf_t s;
