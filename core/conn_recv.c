@@ -341,6 +341,7 @@ static void upgraded(ws_conn_t *c, ws_pending_t *p)
         r->idle_ms = lim->idle_ms;
         r->rate = lim->rate;
         r->burst = r->tokens = lim->burst;
+        r->t_tokens = now_ms(c);
     }
     c->backpressure = (unsigned)lim->backpressure & 3;
     char ext[WS_DEFLATE_RESPONSE_MAX];
@@ -372,8 +373,6 @@ static void upgraded(ws_conn_t *c, ws_pending_t *p)
     ws_hub_count_open(h, 1);
     ws_stats_inc(WS_STAT_OPENED);
     c->t_msg = now_ms(c);
-    if (c->rare)
-        c->rare->t_tokens = c->t_msg;
     c->t_ping = 0; /* shares its place with t_http, which the HTTP phase used */
     h->host->open(h->host_ud, c);
 }

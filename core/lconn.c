@@ -36,9 +36,6 @@ void ws__lconn_set_handler(lua_State *L, int *ref)
 /* The box's user values. */
 enum { UV_PATH = 1, UV_HEADERS, UV_EXTRA, UV_N = UV_EXTRA };
 
-/* Every function of this file has the metatable as upvalue 1: comparing
- * against it is cheaper than luaL_checkudata's lookup by name, and this runs
- * on every method call. */
 /* Has the value at i the metatable whose address is mt? */
 static int has_mt(lua_State *L, int i, const void *mt)
 {
@@ -50,6 +47,9 @@ static int has_mt(lua_State *L, int i, const void *mt)
     return ok;
 }
 
+/* Every function of this file has the metatable as upvalue 1: comparing
+ * against it is cheaper than luaL_checkudata's lookup by name, and this runs
+ * on every method call. */
 static box_t *check_box(lua_State *L, int i)
 {
     box_t *b = lua_touserdata(L, i);

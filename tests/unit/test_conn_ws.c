@@ -275,8 +275,6 @@ static void test_conn_close_timeout_after_peer_close_reports_the_peer_code(void 
 
 /* --- a host that holds messages back (host.h, flush) --- */
 
-/* It is told to let go at the end of every read and before a ping, a pong
- * or a close frame is handled, so what it holds never overtakes them. */
 /* An open connection whose host logs "flush;" when told to let go. */
 static ws_memio_t *open_flushing(harness_t *h)
 {
@@ -288,6 +286,8 @@ static ws_memio_t *open_flushing(harness_t *h)
     return m;
 }
 
+/* It is told to let go at the end of every read and before a ping, a pong
+ * or a close frame is handled, so what it holds never overtakes them. */
 static void test_conn_flush_ends_each_read_and_comes_before_control_frames(void **state)
 {
     harness_t *h = *state;
